@@ -1,0 +1,99 @@
+// Message type bytes of protocol 3.0, named by sender (Protocol → Message Formats).
+// The only place in the project where a bare 'D' or 'Q' may appear.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace pgswitch::wire {
+
+/// Frontend (client → server) message types.
+namespace fe {
+enum class Tag : char {
+    Bind = 'B',
+    Close = 'C',
+    CopyData = 'd',
+    CopyDone = 'c',
+    CopyFail = 'f',
+    Describe = 'D',
+    Execute = 'E',
+    Flush = 'H',
+    FunctionCall = 'F',
+    Parse = 'P',
+    /// PasswordMessage, SASLInitialResponse and SASLResponse share 'p'; which
+    /// one it is depends on the authentication request it answers.
+    Password = 'p',
+    Query = 'Q',
+    Sync = 'S',
+    Terminate = 'X',
+};
+std::string_view to_string(Tag t) noexcept;
+/// True for every byte that is a valid frontend message type after startup.
+bool is_known(char c) noexcept;
+}  // namespace fe
+
+/// Backend (server → client) message types.
+namespace be {
+enum class Tag : char {
+    Authentication = 'R',
+    BackendKeyData = 'K',
+    BindComplete = '2',
+    CloseComplete = '3',
+    CommandComplete = 'C',
+    CopyBothResponse = 'W',
+    CopyData = 'd',
+    CopyDone = 'c',
+    CopyInResponse = 'G',
+    CopyOutResponse = 'H',
+    DataRow = 'D',
+    EmptyQueryResponse = 'I',
+    ErrorResponse = 'E',
+    FunctionCallResponse = 'V',
+    NegotiateProtocolVersion = 'v',
+    NoData = 'n',
+    NoticeResponse = 'N',
+    NotificationResponse = 'A',
+    ParameterDescription = 't',
+    ParameterStatus = 'S',
+    ParseComplete = '1',
+    PortalSuspended = 's',
+    ReadyForQuery = 'Z',
+    RowDescription = 'T',
+};
+std::string_view to_string(Tag t) noexcept;
+bool is_known(char c) noexcept;
+/// Types a server may legitimately send longer than 30,000 bytes (libpq's
+/// VALID_LONG_MESSAGE_TYPE, plus ParameterDescription for wide statements).
+bool may_be_long(char c) noexcept;
+}  // namespace be
+
+/// Startup-phase request codes (the Int32 after the length of an untagged packet).
+namespace startup_code {
+inline constexpr std::int32_t protocol_3_0 = 196608;      // 3 << 16
+inline constexpr std::int32_t cancel_request = 80877102;  // 1234 << 16 | 5678
+inline constexpr std::int32_t ssl_request = 80877103;     // 1234 << 16 | 5679
+inline constexpr std::int32_t gssenc_request = 80877104;  // 1234 << 16 | 5680
+}  // namespace startup_code
+
+/// Authentication request codes carried by be::Tag::Authentication.
+enum class AuthCode : std::int32_t {
+    ok = 0,
+    kerberos_v5 = 2,
+    cleartext_password = 3,
+    md5_password = 5,
+    gss = 7,
+    gss_continue = 8,
+    sspi = 9,
+    sasl = 10,
+    sasl_continue = 11,
+    sasl_final = 12,
+};
+
+/// Transaction status byte of ReadyForQuery.
+enum class TxStatus : char {
+    idle = 'I',            ///< not in a transaction block
+    in_transaction = 'T',  ///< in a transaction block
+    failed = 'E',          ///< in a failed transaction block (queries rejected until ROLLBACK)
+};
+
+}  // namespace pgswitch::wire
