@@ -1,0 +1,31 @@
+#include "cancel_registry.h"
+
+#include <openssl/rand.h>
+
+namespace pgswitch::proxy {
+
+std::int32_t CancelRegistry::add(std::int32_t process_id, std::weak_ptr<ClientSession> session)
+{
+    for (;;) {
+        std::int32_t secret = 0;
+        // A guessable secret would let any client cancel others' queries.
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1)
+            throw std::runtime_error("RAND_bytes failed");
+        auto [it, inserted] = sessions_.try_emplace(key(process_id, secret), session);
+        if (inserted)
+            return secret;
+    }
+}
+
+void CancelRegistry::remove(std::int32_t process_id, std::int32_t secret) noexcept
+{
+    sessions_.erase(key(process_id, secret));
+}
+
+std::shared_ptr<ClientSession> CancelRegistry::find(std::int32_t process_id, std::int32_t secret) const
+{
+    auto it = sessions_.find(key(process_id, secret));
+    return it == sessions_.end() ? nullptr : it->second.lock();
+}
+
+}  // namespace pgswitch::proxy

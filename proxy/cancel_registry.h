@@ -1,0 +1,36 @@
+// Maps the BackendKeyData pgswitch gave each client to that client's session,
+// so a CancelRequest on a new connection finds the query to cancel.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+namespace pgswitch::proxy {
+
+class ClientSession;
+
+/// Single-threaded (lives on the acceptor's executor). Keys are (pid, secret);
+/// the secret is pgswitch's own random number, so a client can only cancel
+/// sessions whose key it was given.
+class CancelRegistry {
+public:
+    /// Registers a session under `process_id` with a fresh random secret,
+    /// returned; retries on the (unlikely) collision.
+    [[nodiscard]] std::int32_t add(std::int32_t process_id, std::weak_ptr<ClientSession> session);
+    void remove(std::int32_t process_id, std::int32_t secret) noexcept;
+    /// The session for a key, or null (unknown key, or the session ended).
+    [[nodiscard]] std::shared_ptr<ClientSession> find(std::int32_t process_id, std::int32_t secret) const;
+    [[nodiscard]] std::size_t size() const noexcept { return sessions_.size(); }
+
+private:
+    static std::uint64_t key(std::int32_t pid, std::int32_t secret) noexcept
+    {
+        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
+               static_cast<std::uint32_t>(secret);
+    }
+    std::unordered_map<std::uint64_t, std::weak_ptr<ClientSession>> sessions_;
+};
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,525 @@
+#include "client_session.h"
+
+#include <chrono>
+
+#include "log.h"
+#include "pg_wire/backend.h"
+#include "pg_wire/frontend.h"
+#include "pg_wire/sqlstate.h"
+#include "runtime.h"
+
+namespace pgswitch::proxy {
+
+namespace be = wire::be;
+namespace fe = wire::fe;
+namespace sqlstate = wire::sqlstate;
+
+namespace {
+
+// PostgreSQL's authentication_timeout default: a client that does not finish
+// logging in by then is dropped, so half-open logins cannot pile up.
+constexpr std::chrono::seconds login_timeout{60};
+
+wire::Limits client_limits(const Config& c)
+{
+    wire::Limits l;
+    l.max_message = static_cast<std::size_t>(c.proxy.max_message_bytes);
+    return l;
+}
+
+}  // namespace
+
+std::string_view to_string(SessionEnd e) noexcept
+{
+    switch (e) {
+    case SessionEnd::client_closed: return "client closed";
+    case SessionEnd::client_protocol_error: return "client protocol error";
+    case SessionEnd::auth_failed: return "authentication failed";
+    case SessionEnd::backend_lost: return "server connection lost";
+    case SessionEnd::shutdown: return "shutdown";
+    }
+    return "unknown";
+}
+
+ClientSession::ClientSession(Runtime& runtime, tcp::socket socket)
+    : runtime_(runtime),
+      id_(runtime.next_session_id()),
+      stream_(std::move(socket)),
+      decoder_(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup)
+{
+    peer_ = stream_.remote_address();
+    error_code ignored;
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
+}
+
+ClientSession::~ClientSession()
+{
+    if (client_secret_ != 0)
+        runtime_.cancels().remove(client_pid_, client_secret_);
+    if (admitted_)
+        runtime_.release_client();
+    runtime_.session_ended(id_);
+}
+
+void ClientSession::start()
+{
+    runtime_.session_started(shared_from_this());
+    auto self = shared_from_this();
+    asio::co_spawn(runtime_.io(), [self]() { return self->run(); },
+                   [self](std::exception_ptr e) {
+                       // One session's bug must not take the proxy down: log it and close.
+                       if (!e)
+                           return;
+                       try {
+                           std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                           log::error("session ", self->id_, ": internal error: ", ex.what());
+                       }
+                       self->close();
+                   });
+}
+
+void ClientSession::close() noexcept
+{
+    if (closed_)
+        return;
+    closed_ = true;
+    stream_.close();
+    if (server_)
+        server_->close();
+}
+
+void ClientSession::on_drain()
+{
+    if (closed_)
+        return;
+    if (!server_ || idle()) {
+        auto self = shared_from_this();
+        asio::co_spawn(runtime_.io(), [self]() -> awaitable<void> {
+            co_await self->send_fatal(sqlstate::admin_shutdown,
+                                      "terminating connection due to administrator command (pgswitch is shutting down)",
+                                      SessionEnd::shutdown);
+        }, asio::detached);
+    }
+}
+
+void ClientSession::cancel_running_query()
+{
+    if (!server_ || !server_->is_open())
+        return;
+    // PostgreSQL takes a cancel only on a fresh connection to the postmaster
+    // that runs the query (Protocol → Canceling Requests in Progress).
+    const auto ep = server_->endpoint();
+    const auto key = server_->key();
+    asio::co_spawn(runtime_.io(), [ep, key, this_ex = runtime_.io().get_executor()]() -> awaitable<void> {
+        tcp::socket s(this_ex);
+        auto [ec] = co_await s.async_connect(ep, use_nothrow);
+        if (ec) {
+            log::warning("cancel: could not connect to ", ep.address().to_string(), ":", ep.port(), ": ", ec.message());
+            co_return;
+        }
+        std::string msg;
+        wire::build_cancel_request(msg, key.process_id, key.secret_key);
+        auto [wec, n] = co_await asio::async_write(s, asio::buffer(msg), use_nothrow);
+        (void)wec;
+        (void)n;
+        // The server closes the connection once it has read the request.
+        char byte;
+        auto [rec, rn] = co_await s.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+        (void)rec;
+        (void)rn;
+    }, asio::detached);
+}
+
+awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
+{
+    for (;;) {
+        auto next = decoder_.next();
+        if (!next) {
+            co_await send_fatal(sqlstate::protocol_violation,
+                                "invalid message from client: " + next.error().message(),
+                                SessionEnd::client_protocol_error);
+            co_return std::nullopt;
+        }
+        if (*next)
+            co_return **next;
+        auto region = decoder_.prepare();
+        auto [ec, n] = co_await stream_.read_some(asio::buffer(region.data(), region.size()));
+        if (ec) {
+            end_ = end_.value_or(SessionEnd::client_closed);
+            co_return std::nullopt;
+        }
+        decoder_.commit(n);
+    }
+}
+
+awaitable<void> ClientSession::send_fatal(std::string_view state, std::string_view message, SessionEnd why)
+{
+    if (closed_)
+        co_return;
+    end_ = end_.value_or(why);
+    std::string msg;
+    be::build_error_response(msg, "FATAL", state, message);
+    (void)co_await stream_.send(msg);
+    close();
+}
+
+awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
+{
+    for (;;) {
+        auto frame = co_await read_client_frame();
+        if (!frame)
+            co_return std::nullopt;
+        auto packet = wire::parse_startup_packet(frame->body);
+        if (!packet) {
+            co_await send_fatal(sqlstate::protocol_violation,
+                                packet.error() == wire::errc::unsupported_protocol
+                                    ? "unsupported frontend protocol: pgswitch speaks protocol 3.0"
+                                    : "invalid startup packet: " + packet.error().message(),
+                                SessionEnd::client_protocol_error);
+            co_return std::nullopt;
+        }
+        if (std::holds_alternative<wire::SslRequest>(*packet)) {
+            // Bytes after an SSLRequest, before our answer, would be read as if
+            // they came over TLS: a man-in-the-middle injection (CVE-2021-23222).
+            if (decoder_.buffered() != 0 || stream_.is_tls()) {
+                co_await send_fatal(sqlstate::protocol_violation, "unexpected data after SSLRequest",
+                                    SessionEnd::client_protocol_error);
+                co_return std::nullopt;
+            }
+            auto* tls = runtime_.tls();
+            const std::string answer = tls ? "S" : "N";
+            if (co_await stream_.send(answer)) {
+                close();
+                co_return std::nullopt;
+            }
+            if (tls) {
+                if (auto ec = co_await stream_.start_tls(*tls)) {
+                    log::info("session ", id_, " from ", peer_, ": TLS handshake failed: ", ec.message());
+                    close();
+                    co_return std::nullopt;
+                }
+            }
+            continue;
+        }
+        if (std::holds_alternative<wire::GssEncRequest>(*packet)) {
+            if (decoder_.buffered() != 0) {
+                co_await send_fatal(sqlstate::protocol_violation, "unexpected data after GSSENCRequest",
+                                    SessionEnd::client_protocol_error);
+                co_return std::nullopt;
+            }
+            if (co_await stream_.send("N")) {
+                close();
+                co_return std::nullopt;
+            }
+            continue;
+        }
+        if (auto* cancel = std::get_if<wire::CancelRequest>(&*packet)) {
+            if (auto target = runtime_.cancels().find(cancel->process_id, cancel->secret_key))
+                target->cancel_running_query();
+            else
+                log::debug("cancel request with an unknown key ignored");
+            close();
+            co_return std::nullopt;
+        }
+        co_return std::get<wire::StartupMessage>(std::move(*packet));
+    }
+}
+
+awaitable<void> ClientSession::run()
+{
+    // Login watchdog: closes the connection if startup + auth drag on.
+    asio::steady_timer login_deadline(runtime_.io(), login_timeout);
+    login_deadline.async_wait([weak = weak_from_this()](error_code ec) {
+        if (ec)
+            return;
+        if (auto s = weak.lock()) {
+            log::info("session ", s->id_, ": login timed out");
+            s->close();
+        }
+    });
+
+    auto startup = co_await read_startup();
+    if (!startup)
+        co_return;
+    startup_ = std::move(*startup);
+    decoder_.set_phase(wire::FrameDecoder::Phase::regular);
+
+    user_ = std::string(startup_.get("user"));
+    database_ = std::string(startup_.get("database"));
+    if (database_.empty())
+        database_ = user_;  // libpq's and the server's default
+    if (user_.empty()) {
+        co_await send_fatal(sqlstate::invalid_authorization_specification,
+                            "no PostgreSQL user name specified in startup packet",
+                            SessionEnd::client_protocol_error);
+        co_return;
+    }
+    if (!startup_.get("replication").empty()) {
+        co_await send_fatal(sqlstate::feature_not_supported,
+                            "pgswitch does not proxy replication connections", SessionEnd::auth_failed);
+        co_return;
+    }
+    if (runtime_.draining()) {
+        co_await send_fatal(sqlstate::cannot_connect_now, "pgswitch is shutting down", SessionEnd::shutdown);
+        co_return;
+    }
+    if (!runtime_.try_admit_client()) {
+        co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already",
+                            SessionEnd::auth_failed);
+        co_return;
+    }
+    admitted_ = true;
+
+    const auto settings = runtime_.settings();
+    if (!co_await authenticate(settings->config.find_user(user_)))
+        co_return;
+    if (!co_await connect_server())
+        co_return;
+    login_deadline.cancel();
+    log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_,
+               " on ", server_name_);
+
+    auto self = shared_from_this();
+    asio::co_spawn(runtime_.io(), [self]() { return self->pump_server(); },
+                   [self](std::exception_ptr e) {
+                       if (e)
+                           self->close();
+                   });
+    co_await relay_client();
+    close();
+    if (end_ && *end_ != SessionEnd::client_closed)
+        log::info("session ", id_, " from ", peer_, " ended: ", to_string(*end_));
+}
+
+awaitable<bool> ClientSession::connect_server()
+{
+    const auto settings = runtime_.settings();
+    const auto& cfg = settings->config;
+    // Wait for a usable primary up to failover.wait_for_primary_ms: at start-up
+    // the first health round may still be running.
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
+    std::optional<routing::BackendView> target;
+    asio::steady_timer poll(runtime_.io());
+    for (;;) {
+        auto view = runtime_.cluster();
+        if (auto idx = view->primary_index()) {
+            target = view->backends[*idx];
+            break;
+        }
+        if (std::chrono::steady_clock::now() >= deadline || closed_)
+            break;
+        poll.expires_after(std::chrono::milliseconds(20));
+        auto [ec] = co_await poll.async_wait(use_nothrow);
+        (void)ec;
+    }
+    if (!target) {
+        co_await send_fatal(sqlstate::cannot_connect_now,
+                            "no primary server is available (waited failover.wait_for_primary_ms)",
+                            SessionEnd::backend_lost);
+        co_return false;
+    }
+
+    ServerStartup s;
+    s.user = user_;
+    s.database = database_;
+    for (const auto& [name, value] : startup_.params) {
+        // user/database are set explicitly; _pq_.* are protocol options we do not pass on.
+        if (name == "user" || name == "database" || name.starts_with("_pq_."))
+            continue;
+        s.params.emplace_back(name, value);
+    }
+    s.credentials = credentials_;
+    server_ = std::make_unique<BackendConnection>(runtime_.io().get_executor());
+    server_name_ = target->name;
+    auto err = co_await server_->connect(target->host, target->port, s,
+                                         std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
+    if (err) {
+        log::warning("session ", id_, ": login to ", target->name, " failed: ", err->message);
+        if (!err->server_error.empty()) {
+            // The server's own refusal (unknown database, bad parameter...)
+            // says it best: pass it on verbatim.
+            (void)co_await stream_.send(err->server_error);
+            end_ = SessionEnd::auth_failed;
+            close();
+        } else {
+            runtime_.request_health_check();
+            co_await send_fatal(sqlstate::connection_failure,
+                                "could not connect to server \"" + target->name + "\": " + err->message,
+                                SessionEnd::backend_lost);
+        }
+        co_return false;
+    }
+
+    // Session mode: the client sees the primary connection's pid, so
+    // pg_backend_pid() and NOTIFY sender pids agree; the secret is ours.
+    client_pid_ = server_->key().process_id;
+    client_secret_ = runtime_.cancels().add(client_pid_, weak_from_this());
+    scratch_.clear();
+    be::build_authentication_ok(scratch_);
+    scratch_.append(server_->parameter_status_messages());
+    be::build_backend_key_data(scratch_, client_pid_, client_secret_);
+    be::build_ready_for_query(scratch_, wire::TxStatus::idle);
+    if (co_await stream_.send(scratch_)) {
+        close();
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<void> ClientSession::relay_client()
+{
+    for (;;) {
+        // Forward every complete message in the buffer with one write: they
+        // are contiguous, so the batch is a single view (no copy).
+        const char* batch_begin = nullptr;
+        std::size_t batch_len = 0;
+        bool terminate = false;
+        for (;;) {
+            auto next = decoder_.next();
+            if (!next) {
+                if (batch_len)
+                    (void)co_await server_->write({batch_begin, batch_len});
+                co_await send_fatal(sqlstate::protocol_violation,
+                                    "invalid message from client: " + next.error().message(),
+                                    SessionEnd::client_protocol_error);
+                co_return;
+            }
+            if (!*next)
+                break;
+            const auto& f = **next;
+            if (!fe::is_known(f.tag)) {
+                if (batch_len)
+                    (void)co_await server_->write({batch_begin, batch_len});
+                co_await send_fatal(sqlstate::protocol_violation,
+                                    "invalid frontend message type " + std::to_string(static_cast<unsigned char>(f.tag)),
+                                    SessionEnd::client_protocol_error);
+                co_return;
+            }
+            switch (static_cast<fe::Tag>(f.tag)) {
+            case fe::Tag::Terminate:
+                terminate = true;
+                break;
+            case fe::Tag::Query:
+            case fe::Tag::Sync:
+            case fe::Tag::FunctionCall:
+                ++pending_ready_;  // each ends with exactly one ReadyForQuery
+                break;
+            default:
+                break;
+            }
+            if (terminate)
+                break;
+            if (!batch_begin)
+                batch_begin = f.raw.data();
+            batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
+        }
+        if (batch_len) {
+            if (auto ec = co_await server_->write({batch_begin, batch_len})) {
+                // The pump sees the same failure and tells the client.
+                co_return;
+            }
+        }
+        if (terminate) {
+            end_ = SessionEnd::client_closed;
+            std::string bye;
+            fe::build_terminate(bye);
+            (void)co_await server_->write(bye);
+            co_return;
+        }
+        if (closed_)
+            co_return;
+        auto region = decoder_.prepare();
+        auto [ec, n] = co_await stream_.read_some(asio::buffer(region.data(), region.size()));
+        if (ec) {
+            end_ = end_.value_or(SessionEnd::client_closed);
+            co_return;
+        }
+        decoder_.commit(n);
+    }
+}
+
+awaitable<void> ClientSession::pump_server()
+{
+    auto& dec = server_->decoder();
+    auto& sock = server_->socket();
+    for (;;) {
+        const char* batch_begin = nullptr;
+        std::size_t batch_len = 0;
+        bool became_idle = false;
+        for (;;) {
+            auto next = dec.next();
+            if (!next) {
+                log::error("session ", id_, ": malformed message from server ", server_name_, ": ",
+                           next.error().message());
+                if (batch_len)
+                    (void)co_await stream_.send({batch_begin, batch_len});
+                co_await send_fatal(sqlstate::connection_failure, "server sent a malformed message",
+                                    SessionEnd::backend_lost);
+                co_return;
+            }
+            if (!*next)
+                break;
+            const auto& f = **next;
+            switch (static_cast<be::Tag>(f.tag)) {
+            case be::Tag::ReadyForQuery:
+                if (auto rfq = be::parse_ready_for_query(f.body)) {
+                    tx_status_ = rfq->status;
+                    if (pending_ready_ > 0)
+                        --pending_ready_;
+                    became_idle = idle();
+                }
+                break;
+            case be::Tag::ErrorResponse:
+                // A FATAL from the server (pg_terminate_backend: 57P01) is the
+                // client's explanation; no need for our own 08006 after it.
+                if (auto fields = be::parse_error_fields(f.body)) {
+                    const auto sev = fields->severity();
+                    if (sev == "FATAL" || sev == "PANIC")
+                        server_sent_fatal_ = true;
+                }
+                break;
+            default:
+                break;
+            }
+            if (!batch_begin)
+                batch_begin = f.raw.data();
+            batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
+        }
+        if (batch_len) {
+            if (co_await stream_.send({batch_begin, batch_len})) {
+                end_ = end_.value_or(SessionEnd::client_closed);
+                close();
+                co_return;
+            }
+        }
+        if (became_idle && runtime_.draining()) {
+            co_await send_fatal(sqlstate::admin_shutdown,
+                                "terminating connection due to administrator command (pgswitch is shutting down)",
+                                SessionEnd::shutdown);
+            co_return;
+        }
+        if (closed_)
+            co_return;
+        auto region = dec.prepare();
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
+        if (ec) {
+            if (closed_)
+                co_return;
+            if (server_sent_fatal_) {
+                end_ = end_.value_or(SessionEnd::backend_lost);
+                close();
+            } else {
+                log::warning("session ", id_, ": connection to ", server_name_, " lost: ", ec.message());
+                co_await send_fatal(sqlstate::connection_failure,
+                                    "server connection to \"" + server_name_ + "\" was lost",
+                                    SessionEnd::backend_lost);
+            }
+            co_return;
+        }
+        dec.commit(n);
+    }
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,44 @@
+// Periodic health checks: one connection and one query per backend per
+// interval, reading role and WAL position (ARCHITECTURE.md §4 "one query for
+// role and lag"). Publishes a new ClusterView after every round.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "asio_common.h"
+#include "backend_connection.h"
+#include "config.h"
+#include "routing/cluster_view.h"
+
+namespace pgswitch::proxy {
+
+class Runtime;
+
+class HealthChecker {
+public:
+    explicit HealthChecker(Runtime& runtime);
+    ~HealthChecker();
+
+    void start();
+    void stop() noexcept;
+    /// Starts the next round now instead of at the end of the interval.
+    void check_now() noexcept;
+    /// Reconciles the backend list after a reload: kept names keep their
+    /// state and connection, new ones start unknown, removed ones go.
+    void set_backends(const std::vector<BackendConfig>& backends);
+
+private:
+    struct Node;
+    awaitable<void> run();
+    awaitable<void> check(std::shared_ptr<Node> node);
+    void publish();
+
+    Runtime& runtime_;
+    std::vector<std::shared_ptr<Node>> nodes_;
+    asio::steady_timer wake_;
+    bool stopped_ = false;
+    std::uint64_t generation_ = 0;
+};
+
+}  // namespace pgswitch::proxy

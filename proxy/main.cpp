@@ -1,0 +1,59 @@
+// pgswitch entry point: command line (SPEC §1), configuration, then the runtime.
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+
+using namespace pgswitch::proxy;
+
+int main(int argc, char** argv)
+{
+    // A client that disconnects mid-write must cost one session, not the process.
+    std::signal(SIGPIPE, SIG_IGN);
+    if (const char* level = std::getenv("PGSWITCH_LOG")) {
+        const std::string_view l(level);
+        log::set_level(l == "debug"     ? log::Level::debug
+                       : l == "warning" ? log::Level::warning
+                       : l == "error"   ? log::Level::error
+                                        : log::Level::info);
+    }
+
+    auto parsed = parse_command_line(argc, argv);
+    if (!parsed.cmd) {
+        for (const auto& e : parsed.errors)
+            std::cerr << "pgswitch: " << e << "\n";
+        std::cerr << "Try 'pgswitch --help'.\n";
+        return 1;
+    }
+    const auto& cmd = *parsed.cmd;
+    if (cmd.action == CommandLine::Action::help) {
+        std::cout << usage_text();
+        return 0;
+    }
+    if (cmd.action == CommandLine::Action::version) {
+        std::cout << "pgswitch " << PGSWITCH_VERSION_STRING << "\n";
+        return 0;
+    }
+
+    auto loaded = cmd.config_path.empty() ? config_from_flags(cmd) : load_config_file(cmd.config_path);
+    if (!loaded.errors.empty()) {
+        for (const auto& e : loaded.errors)
+            std::cerr << e.to_string() << "\n";
+        std::cerr << "pgswitch: " << loaded.errors.size() << " configuration problem(s)\n";
+        return 1;
+    }
+    if (cmd.action == CommandLine::Action::check) {
+        std::cout << cmd.config_path << ": configuration OK\n";
+        return 0;
+    }
+    try {
+        Runtime runtime(std::move(*loaded.config), cmd.config_path);
+        return runtime.run();
+    } catch (const std::exception& e) {
+        log::error("fatal: ", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,271 @@
+#include "runtime.h"
+
+#include <csignal>
+
+#include "client_session.h"
+#include "health_checker.h"
+#include "log.h"
+
+namespace pgswitch::proxy {
+
+SettingsPtr make_settings(Config config)
+{
+    auto s = std::make_shared<Settings>();
+    for (const auto& u : config.users) {
+        if (u.scram_secret) {
+            if (auto parsed = wire::auth::parse_scram_secret(*u.scram_secret))
+                s->scram_secrets.emplace(u.name, *parsed);
+        } else if (u.password) {
+            // Derived once per load (PBKDF2 is deliberately slow), with a fresh salt.
+            s->scram_secrets.emplace(u.name, wire::auth::make_scram_secret(
+                                                 *u.password, wire::auth::random_nonce(16), 4096));
+        }
+    }
+    s->config = std::move(config);
+    return s;
+}
+
+Runtime::Runtime(Config config, std::string config_path)
+    : config_path_(std::move(config_path)),
+      settings_(make_settings(std::move(config))),
+      cluster_(std::make_shared<routing::ClusterView>()),
+      signals_(io_, SIGINT, SIGTERM, SIGHUP),
+      shutdown_timer_(io_)
+{
+}
+
+Runtime::~Runtime() = default;
+
+void Runtime::publish(routing::ClusterViewPtr view)
+{
+    cluster_ = std::move(view);
+}
+
+bool Runtime::try_admit_client()
+{
+    if (clients_ >= static_cast<std::size_t>(settings_->config.proxy.max_client_connections))
+        return false;
+    ++clients_;
+    return true;
+}
+
+void Runtime::release_client() noexcept
+{
+    if (clients_ > 0)
+        --clients_;
+}
+
+void Runtime::session_started(const std::shared_ptr<ClientSession>& s)
+{
+    sessions_.emplace(s->id(), s);
+}
+
+void Runtime::session_ended(std::uint64_t id) noexcept
+{
+    sessions_.erase(id);
+    if (draining_)
+        finish_if_drained();
+}
+
+void Runtime::request_health_check() noexcept
+{
+    if (health_)
+        health_->check_now();
+}
+
+bool Runtime::setup_tls(const Config& c)
+{
+    if (c.proxy.tls_cert.empty())
+        return true;
+    try {
+        auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+        ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                         asio::ssl::context::no_tlsv1_1);
+        ctx->use_certificate_chain_file(c.proxy.tls_cert);
+        ctx->use_private_key_file(c.proxy.tls_key, asio::ssl::context::pem);
+        tls_ = std::move(ctx);
+        return true;
+    } catch (const std::exception& e) {
+        log::error("proxy.tls_cert/proxy.tls_key: cannot load: ", e.what());
+        return false;
+    }
+}
+
+int Runtime::run()
+{
+    const auto& cfg = settings_->config;
+    if (!setup_tls(cfg))
+        return 1;
+    if (cfg.proxy.workers > 1)
+        log::info("proxy.workers = ", cfg.proxy.workers, ": this build runs one event loop (multi-core lands with issue 5)");
+
+    error_code ec;
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(cfg.proxy.listen.host, std::to_string(cfg.proxy.listen.port), ec);
+    if (ec || results.empty()) {
+        log::error("proxy.listen: cannot resolve ", cfg.proxy.listen.to_string(), ": ", ec.message());
+        return 1;
+    }
+    const tcp::endpoint ep = *results.begin();
+    acceptor_ = std::make_unique<tcp::acceptor>(io_);
+    acceptor_->open(ep.protocol(), ec);
+    if (!ec)
+        acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec)
+        acceptor_->bind(ep, ec);
+    if (!ec)
+        acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        log::error("proxy.listen: cannot listen on ", cfg.proxy.listen.to_string(), ": ", ec.message());
+        return 1;
+    }
+    log::info("pgswitch ", PGSWITCH_VERSION_STRING, " listening on ", cfg.proxy.listen.to_string(), " with ",
+              cfg.backends.size(), " backend(s)");
+
+    health_ = std::make_unique<HealthChecker>(*this);
+    health_->start();
+    auto log_failure = [](const char* what) {
+        return [what](std::exception_ptr e) {
+            if (!e)
+                return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error(what, " failed: ", ex.what());
+            }
+        };
+    };
+    asio::co_spawn(io_, accept_loop(), log_failure("accept loop"));
+    asio::co_spawn(io_, signal_loop(), log_failure("signal handling"));
+    io_.run();
+    log::info("pgswitch stopped");
+    return exit_code_;
+}
+
+awaitable<void> Runtime::accept_loop()
+{
+    asio::steady_timer backoff(io_);
+    while (acceptor_ && acceptor_->is_open()) {
+        auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !acceptor_->is_open())
+                break;
+            // Out of descriptors (EMFILE) and the like: back off rather than spin.
+            log::warning("accept failed: ", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(100));
+            auto [tec] = co_await backoff.async_wait(use_nothrow);
+            (void)tec;
+            continue;
+        }
+        std::make_shared<ClientSession>(*this, std::move(socket))->start();
+    }
+}
+
+awaitable<void> Runtime::signal_loop()
+{
+    for (;;) {
+        auto [ec, sig] = co_await signals_.async_wait(use_nothrow);
+        if (ec)
+            co_return;
+        if (sig == SIGHUP) {
+            reload();
+            continue;
+        }
+        if (draining_) {
+            log::info("second stop signal: closing every client now");
+            for (auto& [id, weak] : sessions_)
+                if (auto s = weak.lock())
+                    s->close();
+            continue;
+        }
+        log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": not accepting new clients; waiting up to ",
+                  settings_->config.proxy.shutdown_timeout_ms, " ms for open transactions");
+        begin_shutdown();
+    }
+}
+
+void Runtime::begin_shutdown()
+{
+    draining_ = true;
+    error_code ignored;
+    if (acceptor_)
+        acceptor_->close(ignored);
+    // Copy: on_drain() may end sessions, which edits sessions_.
+    std::vector<std::shared_ptr<ClientSession>> live;
+    for (auto& [id, weak] : sessions_)
+        if (auto s = weak.lock())
+            live.push_back(std::move(s));
+    for (auto& s : live)
+        s->on_drain();
+    shutdown_timer_.expires_after(std::chrono::milliseconds(settings_->config.proxy.shutdown_timeout_ms));
+    shutdown_timer_.async_wait([this](error_code ec) {
+        if (ec)
+            return;
+        if (!sessions_.empty())
+            log::warning("shutdown_timeout_ms reached: closing ", sessions_.size(), " client(s) still in a transaction");
+        std::vector<std::shared_ptr<ClientSession>> rest;
+        for (auto& [id, weak] : sessions_)
+            if (auto s = weak.lock())
+                rest.push_back(std::move(s));
+        for (auto& s : rest)
+            s->close();
+        sessions_.clear();
+        finish_if_drained();
+    });
+    finish_if_drained();
+}
+
+void Runtime::finish_if_drained()
+{
+    if (!draining_ || !sessions_.empty())
+        return;
+    // Let the last sessions' coroutines unwind before the loop stops.
+    asio::post(io_, [this] {
+        if (health_)
+            health_->stop();
+        shutdown_timer_.cancel();
+        error_code ignored;
+        signals_.cancel(ignored);
+        io_.stop();
+    });
+}
+
+void Runtime::reload()
+{
+    if (config_path_.empty()) {
+        log::warning("SIGHUP: running from command-line flags, there is no file to reload");
+        return;
+    }
+    auto loaded = load_config_file(config_path_);
+    if (!loaded.errors.empty()) {
+        for (const auto& e : loaded.errors)
+            log::error("reload: ", e.to_string());
+        log::error("reload: keeping the running configuration");
+        return;
+    }
+    const auto& old = settings_->config;
+    const auto& next = *loaded.config;
+    auto restart_only = [&](bool changed, const char* key) {
+        if (changed)
+            log::warning("reload: ", key, " changed; it takes effect after a restart");
+    };
+    restart_only(old.proxy.listen.to_string() != next.proxy.listen.to_string(), "proxy.listen");
+    restart_only(old.proxy.workers != next.proxy.workers, "proxy.workers");
+    restart_only(old.proxy.tls_cert != next.proxy.tls_cert || old.proxy.tls_key != next.proxy.tls_key,
+                 "proxy.tls_cert/tls_key");
+    restart_only(old.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
+    Config applied = next;
+    // Keep what cannot change live, so the running state stays truthful.
+    applied.proxy.listen = old.proxy.listen;
+    applied.proxy.workers = old.proxy.workers;
+    applied.proxy.tls_cert = old.proxy.tls_cert;
+    applied.proxy.tls_key = old.proxy.tls_key;
+    applied.admin.listen = old.admin.listen;
+    settings_ = make_settings(std::move(applied));
+    if (health_)
+        health_->set_backends(settings_->config.backends);
+    log::info("configuration reloaded from ", config_path_);
+}
+
+}  // namespace pgswitch::proxy
