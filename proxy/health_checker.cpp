@@ -155,30 +155,28 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
     }
     if (failure.empty()) {
         asio::steady_timer t(runtime_.io(), timeout);
+        // awaitable_operators flattens the variants: QueryRows, ConnectError, timer.
         auto r = co_await (node->conn->simple_query(health_query) || t.async_wait(use_nothrow));
-        if (r.index() == 1) {
+        if (r.index() == 2) {
             failure = "health query timed out";
+        } else if (r.index() == 1) {
+            failure = std::get<1>(r).message;
         } else {
-            auto& q = std::get<0>(r);
-            if (auto* e = std::get_if<ConnectError>(&q)) {
-                failure = e->message;
+            const auto& rows = std::get<0>(r).rows;
+            if (rows.size() != 1 || rows[0].size() != 2 || !rows[0][0]) {
+                failure = "unexpected health query result";
             } else {
-                const auto& rows = std::get<QueryRows>(q).rows;
-                if (rows.size() != 1 || rows[0].size() != 2 || !rows[0][0]) {
-                    failure = "unexpected health query result";
-                } else {
-                    const bool in_recovery = *rows[0][0] == "t";
-                    const auto role = in_recovery ? routing::Role::replica : routing::Role::primary;
-                    if (node->view.role != role || node->view.state != routing::BackendState::up)
-                        log::info("backend ", node->config.name, " (", node->config.host, ":",
-                                  node->config.port, ") is up as ", routing::to_string(role));
-                    node->view.role = role;
-                    node->view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
-                    if (node->view.state == routing::BackendState::down)
-                        node->view.state = routing::BackendState::up;
-                    node->view.consecutive_failures = 0;
-                    node->view.last_error.clear();
-                }
+                const bool in_recovery = *rows[0][0] == "t";
+                const auto role = in_recovery ? routing::Role::replica : routing::Role::primary;
+                if (node->view.role != role || node->view.state != routing::BackendState::up)
+                    log::info("backend ", node->config.name, " (", node->config.host, ":",
+                              node->config.port, ") is up as ", routing::to_string(role));
+                node->view.role = role;
+                node->view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
+                if (node->view.state == routing::BackendState::down)
+                    node->view.state = routing::BackendState::up;
+                node->view.consecutive_failures = 0;
+                node->view.last_error.clear();
             }
         }
     }
