@@ -32,11 +32,12 @@ std::span<char> FrameDecoder::prepare(std::size_t min_free)
         begin_ = 0;
         end_ = n;
     }
-    // A partially received large message: make room for the rest of it at
-    // once, since its length was already checked against the limits.
+    // A partially received large message: grow towards its declared size by
+    // doubling what actually arrived, never by the declared length alone, so
+    // a peer announcing a huge message and sending nothing costs nothing.
     std::size_t need = end_ + min_free;
     if (wanted_ > end_)
-        need = std::max(need, wanted_);
+        need = std::max(need, std::min(wanted_, std::max<std::size_t>(2 * end_, 64 * 1024)));
     if (buf_.size() < need)
         buf_.resize(std::max(need, buf_.size() * 2));
     return {buf_.data() + end_, buf_.size() - end_};
