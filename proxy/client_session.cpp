@@ -245,6 +245,23 @@ awaitable<void> ClientSession::run()
     startup_ = std::move(*startup);
     decoder_.set_phase(wire::FrameDecoder::Phase::regular);
 
+    // A 3.x client asking for a newer minor version or _pq_ protocol options
+    // is told what we speak, as the server does (Protocol → NegotiateProtocolVersion).
+    {
+        std::vector<std::string_view> unrecognized;
+        for (const auto& [name, value] : startup_.params)
+            if (name.starts_with("_pq_."))
+                unrecognized.push_back(name);
+        if ((startup_.protocol & 0xffff) != 0 || !unrecognized.empty()) {
+            std::string msg;
+            be::build_negotiate_protocol_version(msg, 0, unrecognized);
+            if (co_await stream_.send(msg)) {
+                close();
+                co_return;
+            }
+        }
+    }
+
     user_ = std::string(startup_.get("user"));
     database_ = std::string(startup_.get("database"));
     if (database_.empty())
