@@ -48,6 +48,16 @@ const BackendView* ClusterView::find(std::string_view name) const noexcept
     return nullptr;
 }
 
+bool update_lagging(bool was_lagging, std::optional<std::uint64_t> lag_bytes,
+                    std::uint64_t max_lag_bytes) noexcept
+{
+    if (!lag_bytes)
+        return was_lagging;  // no fresh figure: keep the last verdict
+    if (was_lagging)
+        return *lag_bytes > max_lag_bytes / 4 * 3;
+    return *lag_bytes > max_lag_bytes;
+}
+
 std::optional<std::uint64_t> parse_lsn(std::string_view text) noexcept
 {
     const auto slash = text.find('/');

@@ -40,7 +40,18 @@ struct BackendView {
     int consecutive_failures = 0;
     std::string last_error;           ///< why the last check failed, "" when it passed
     std::optional<std::uint64_t> wal_lsn;  ///< current (primary) or replay (replica) position
+    /// Replica only: bytes of WAL the primary has that this replica has not
+    /// replayed, from the same health round (nullopt when unknown).
+    std::optional<std::uint64_t> lag_bytes;
+    /// Replica only: too far behind to get reads. Set with hysteresis by
+    /// update_lagging(), so a replica hovering at the limit does not flap.
+    bool lagging = false;
 };
+
+/// Hysteresis for max_replica_lag_bytes: a replica starts lagging above the
+/// limit and stops only once it is back under 3/4 of it.
+[[nodiscard]] bool update_lagging(bool was_lagging, std::optional<std::uint64_t> lag_bytes,
+                                  std::uint64_t max_lag_bytes) noexcept;
 
 struct ClusterView {
     std::vector<BackendView> backends;
