@@ -164,7 +164,7 @@ Conn connect_ok(const std::string& conninfo) {
     Conn c = connect(conninfo);
     REQUIRE_MESSAGE(c != nullptr, "PQconnectdb returned null");
     REQUIRE_MESSAGE(PQstatus(c.get()) == CONNECTION_OK,
-                    "connect failed (" << conninfo << "): " << PQerrorMessage(c.get()));
+                    "connect failed (" << conninfo << "): " << errmsg(c.get()));
     return c;
 }
 
@@ -172,8 +172,8 @@ Result exec_ok(PGconn* c, const std::string& sql, ExecStatusType expected) {
     Result r(PQexec(c, sql.c_str()));
     const std::string shown = sql.size() > 200 ? sql.substr(0, 200) + "..." : sql;
     REQUIRE_MESSAGE(PQresultStatus(r.get()) == expected,
-                    "`" << shown << "` -> " << PQresStatus(PQresultStatus(r.get())) << ": "
-                        << PQerrorMessage(c));
+                    "`" << shown << "` -> " << std::string(PQresStatus(PQresultStatus(r.get()))) << ": "
+                        << errmsg(c));
     return r;
 }
 
@@ -392,7 +392,10 @@ std::optional<int> Proxy::reap(bool block) {
     return std::nullopt;
 }
 
-bool Proxy::alive() { return pid_ > 0 && !reap(false).has_value(); }
+bool Proxy::alive() {
+    if (pid_ <= 0) return direct_mode() && port_ != 0;  // direct mode: the primary stands in
+    return !reap(false).has_value();
+}
 
 void Proxy::start() {
     if (direct_mode()) {
@@ -429,9 +432,9 @@ void Proxy::start() {
         if (PQstatus(c.get()) == CONNECTION_OK) {
             Result r(PQexec(c.get(), "SELECT 1"));
             if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) break;
-            last_error = PQerrorMessage(c.get());
+            last_error = errmsg(c.get());
         } else {
-            last_error = PQerrorMessage(c.get());
+            last_error = errmsg(c.get());
         }
         if (Clock::now() > deadline) {
             const std::string log = log_text();
@@ -477,18 +480,28 @@ std::string Proxy::log_text(size_t from, size_t max_bytes) const {
     return read_file(log_path_, from, max_bytes);
 }
 
+namespace {
+std::unique_ptr<Proxy> g_shared;
+std::string g_shared_died_in;  // name of the test during which the shared instance died
+}  // namespace
+
 Proxy& shared_proxy() {
-    static std::unique_ptr<Proxy> p;
-    if (!p) {
+    if (g_shared && !direct_mode() && !g_shared->alive()) {
+        // A crash must not cascade into every later test: report it here, restart.
+        FAIL_CHECK("the shared pgswitch (pid " << g_shared->pid() << ") died during the earlier test \""
+                   << g_shared_died_in << "\"; restarting it for this one");
+        std::cerr << "----- log of the dead shared pgswitch -----\n" << g_shared->log_text() << "\n-----\n";
+        g_shared.reset();
+        g_shared_died_in.clear();
+    }
+    if (!g_shared) {
         auto fresh = std::make_unique<Proxy>();
         fresh->start();
-        p = std::move(fresh);
-        {
-            std::lock_guard lk(g_live_mu);
-            g_log_marks[p.get()] = 0;
-        }
+        g_shared = std::move(fresh);
+        std::lock_guard lk(g_live_mu);
+        g_log_marks[g_shared.get()] = 0;
     }
-    return *p;
+    return *g_shared;
 }
 
 // ---------------------------------------------------------------- doctest hooks
@@ -540,6 +553,12 @@ struct LogListener : doctest::IReporter {
     void test_case_reenter(const doctest::TestCaseData&) override {}
     void test_case_end(const doctest::CurrentTestCaseStats& st) override {
         g_deadline_ns = 0;
+        if (g_shared && !direct_mode() && g_shared_died_in.empty() && !g_shared->alive()) {
+            std::lock_guard lk(g_test_mu);
+            g_shared_died_in = g_current_test;
+            std::cerr << "\n*** the shared pgswitch (pid " << g_shared->pid() << ") DIED during test \""
+                      << g_current_test << "\" ***\n";
+        }
         if (!st.testCaseSuccess) dump_logs("test failed");
         std::lock_guard lk(g_live_mu);
         g_retired.clear();

@@ -47,6 +47,9 @@ struct PGresultDeleter { void operator()(PGresult* r) const noexcept { if (r) PQ
 using Conn = std::unique_ptr<PGconn, PGconnDeleter>;
 using Result = std::unique_ptr<PGresult, PGresultDeleter>;
 
+/// PQerrorMessage as a std::string (doctest prints a char* as a pointer).
+inline std::string errmsg(const PGconn* c) { return c ? PQerrorMessage(c) : "(no connection)"; }
+
 /// Quotes a conninfo value.
 std::string cq(const std::string& v);
 

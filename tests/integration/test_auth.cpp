@@ -18,14 +18,14 @@ TEST_CASE("wrong password and unknown user are refused with 28P01") {
     SUBCASE("libpq, wrong password") {
         Conn c = connect(px.conninfo(env.get("APP_USER"), "definitely-wrong"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
-        const std::string msg = PQerrorMessage(c.get());
+        const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("password authentication failed for user \"" + env.get("APP_USER") + "\"") != std::string::npos);
     }
     SUBCASE("libpq, unknown user") {
         Conn c = connect(px.conninfo("e2e_nobody", "whatever"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
-        const std::string msg = PQerrorMessage(c.get());
+        const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("e2e_nobody") != std::string::npos);
     }
@@ -78,7 +78,7 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
     dedicated.start();
 
     for (const char* user : {"md5user", "pwuser"}) {
-        CAPTURE(user);
+        INFO("user: " << std::string(user));
         Conn c = connect_ok(dedicated.conninfo(user, user));
         CHECK(query_value(c.get(), "SELECT 1") == "1");
         CHECK(query_value(c.get(), "SELECT current_user") == user);
@@ -98,7 +98,7 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
         p2.start();  // its readiness probe already logs in as app via md5
 
         for (const char* user : {"md5user", "pwuser"}) {
-            CAPTURE(user);
+            INFO("user: " << std::string(user));
             Conn c = connect_ok(p2.conninfo(user, user));
             CHECK(query_value(c.get(), "SELECT current_user") == user);
         }
