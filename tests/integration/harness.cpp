@@ -38,10 +38,28 @@ std::string trim(std::string s) {
     return s.substr(b, e - b + 1);
 }
 
-std::string unquote(std::string v) {
-    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
-        return v.substr(1, v.size() - 2);
-    return v;
+// Shell-style value: 'single' or "double" quoted, and backslash escapes as
+// printf %q writes them (e.g. REPLICA_PORTS=22071\ 31519 means "22071 31519").
+std::string unquote(const std::string& v) {
+    std::string out;
+    char quote = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+        const char ch = v[i];
+        if (quote == '\'') {
+            if (ch == '\'') quote = 0;
+            else out += ch;
+        } else if (ch == '\\' && i + 1 < v.size()) {
+            out += v[++i];
+        } else if (quote == '"') {
+            if (ch == '"') quote = 0;
+            else out += ch;
+        } else if (ch == '\'' || ch == '"') {
+            quote = ch;
+        } else {
+            out += ch;
+        }
+    }
+    return out;
 }
 
 std::atomic<int> g_temp_counter{0};
@@ -121,7 +139,9 @@ const ClusterEnv& cluster() {
             }
         }
         for (auto [k, d] : {std::pair{"SUPERUSER", "postgres"}, {"SUPERPASS", "postgres"},
-                            {"APP_USER", "app"}, {"APP_PASSWORD", "app"}, {"APP_DB", "app"}})
+                            {"APP_USER", "app"}, {"APP_PASSWORD", "app"}, {"APP_DB", "app"},
+                            {"MD5_USER", "md5user"}, {"MD5_PASSWORD", "md5user"},
+                            {"PW_USER", "pwuser"}, {"PW_PASSWORD", "pwuser"}})
             e.vars.emplace(k, d);
         return e;
     }();
