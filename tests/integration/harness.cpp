@@ -31,6 +31,18 @@ namespace e2e {
 
 namespace {
 
+// Directory of this executable (<build>/tests/integration).
+std::string exe_dir() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return ".";
+    std::string p(buf, size_t(n));
+    return p.substr(0, p.rfind('/'));
+}
+bool exists(const std::string& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0;
+}
 std::string trim(std::string s) {
     const auto b = s.find_first_not_of(" \t\r\n");
     if (b == std::string::npos) return {};
@@ -112,10 +124,13 @@ std::string ClusterEnv::pgbin() const {
 const ClusterEnv& cluster() {
     static const ClusterEnv env = [] {
         ClusterEnv e;
-        const char* path = std::getenv("PGSWITCH_CLUSTER_ENV");
-        if (!path || !*path) {
+        const char* from_env = std::getenv("PGSWITCH_CLUSTER_ENV");
+        std::string fallback = exe_dir() + "/../../../.cluster/cluster.env";  // pg_cluster.sh's default dir
+        const std::string path_s = from_env && *from_env ? from_env : fallback;
+        const char* path = path_s.c_str();
+        if (!(from_env && *from_env) && !exists(path_s)) {
             std::cerr << "PGSWITCH_CLUSTER_ENV is not set (path of cluster.env from "
-                         "tests/pg_cluster.sh start)\n";
+                         "`bash tests/pg_cluster.sh start --dir DIR`), and " << fallback << " does not exist\n";
             std::exit(2);
         }
         std::ifstream in(path);
@@ -156,7 +171,9 @@ bool direct_mode() {
 std::string pgswitch_bin() {
     const char* b = std::getenv("PGSWITCH_BIN");
     if (b && *b) return b;
-    return "build/proxy/pgswitch";
+    // <build>/tests/integration/integration_e2e -> <build>/proxy/pgswitch
+    const std::string sibling = exe_dir() + "/../../proxy/pgswitch";
+    return exists(sibling) ? sibling : "build/proxy/pgswitch";
 }
 
 // ---------------------------------------------------------------- libpq
@@ -570,7 +587,10 @@ struct LogListener : doctest::IReporter {
         }
         g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
     }
-    void test_case_reenter(const doctest::TestCaseData&) override {}
+    void test_case_reenter(const doctest::TestCaseData&) override {
+        // Each SUBCASE pass reruns the test case: a fresh time limit for each.
+        g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
+    }
     void test_case_end(const doctest::CurrentTestCaseStats& st) override {
         g_deadline_ns = 0;
         if (g_shared && !direct_mode() && g_shared_died_in.empty() && !g_shared->alive()) {

@@ -2,8 +2,11 @@
 // runner, described by cluster.env) and pgswitch processes spawned per test.
 //
 // Environment:
-//   PGSWITCH_CLUSTER_ENV  path of cluster.env written by tests/pg_cluster.sh (required)
-//   PGSWITCH_BIN          path of the pgswitch binary (default build/proxy/pgswitch)
+//   PGSWITCH_CLUSTER_ENV  path of cluster.env written by tests/pg_cluster.sh (default:
+//                         <repo>/.cluster/cluster.env, pg_cluster.sh's default --dir,
+//                         found relative to <repo>/build/tests/integration/)
+//   PGSWITCH_BIN          path of the pgswitch binary (default: <build>/proxy/pgswitch
+//                         next to this test's build directory)
 //   PGSWITCH_DIRECT=1     skip pgswitch: the "proxy" is the primary itself, and tests
 //                         that need pgswitch-specific behaviour are skipped. Used to
 //                         validate the tests themselves.
