@@ -40,6 +40,7 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
     // An unknown user still goes through a full SCRAM exchange against a
     // random secret, so the answer does not reveal which users exist.
     const AuthMethod method = user ? user->auth_method : AuthMethod::scram_sha_256;
+    const std::string failed = failed_message(user_);  // named: see read_startup() on g++ 12
     std::string out;
 
     if (method == AuthMethod::md5 || method == AuthMethod::password) {
@@ -68,7 +69,7 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
                                          ? auth::md5_response(user_, *user->password, salt)
                                          : *user->password;
         if (!equal_constant_time(msg->password, expected)) {
-            co_await send_fatal(wire::sqlstate::invalid_password, failed_message(user_), SessionEnd::auth_failed);
+            co_await send_fatal(wire::sqlstate::invalid_password, failed, SessionEnd::auth_failed);
             co_return false;
         }
         credentials_.password = user->password;
@@ -129,7 +130,7 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
     auto server_final = scram.handle_client_final(frame->body);
     if (!server_final) {
         if (server_final.error() == wire::errc::auth_failed || !user)
-            co_await send_fatal(wire::sqlstate::invalid_password, failed_message(user_), SessionEnd::auth_failed);
+            co_await send_fatal(wire::sqlstate::invalid_password, failed, SessionEnd::auth_failed);
         else
             co_await send_fatal(wire::sqlstate::protocol_violation, "malformed SCRAM message",
                                 SessionEnd::client_protocol_error);
@@ -137,7 +138,7 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
     }
     if (!user) {
         // Unreachable in practice (a random secret never verifies), but never let it through.
-        co_await send_fatal(wire::sqlstate::invalid_password, failed_message(user_), SessionEnd::auth_failed);
+        co_await send_fatal(wire::sqlstate::invalid_password, failed, SessionEnd::auth_failed);
         co_return false;
     }
     out.clear();

@@ -103,32 +103,32 @@ void ClientSession::on_drain()
     }
 }
 
-void ClientSession::cancel_running_query()
+awaitable<void> ClientSession::cancel_running_query()
 {
     if (!server_ || !server_->is_open())
-        return;
+        co_return;
     // PostgreSQL takes a cancel only on a fresh connection to the postmaster
     // that runs the query (Protocol → Canceling Requests in Progress).
     const auto ep = server_->endpoint();
     const auto key = server_->key();
-    asio::co_spawn(runtime_.io(), [ep, key, this_ex = runtime_.io().get_executor()]() -> awaitable<void> {
-        tcp::socket s(this_ex);
-        auto [ec] = co_await s.async_connect(ep, use_nothrow);
-        if (ec) {
-            log::warning("cancel: could not connect to ", ep.address().to_string(), ":", ep.port(), ": ", ec.message());
-            co_return;
-        }
-        std::string msg;
-        wire::build_cancel_request(msg, key.process_id, key.secret_key);
-        auto [wec, n] = co_await asio::async_write(s, asio::buffer(msg), use_nothrow);
-        (void)wec;
-        (void)n;
-        // The server closes the connection once it has read the request.
-        char byte;
-        auto [rec, rn] = co_await s.async_read_some(asio::buffer(&byte, 1), use_nothrow);
-        (void)rec;
-        (void)rn;
-    }, asio::detached);
+    tcp::socket s(runtime_.io());
+    auto [ec] = co_await s.async_connect(ep, use_nothrow);
+    if (ec) {
+        log::warning("cancel: could not connect to ", ep.address().to_string(), ":", ep.port(), ": ", ec.message());
+        co_return;
+    }
+    std::string msg;
+    wire::build_cancel_request(msg, key.process_id, key.secret_key);
+    auto [wec, n] = co_await asio::async_write(s, asio::buffer(msg), use_nothrow);
+    if (wec)
+        co_return;
+    // The server closes the connection once it has acted on the request;
+    // only then may the client hear that its cancel was delivered, or a
+    // late cancel could hit the client's next query.
+    char byte;
+    auto [rec, rn] = co_await s.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+    (void)rec;
+    (void)rn;
 }
 
 awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
@@ -136,9 +136,8 @@ awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
     for (;;) {
         auto next = decoder_.next();
         if (!next) {
-            co_await send_fatal(sqlstate::protocol_violation,
-                                "invalid message from client: " + next.error().message(),
-                                SessionEnd::client_protocol_error);
+            const std::string message = "invalid message from client: " + next.error().message();
+            co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
             co_return std::nullopt;
         }
         if (*next)
@@ -172,11 +171,14 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             co_return std::nullopt;
         auto packet = wire::parse_startup_packet(frame->body);
         if (!packet) {
-            co_await send_fatal(sqlstate::protocol_violation,
-                                packet.error() == wire::errc::unsupported_protocol
-                                    ? "unsupported frontend protocol: pgswitch speaks protocol 3.0"
-                                    : "invalid startup packet: " + packet.error().message(),
-                                SessionEnd::client_protocol_error);
+            // Messages are built before the co_await: g++ 12 destroys temporaries
+            // of a conditional inside a co_await expression twice.
+            const bool unsupported = packet.error() == wire::errc::unsupported_protocol;
+            const std::string message = unsupported
+                                            ? std::string("unsupported frontend protocol: pgswitch speaks protocol 3.0")
+                                            : "invalid startup packet: " + packet.error().message();
+            co_await send_fatal(unsupported ? sqlstate::feature_not_supported : sqlstate::protocol_violation,
+                                message, SessionEnd::client_protocol_error);
             co_return std::nullopt;
         }
         if (std::holds_alternative<wire::SslRequest>(*packet)) {
@@ -216,7 +218,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
         }
         if (auto* cancel = std::get_if<wire::CancelRequest>(&*packet)) {
             if (auto target = runtime_.cancels().find(cancel->process_id, cancel->secret_key))
-                target->cancel_running_query();
+                co_await target->cancel_running_query();
             else
                 log::debug("cancel request with an unknown key ignored");
             close();
@@ -362,9 +364,8 @@ awaitable<bool> ClientSession::connect_server()
             close();
         } else {
             runtime_.request_health_check();
-            co_await send_fatal(sqlstate::connection_failure,
-                                "could not connect to server \"" + target->name + "\": " + err->message,
-                                SessionEnd::backend_lost);
+            const std::string message = "could not connect to server \"" + target->name + "\": " + err->message;
+            co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
         }
         co_return false;
     }
@@ -398,9 +399,8 @@ awaitable<void> ClientSession::relay_client()
             if (!next) {
                 if (batch_len)
                     (void)co_await server_->write({batch_begin, batch_len});
-                co_await send_fatal(sqlstate::protocol_violation,
-                                    "invalid message from client: " + next.error().message(),
-                                    SessionEnd::client_protocol_error);
+                const std::string message = "invalid message from client: " + next.error().message();
+                co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
                 co_return;
             }
             if (!*next)
@@ -409,9 +409,9 @@ awaitable<void> ClientSession::relay_client()
             if (!fe::is_known(f.tag)) {
                 if (batch_len)
                     (void)co_await server_->write({batch_begin, batch_len});
-                co_await send_fatal(sqlstate::protocol_violation,
-                                    "invalid frontend message type " + std::to_string(static_cast<unsigned char>(f.tag)),
-                                    SessionEnd::client_protocol_error);
+                const std::string message =
+                    "invalid frontend message type " + std::to_string(static_cast<unsigned char>(f.tag));
+                co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
                 co_return;
             }
             switch (static_cast<fe::Tag>(f.tag)) {
@@ -529,9 +529,8 @@ awaitable<void> ClientSession::pump_server()
                 close();
             } else {
                 log::warning("session ", id_, ": connection to ", server_name_, " lost: ", ec.message());
-                co_await send_fatal(sqlstate::connection_failure,
-                                    "server connection to \"" + server_name_ + "\" was lost",
-                                    SessionEnd::backend_lost);
+                const std::string message = "server connection to \"" + server_name_ + "\" was lost";
+                co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
             }
             co_return;
         }

@@ -39,8 +39,9 @@ public:
     /// Spawns the session's coroutine; it keeps the session alive.
     void start();
     /// Forwards a CancelRequest for whatever this session runs now (sent on
-    /// a new connection to the session's server, as PostgreSQL requires).
-    void cancel_running_query();
+    /// a new connection to the session's server, as PostgreSQL requires);
+    /// completes once the server has closed that connection.
+    [[nodiscard]] awaitable<void> cancel_running_query();
     /// Shutdown: close now if idle, else once the open transaction ends.
     void on_drain();
     /// Closes both sides; pending operations end with errors.

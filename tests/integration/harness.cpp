@@ -31,6 +31,18 @@ namespace e2e {
 
 namespace {
 
+// Directory of this executable (<build>/tests/integration).
+std::string exe_dir() {
+    char buf[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return ".";
+    std::string p(buf, size_t(n));
+    return p.substr(0, p.rfind('/'));
+}
+bool exists(const std::string& p) {
+    struct stat st{};
+    return ::stat(p.c_str(), &st) == 0;
+}
 std::string trim(std::string s) {
     const auto b = s.find_first_not_of(" \t\r\n");
     if (b == std::string::npos) return {};
@@ -38,10 +50,28 @@ std::string trim(std::string s) {
     return s.substr(b, e - b + 1);
 }
 
-std::string unquote(std::string v) {
-    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
-        return v.substr(1, v.size() - 2);
-    return v;
+// Shell-style value: 'single' or "double" quoted, and backslash escapes as
+// printf %q writes them (e.g. REPLICA_PORTS=22071\ 31519 means "22071 31519").
+std::string unquote(const std::string& v) {
+    std::string out;
+    char quote = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+        const char ch = v[i];
+        if (quote == '\'') {
+            if (ch == '\'') quote = 0;
+            else out += ch;
+        } else if (ch == '\\' && i + 1 < v.size()) {
+            out += v[++i];
+        } else if (quote == '"') {
+            if (ch == '"') quote = 0;
+            else out += ch;
+        } else if (ch == '\'' || ch == '"') {
+            quote = ch;
+        } else {
+            out += ch;
+        }
+    }
+    return out;
 }
 
 std::atomic<int> g_temp_counter{0};
@@ -94,10 +124,13 @@ std::string ClusterEnv::pgbin() const {
 const ClusterEnv& cluster() {
     static const ClusterEnv env = [] {
         ClusterEnv e;
-        const char* path = std::getenv("PGSWITCH_CLUSTER_ENV");
-        if (!path || !*path) {
+        const char* from_env = std::getenv("PGSWITCH_CLUSTER_ENV");
+        std::string fallback = exe_dir() + "/../../../.cluster/cluster.env";  // pg_cluster.sh's default dir
+        const std::string path_s = from_env && *from_env ? from_env : fallback;
+        const char* path = path_s.c_str();
+        if (!(from_env && *from_env) && !exists(path_s)) {
             std::cerr << "PGSWITCH_CLUSTER_ENV is not set (path of cluster.env from "
-                         "tests/pg_cluster.sh start)\n";
+                         "`bash tests/pg_cluster.sh start --dir DIR`), and " << fallback << " does not exist\n";
             std::exit(2);
         }
         std::ifstream in(path);
@@ -121,7 +154,9 @@ const ClusterEnv& cluster() {
             }
         }
         for (auto [k, d] : {std::pair{"SUPERUSER", "postgres"}, {"SUPERPASS", "postgres"},
-                            {"APP_USER", "app"}, {"APP_PASSWORD", "app"}, {"APP_DB", "app"}})
+                            {"APP_USER", "app"}, {"APP_PASSWORD", "app"}, {"APP_DB", "app"},
+                            {"MD5_USER", "md5user"}, {"MD5_PASSWORD", "md5user"},
+                            {"PW_USER", "pwuser"}, {"PW_PASSWORD", "pwuser"}})
             e.vars.emplace(k, d);
         return e;
     }();
@@ -136,7 +171,9 @@ bool direct_mode() {
 std::string pgswitch_bin() {
     const char* b = std::getenv("PGSWITCH_BIN");
     if (b && *b) return b;
-    return "build/proxy/pgswitch";
+    // <build>/tests/integration/integration_e2e -> <build>/proxy/pgswitch
+    const std::string sibling = exe_dir() + "/../../proxy/pgswitch";
+    return exists(sibling) ? sibling : "build/proxy/pgswitch";
 }
 
 // ---------------------------------------------------------------- libpq
@@ -164,7 +201,7 @@ Conn connect_ok(const std::string& conninfo) {
     Conn c = connect(conninfo);
     REQUIRE_MESSAGE(c != nullptr, "PQconnectdb returned null");
     REQUIRE_MESSAGE(PQstatus(c.get()) == CONNECTION_OK,
-                    "connect failed (" << conninfo << "): " << PQerrorMessage(c.get()));
+                    "connect failed (" << conninfo << "): " << errmsg(c.get()));
     return c;
 }
 
@@ -172,8 +209,8 @@ Result exec_ok(PGconn* c, const std::string& sql, ExecStatusType expected) {
     Result r(PQexec(c, sql.c_str()));
     const std::string shown = sql.size() > 200 ? sql.substr(0, 200) + "..." : sql;
     REQUIRE_MESSAGE(PQresultStatus(r.get()) == expected,
-                    "`" << shown << "` -> " << PQresStatus(PQresultStatus(r.get())) << ": "
-                        << PQerrorMessage(c));
+                    "`" << shown << "` -> " << std::string(PQresStatus(PQresultStatus(r.get()))) << ": "
+                        << errmsg(c));
     return r;
 }
 
@@ -392,7 +429,10 @@ std::optional<int> Proxy::reap(bool block) {
     return std::nullopt;
 }
 
-bool Proxy::alive() { return pid_ > 0 && !reap(false).has_value(); }
+bool Proxy::alive() {
+    if (pid_ <= 0) return direct_mode() && port_ != 0;  // direct mode: the primary stands in
+    return !reap(false).has_value();
+}
 
 void Proxy::start() {
     if (direct_mode()) {
@@ -429,9 +469,9 @@ void Proxy::start() {
         if (PQstatus(c.get()) == CONNECTION_OK) {
             Result r(PQexec(c.get(), "SELECT 1"));
             if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) break;
-            last_error = PQerrorMessage(c.get());
+            last_error = errmsg(c.get());
         } else {
-            last_error = PQerrorMessage(c.get());
+            last_error = errmsg(c.get());
         }
         if (Clock::now() > deadline) {
             const std::string log = log_text();
@@ -477,18 +517,28 @@ std::string Proxy::log_text(size_t from, size_t max_bytes) const {
     return read_file(log_path_, from, max_bytes);
 }
 
+namespace {
+std::unique_ptr<Proxy> g_shared;
+std::string g_shared_died_in;  // name of the test during which the shared instance died
+}  // namespace
+
 Proxy& shared_proxy() {
-    static std::unique_ptr<Proxy> p;
-    if (!p) {
+    if (g_shared && !direct_mode() && !g_shared->alive()) {
+        // A crash must not cascade into every later test: report it here, restart.
+        FAIL_CHECK("the shared pgswitch (pid " << g_shared->pid() << ") died during the earlier test \""
+                   << g_shared_died_in << "\"; restarting it for this one");
+        std::cerr << "----- log of the dead shared pgswitch -----\n" << g_shared->log_text() << "\n-----\n";
+        g_shared.reset();
+        g_shared_died_in.clear();
+    }
+    if (!g_shared) {
         auto fresh = std::make_unique<Proxy>();
         fresh->start();
-        p = std::move(fresh);
-        {
-            std::lock_guard lk(g_live_mu);
-            g_log_marks[p.get()] = 0;
-        }
+        g_shared = std::move(fresh);
+        std::lock_guard lk(g_live_mu);
+        g_log_marks[g_shared.get()] = 0;
     }
-    return *p;
+    return *g_shared;
 }
 
 // ---------------------------------------------------------------- doctest hooks
@@ -537,9 +587,18 @@ struct LogListener : doctest::IReporter {
         }
         g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
     }
-    void test_case_reenter(const doctest::TestCaseData&) override {}
+    void test_case_reenter(const doctest::TestCaseData&) override {
+        // Each SUBCASE pass reruns the test case: a fresh time limit for each.
+        g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
+    }
     void test_case_end(const doctest::CurrentTestCaseStats& st) override {
         g_deadline_ns = 0;
+        if (g_shared && !direct_mode() && g_shared_died_in.empty() && !g_shared->alive()) {
+            std::lock_guard lk(g_test_mu);
+            g_shared_died_in = g_current_test;
+            std::cerr << "\n*** the shared pgswitch (pid " << g_shared->pid() << ") DIED during test \""
+                      << g_current_test << "\" ***\n";
+        }
         if (!st.testCaseSuccess) dump_logs("test failed");
         std::lock_guard lk(g_live_mu);
         g_retired.clear();

@@ -2,8 +2,11 @@
 // runner, described by cluster.env) and pgswitch processes spawned per test.
 //
 // Environment:
-//   PGSWITCH_CLUSTER_ENV  path of cluster.env written by tests/pg_cluster.sh (required)
-//   PGSWITCH_BIN          path of the pgswitch binary (default build/proxy/pgswitch)
+//   PGSWITCH_CLUSTER_ENV  path of cluster.env written by tests/pg_cluster.sh (default:
+//                         <repo>/.cluster/cluster.env, pg_cluster.sh's default --dir,
+//                         found relative to <repo>/build/tests/integration/)
+//   PGSWITCH_BIN          path of the pgswitch binary (default: <build>/proxy/pgswitch
+//                         next to this test's build directory)
 //   PGSWITCH_DIRECT=1     skip pgswitch: the "proxy" is the primary itself, and tests
 //                         that need pgswitch-specific behaviour are skipped. Used to
 //                         validate the tests themselves.
@@ -46,6 +49,9 @@ struct PGconnDeleter { void operator()(PGconn* c) const noexcept { if (c) PQfini
 struct PGresultDeleter { void operator()(PGresult* r) const noexcept { if (r) PQclear(r); } };
 using Conn = std::unique_ptr<PGconn, PGconnDeleter>;
 using Result = std::unique_ptr<PGresult, PGresultDeleter>;
+
+/// PQerrorMessage as a std::string (doctest prints a char* as a pointer).
+inline std::string errmsg(const PGconn* c) { return c ? PQerrorMessage(c) : "(no connection)"; }
 
 /// Quotes a conninfo value.
 std::string cq(const std::string& v);

@@ -18,14 +18,14 @@ TEST_CASE("wrong password and unknown user are refused with 28P01") {
     SUBCASE("libpq, wrong password") {
         Conn c = connect(px.conninfo(env.get("APP_USER"), "definitely-wrong"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
-        const std::string msg = PQerrorMessage(c.get());
+        const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("password authentication failed for user \"" + env.get("APP_USER") + "\"") != std::string::npos);
     }
     SUBCASE("libpq, unknown user") {
         Conn c = connect(px.conninfo("e2e_nobody", "whatever"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
-        const std::string msg = PQerrorMessage(c.get());
+        const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("e2e_nobody") != std::string::npos);
     }
@@ -70,16 +70,16 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
     const ClusterEnv& env = cluster();
     // md5user's server password is stored as md5 and pg_hba asks md5; pwuser gets a
     // cleartext password request; app gets SCRAM. pgswitch must answer each one.
+    const std::string md5u = env.get("MD5_USER"), md5p = env.get("MD5_PASSWORD");
+    const std::string pwu = env.get("PW_USER"), pwp = env.get("PW_PASSWORD");
     ProxyOptions opts;
-    opts.users = {{env.get("APP_USER"), env.get("APP_PASSWORD"), ""},
-                  {"md5user", "md5user", ""},
-                  {"pwuser", "pwuser", ""}};
+    opts.users = {{env.get("APP_USER"), env.get("APP_PASSWORD"), ""}, {md5u, md5p, ""}, {pwu, pwp, ""}};
     Proxy dedicated(opts);
     dedicated.start();
 
-    for (const char* user : {"md5user", "pwuser"}) {
-        CAPTURE(user);
-        Conn c = connect_ok(dedicated.conninfo(user, user));
+    for (const auto& [user, password] : {std::pair{md5u, md5p}, std::pair{pwu, pwp}}) {
+        INFO("user: " << user);
+        Conn c = connect_ok(dedicated.conninfo(user, password));
         CHECK(query_value(c.get(), "SELECT 1") == "1");
         CHECK(query_value(c.get(), "SELECT current_user") == user);
     }
@@ -91,15 +91,13 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
     SUBCASE("client auth: md5 and cleartext password towards the client") {
         E2E_SKIP_IF_DIRECT("client auth methods are pgswitch configuration");
         ProxyOptions o2;
-        o2.users = {{env.get("APP_USER"), env.get("APP_PASSWORD"), "md5"},
-                    {"md5user", "md5user", "md5"},
-                    {"pwuser", "pwuser", "password"}};
+        o2.users = {{env.get("APP_USER"), env.get("APP_PASSWORD"), "md5"}, {md5u, md5p, "md5"}, {pwu, pwp, "password"}};
         Proxy p2(o2);
         p2.start();  // its readiness probe already logs in as app via md5
 
-        for (const char* user : {"md5user", "pwuser"}) {
-            CAPTURE(user);
-            Conn c = connect_ok(p2.conninfo(user, user));
+        for (const auto& [user, password] : {std::pair{md5u, md5p}, std::pair{pwu, pwp}}) {
+            INFO("user: " << user);
+            Conn c = connect_ok(p2.conninfo(user, password));
             CHECK(query_value(c.get(), "SELECT current_user") == user);
         }
         Conn c = connect_ok(p2.conninfo(env.get("APP_USER"), env.get("APP_PASSWORD")));
@@ -110,18 +108,18 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
         std::string message;
         RawConn raw;
         REQUIRE(raw.connect(p2.port()));
-        CHECK(raw.login("md5user", "wrong", env.get("APP_DB"), &message) == "28P01");
+        CHECK(raw.login(md5u, "wrong", env.get("APP_DB"), &message) == "28P01");
         CHECK(raw.auth_requests == std::vector<uint32_t>{5});
         RawConn raw2;
         REQUIRE(raw2.connect(p2.port()));
-        CHECK(raw2.login("pwuser", "wrong", env.get("APP_DB"), &message) == "28P01");
+        CHECK(raw2.login(pwu, "wrong", env.get("APP_DB"), &message) == "28P01");
         CHECK(raw2.auth_requests == std::vector<uint32_t>{3});
         RawConn raw3;
         REQUIRE(raw3.connect(p2.port()));
-        REQUIRE_MESSAGE(raw3.login("md5user", "md5user", env.get("APP_DB"), &message) == "", message);
+        REQUIRE_MESSAGE(raw3.login(md5u, md5p, env.get("APP_DB"), &message) == "", message);
         CHECK(raw3.auth_requests == std::vector<uint32_t>{5, 0});
         std::string v;
         CHECK(raw3.simple_query("SELECT current_user", &v) == "");
-        CHECK(v == "md5user");
+        CHECK(v == md5u);
     }
 }

@@ -48,7 +48,7 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         chunk += copy_row(i);
         if (chunk.size() > 65536 || i == kRows) {
             REQUIRE_MESSAGE(PQputCopyData(c.get(), chunk.data(), static_cast<int>(chunk.size())) == 1,
-                            PQerrorMessage(c.get()));
+                            errmsg(c.get()));
             all += chunk;
             chunk.clear();
         }
@@ -56,7 +56,7 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
     REQUIRE(PQputCopyEnd(c.get(), nullptr) == 1);
     {
         Result r(PQgetResult(c.get()));
-        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         CHECK(std::string(PQcmdStatus(r.get())) == "COPY " + std::to_string(kRows));
         while (Result extra{PQgetResult(c.get())}) FAIL("unexpected extra result");
     }
@@ -71,14 +71,14 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         char* buf = nullptr;
         const int n = PQgetCopyData(c.get(), &buf, 0);
         if (n == -1) break;
-        if (n < 0) FAIL("PQgetCopyData: " << PQerrorMessage(c.get()));
+        if (n < 0) FAIL("PQgetCopyData: " << errmsg(c.get()));
         out.append(buf, size_t(n));
         PQfreemem(buf);
         ++rows;
     }
     {
         Result r(PQgetResult(c.get()));
-        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         CHECK(std::string(PQcmdStatus(r.get())) == "COPY " + std::to_string(kRows));
         while (Result extra{PQgetResult(c.get())}) FAIL("unexpected extra result");
     }
@@ -160,7 +160,7 @@ TEST_CASE("a 50 MB text value round trips intact") {
     const char* vals[1] = {value.c_str()};
     const int lens[1] = {static_cast<int>(value.size())};
     Result ins(PQexecParams(c.get(), "INSERT INTO e2e_big VALUES (1, $1)", 1, nullptr, vals, lens, nullptr, 0));
-    REQUIRE_MESSAGE(PQresultStatus(ins.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+    REQUIRE_MESSAGE(PQresultStatus(ins.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
 
     Result meta = exec_ok(c.get(), "SELECT length(v), md5(v) FROM e2e_big WHERE id = 1", PGRES_TUPLES_OK);
     REQUIRE(PQntuples(meta.get()) == 1);

@@ -73,13 +73,13 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
 
     SUBCASE("named statement prepared once, executed many times") {
         Result prep(PQprepare(c.get(), "e2e_ins", "INSERT INTO e2e_ext VALUES ($1, $2, $3)", 3, nullptr));
-        REQUIRE_MESSAGE(PQresultStatus(prep.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+        REQUIRE_MESSAGE(PQresultStatus(prep.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         for (int i = 1; i <= 500; ++i) {
             const std::string id = std::to_string(i), label = "row-" + std::to_string(i),
                               score = std::to_string(i) + ".5";
             const char* vals[3] = {id.c_str(), label.c_str(), score.c_str()};
             Result r(PQexecPrepared(c.get(), "e2e_ins", 3, vals, nullptr, nullptr, 0));
-            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, "row " << i << ": " << PQerrorMessage(c.get()));
+            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, "row " << i << ": " << errmsg(c.get()));
         }
         CHECK(query_value(c.get(), "SELECT count(*) || ':' || sum(id) FROM e2e_ext") == "500:125250");
 
@@ -128,7 +128,7 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
             const char* vals[3] = {id.c_str(), label.c_str(), nullptr};  // NULL score
             Result r(PQexecParams(c.get(), "INSERT INTO e2e_ext VALUES ($1::int, $2::text, $3::float8)", 3, nullptr,
                                   vals, nullptr, nullptr, 0));
-            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         }
         const char* vals[1] = {"77"};
         Result r(PQexecParams(c.get(), "SELECT label, score IS NULL FROM e2e_ext WHERE id = $1", 1, nullptr, vals,
@@ -151,7 +151,7 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
         exec_ok(c.get(), "BEGIN");
         exec_ok(c.get(), "DECLARE e2e_cur CURSOR FOR SELECT id, label FROM e2e_ext ORDER BY id");
         Result dp(PQdescribePortal(c.get(), "e2e_cur"));
-        REQUIRE_MESSAGE(PQresultStatus(dp.get()) == PGRES_COMMAND_OK, PQerrorMessage(c.get()));
+        REQUIRE_MESSAGE(PQresultStatus(dp.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         CHECK(PQnfields(dp.get()) == 2);
         CHECK(std::string(PQfname(dp.get(), 1)) == "label");
         long long sum = 0;
@@ -204,7 +204,7 @@ TEST_CASE("pipeline mode: several queries, one sync, results in order") {
     auto next = [&]() -> Result { return Result(PQgetResult(c.get())); };
     for (int i = 0; i < n; ++i) {
         Result r = next();
-        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, "insert " << i << ": " << PQerrorMessage(c.get()));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, "insert " << i << ": " << errmsg(c.get()));
         CHECK(std::string(PQcmdStatus(r.get())) == "INSERT 0 1");
         REQUIRE(next() == nullptr);
     }

@@ -1,0 +1,65 @@
+// Bounded LRU of classifications keyed by query text.
+#include "routing/statement_cache.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace pgswitch::routing {
+
+StatementCache::StatementCache(std::size_t capacity, std::size_t max_text_bytes)
+    : capacity_(capacity), max_text_bytes_(max_text_bytes)
+{
+    // Buckets up front avoid rehash pauses while warming; a huge capacity grows lazily.
+    index_.reserve(std::min<std::size_t>(capacity_, 1 << 16));
+}
+
+std::shared_ptr<const Classification> StatementCache::find(std::string_view sql, std::uint64_t generation)
+{
+    const auto it = index_.find(sql);
+    if (it == index_.end() || it->second->generation != generation) {
+        ++misses_;
+        return nullptr;
+    }
+    ++hits_;
+    lru_.splice(lru_.begin(), lru_, it->second);  // moves the node, iterators stay valid
+    return it->second->value;
+}
+
+void StatementCache::insert(std::string_view sql, std::uint64_t generation,
+                            std::shared_ptr<const Classification> value)
+{
+    if (capacity_ == 0 || sql.size() > max_text_bytes_)
+        return;
+    if (const auto it = index_.find(sql); it != index_.end()) {
+        it->second->generation = generation;
+        it->second->value = std::move(value);
+        lru_.splice(lru_.begin(), lru_, it->second);
+        return;
+    }
+    if (index_.size() >= capacity_) {
+        index_.erase(std::string_view{lru_.back().text});
+        lru_.pop_back();
+        ++evictions_;
+    }
+    lru_.push_front(Entry{std::string(sql), generation, std::move(value)});
+    index_.emplace(std::string_view{lru_.front().text}, lru_.begin());
+}
+
+void StatementCache::clear() noexcept
+{
+    index_.clear();
+    lru_.clear();
+}
+
+std::shared_ptr<const Classification> classify_cached(StatementCache& cache, std::string_view sql,
+                                                      const FunctionCatalog* catalog)
+{
+    const std::uint64_t generation = catalog ? catalog->generation() : 0;
+    if (auto cached = cache.find(sql, generation))
+        return cached;
+    auto fresh = std::make_shared<const Classification>(classify(sql, catalog));
+    cache.insert(sql, generation, fresh);
+    return fresh;
+}
+
+}  // namespace pgswitch::routing

@@ -1,0 +1,85 @@
+// SessionState: what a server connection lacks of the session's SETs,
+// discards and prepared statements.
+#include <doctest/doctest.h>
+
+#include "routing/session_state.h"
+
+using namespace pgswitch::routing;
+
+TEST_CASE("a fresh connection of a session that SET nothing needs nothing")
+{
+    SessionState s;
+    LinkState link;
+    auto c = s.catch_up(link);
+    CHECK_FALSE(c.discard_all);
+    CHECK_FALSE(c.settings);
+}
+
+TEST_CASE("SETs replay on connections that have not seen them, last value wins")
+{
+    SessionState s;
+    LinkState first;
+    (void)s.catch_up(first);
+    s.record_set("search_path", "SET search_path = a, public");
+    s.record_set("statement_timeout", "SET statement_timeout = 5000");
+    s.record_set("search_path", "SET search_path = b");
+    LinkState later;
+    auto c = s.catch_up(later);
+    REQUIRE(c.settings);
+    CHECK(*c.settings == "RESET ALL; SET search_path = b; SET statement_timeout = 5000");
+    // Up to date now: nothing more to send.
+    CHECK_FALSE(s.catch_up(later).settings);
+    // The first connection is behind too.
+    CHECK(s.catch_up(first).settings);
+
+    s.record_reset("statement_timeout");
+    auto again = s.catch_up(later);
+    REQUIRE(again.settings);
+    CHECK(*again.settings == "RESET ALL; SET search_path = b");
+    s.record_reset_all();
+    auto all = s.catch_up(later);
+    REQUIRE(all.settings);
+    CHECK(*all.settings == "RESET ALL");
+}
+
+TEST_CASE("DISCARD ALL forgets settings, statements and pins, and reaches every connection")
+{
+    SessionState s;
+    s.record_set("work_mem", "SET work_mem = '64MB'");
+    s.record_parse("s1", PreparedStatement{"SELECT 1", "", 0, false, 0});
+    s.record_sql_prepare("q", "PREPARE q AS SELECT 1", false);
+    s.pinned_to_primary = true;
+    LinkState link;
+    (void)s.catch_up(link);
+    link.statements["s1"] = s.statement("s1")->version;
+    s.record_discard_all();
+    CHECK_FALSE(s.pinned_to_primary);
+    CHECK(s.statement("s1") == nullptr);
+    CHECK(s.sql_prepared("q") == nullptr);
+    auto c = s.catch_up(link);
+    CHECK(c.discard_all);
+    CHECK_FALSE(c.settings);
+    CHECK(link.statements.empty());
+}
+
+TEST_CASE("re-Parsed statements get a new version so stale copies are replaced")
+{
+    SessionState s;
+    s.record_parse("s", PreparedStatement{"SELECT 1", "", 0, false, 0});
+    const auto v1 = s.statement("s")->version;
+    s.record_close_statement("s");
+    CHECK(s.statement("s") == nullptr);
+    s.record_parse("s", PreparedStatement{"INSERT INTO t VALUES (1)", "", 0, true, 0});
+    CHECK(s.statement("s")->version != v1);
+    CHECK(s.statement("s")->write);
+}
+
+TEST_CASE("read-your-writes position only moves forward")
+{
+    SessionState s;
+    s.require_lsn(100);
+    s.require_lsn(50);
+    CHECK(s.min_lsn == std::optional<std::uint64_t>{100});
+    s.require_lsn(200);
+    CHECK(s.min_lsn == std::optional<std::uint64_t>{200});
+}
