@@ -45,9 +45,11 @@ ClientSession::ClientSession(Runtime& runtime, tcp::socket socket)
     : runtime_(runtime),
       id_(runtime.next_session_id()),
       stream_(std::move(socket)),
-      decoder_(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup)
+      decoder_(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup),
+      drained_(runtime.io(), asio::steady_timer::time_point::max())
 {
     peer_ = stream_.remote_address();
+    peer_host_ = peer_.substr(0, peer_.rfind(':'));
     error_code ignored;
     stream_.socket().set_option(tcp::no_delay(true), ignored);
 }
@@ -85,15 +87,22 @@ void ClientSession::close() noexcept
         return;
     closed_ = true;
     stream_.close();
-    if (server_)
-        server_->close();
+    for (auto& link : links_) {
+        for (auto seg : link->segments)
+            if (seg == ServerLink::Segment::client)
+                runtime_.add_in_flight(link->backend, -1);
+        link->segments.clear();
+        if (link->conn)
+            link->conn->close();
+    }
+    drained_.cancel();
 }
 
 void ClientSession::on_drain()
 {
     if (closed_)
         return;
-    if (!server_ || idle()) {
+    if (links_.empty() || idle()) {
         auto self = shared_from_this();
         asio::co_spawn(runtime_.io(), [self]() -> awaitable<void> {
             co_await self->send_fatal(sqlstate::admin_shutdown,
@@ -105,12 +114,14 @@ void ClientSession::on_drain()
 
 awaitable<void> ClientSession::cancel_running_query()
 {
-    if (!server_ || !server_->is_open())
+    // The statement runs where the last request went.
+    auto link = active_;
+    if (!link || !link->conn || !link->conn->is_open())
         co_return;
     // PostgreSQL takes a cancel only on a fresh connection to the postmaster
     // that runs the query (Protocol → Canceling Requests in Progress).
-    const auto ep = server_->endpoint();
-    const auto key = server_->key();
+    const auto ep = link->conn->endpoint();
+    const auto key = link->conn->key();
     tcp::socket s(runtime_.io());
     auto [ec] = co_await s.async_connect(ep, use_nothrow);
     if (ec) {
@@ -293,25 +304,18 @@ awaitable<void> ClientSession::run()
     const auto settings = runtime_.settings();
     if (!co_await authenticate(settings->config.find_user(user_)))
         co_return;
-    if (!co_await connect_server())
+    if (!co_await connect_primary())
         co_return;
     login_deadline.cancel();
-    log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_,
-               " on ", server_name_);
-
-    auto self = shared_from_this();
-    asio::co_spawn(runtime_.io(), [self]() { return self->pump_server(); },
-                   [self](std::exception_ptr e) {
-                       if (e)
-                           self->close();
-                   });
+    log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_);
     co_await relay_client();
     close();
     if (end_ && *end_ != SessionEnd::client_closed)
         log::info("session ", id_, " from ", peer_, " ended: ", to_string(*end_));
 }
 
-awaitable<bool> ClientSession::connect_server()
+
+awaitable<bool> ClientSession::connect_primary()
 {
     const auto settings = runtime_.settings();
     const auto& cfg = settings->config;
@@ -340,20 +344,12 @@ awaitable<bool> ClientSession::connect_server()
         co_return false;
     }
 
-    ServerStartup s;
-    s.user = user_;
-    s.database = database_;
-    for (const auto& [name, value] : startup_.params) {
-        // user/database are set explicitly; _pq_.* are protocol options we do not pass on.
-        if (name == "user" || name == "database" || name.starts_with("_pq_."))
-            continue;
-        s.params.emplace_back(name, value);
-    }
-    s.credentials = credentials_;
-    server_ = std::make_unique<BackendConnection>(runtime_.io().get_executor());
-    server_name_ = target->name;
-    auto err = co_await server_->connect(target->host, target->port, s,
-                                         std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
+    auto link = std::make_shared<ServerLink>();
+    link->backend = target->name;
+    link->role = routing::Role::primary;
+    link->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
+    auto err = co_await link->conn->connect(target->host, target->port, server_startup(),
+                                            std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
     if (err) {
         log::warning("session ", id_, ": login to ", target->name, " failed: ", err->message);
         if (!err->server_error.empty()) {
@@ -369,16 +365,22 @@ awaitable<bool> ClientSession::connect_server()
         }
         co_return false;
     }
+    // The database's volatile functions decide which SELECTs write; load
+    // them once per database (before the pump owns this connection).
+    if (!runtime_.catalog(database_))
+        co_await load_catalog(*link->conn);
 
     // Session mode: the client sees the primary connection's pid, so
     // pg_backend_pid() and NOTIFY sender pids agree; the secret is ours.
-    client_pid_ = server_->key().process_id;
+    client_pid_ = link->conn->key().process_id;
     client_secret_ = runtime_.cancels().add(client_pid_, weak_from_this());
     scratch_.clear();
     be::build_authentication_ok(scratch_);
-    scratch_.append(server_->parameter_status_messages());
+    scratch_.append(link->conn->parameter_status_messages());
     be::build_backend_key_data(scratch_, client_pid_, client_secret_);
     be::build_ready_for_query(scratch_, wire::TxStatus::idle);
+    add_link(link);
+    active_ = link;
     if (co_await stream_.send(scratch_)) {
         close();
         co_return false;
@@ -386,65 +388,131 @@ awaitable<bool> ClientSession::connect_server()
     co_return true;
 }
 
+ServerStartup ClientSession::server_startup() const
+{
+    ServerStartup s;
+    s.user = user_;
+    s.database = database_;
+    for (const auto& [name, value] : startup_.params) {
+        // user/database are set explicitly; _pq_.* are protocol options we do not pass on.
+        if (name == "user" || name == "database" || name.starts_with("_pq_."))
+            continue;
+        s.params.emplace_back(name, value);
+    }
+    s.credentials = credentials_;
+    return s;
+}
+
+awaitable<void> ClientSession::load_catalog(BackendConnection& conn)
+{
+    auto r = co_await conn.simple_query(
+        "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')");
+    std::vector<std::pair<std::string, std::string>> functions;
+    if (auto* rows = std::get_if<QueryRows>(&r)) {
+        for (const auto& row : rows->rows)
+            if (row.size() == 2 && row[0] && row[1])
+                functions.emplace_back(*row[0], *row[1]);
+    } else {
+        log::warning("session ", id_, ": could not read volatile functions of ", database_, ": ",
+                     std::get<ConnectError>(r).message);
+    }
+    (void)runtime_.store_catalog(database_, functions);
+}
+
+void ClientSession::add_link(std::shared_ptr<ServerLink> link)
+{
+    links_.push_back(link);
+    auto self = shared_from_this();
+    asio::co_spawn(runtime_.io(), [self, link]() { return self->pump_server(link); },
+                   [self](std::exception_ptr e) {
+                       if (!e)
+                           return;
+                       try {
+                           std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                           log::error("session ", self->id_, ": server pump failed: ", ex.what());
+                       }
+                       self->close();
+                   });
+}
+
 awaitable<void> ClientSession::relay_client()
 {
     for (;;) {
-        // Forward every complete message in the buffer with one write: they
-        // are contiguous, so the batch is a single view (no copy).
-        const char* batch_begin = nullptr;
-        std::size_t batch_len = 0;
-        bool terminate = false;
+        // CopyData/CopyDone/CopyFail go straight to the link running the
+        // COPY, batched per read; everything else is gathered into whole
+        // requests and routed at their boundary.
+        const char* copy_begin = nullptr;
+        std::size_t copy_len = 0;
+        auto flush_copy = [&]() -> awaitable<bool> {
+            if (copy_len == 0)
+                co_return true;
+            const std::string_view bytes{copy_begin, copy_len};
+            copy_begin = nullptr;
+            copy_len = 0;
+            if (!active_ || active_->dead)
+                co_return true;  // the server is gone; its pump told the client
+            co_return !co_await active_->conn->write(bytes);
+        };
         for (;;) {
             auto next = decoder_.next();
             if (!next) {
-                if (batch_len)
-                    (void)co_await server_->write({batch_begin, batch_len});
+                (void)co_await flush_copy();
                 const std::string message = "invalid message from client: " + next.error().message();
                 co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
                 co_return;
             }
             if (!*next)
                 break;
-            const auto& f = **next;
+            const auto f = **next;
             if (!fe::is_known(f.tag)) {
-                if (batch_len)
-                    (void)co_await server_->write({batch_begin, batch_len});
+                (void)co_await flush_copy();
                 const std::string message =
                     "invalid frontend message type " + std::to_string(static_cast<unsigned char>(f.tag));
                 co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
                 co_return;
             }
             switch (static_cast<fe::Tag>(f.tag)) {
-            case fe::Tag::Terminate:
-                terminate = true;
-                break;
-            case fe::Tag::Query:
-            case fe::Tag::Sync:
-            case fe::Tag::FunctionCall:
-                ++pending_ready_;  // each ends with exactly one ReadyForQuery
-                break;
+            case fe::Tag::Terminate: {
+                (void)co_await flush_copy();
+                end_ = SessionEnd::client_closed;
+                std::string bye;
+                fe::build_terminate(bye);
+                for (auto& link : links_)
+                    if (!link->dead)
+                        (void)co_await link->conn->write(bye);
+                co_return;
+            }
+            case fe::Tag::CopyData:
+            case fe::Tag::CopyDone:
+            case fe::Tag::CopyFail:
+                if (!copy_begin)
+                    copy_begin = f.raw.data();
+                copy_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - copy_begin);
+                continue;
             default:
                 break;
             }
-            if (terminate)
-                break;
-            if (!batch_begin)
-                batch_begin = f.raw.data();
-            batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
-        }
-        if (batch_len) {
-            if (auto ec = co_await server_->write({batch_begin, batch_len})) {
-                // The pump sees the same failure and tells the client.
+            if (!co_await flush_copy())
                 co_return;
+            request_frames_.push_back({f.tag, request_.size(), f.raw.size()});
+            request_.append(f.raw);
+            switch (static_cast<fe::Tag>(f.tag)) {
+            case fe::Tag::Query:
+            case fe::Tag::Sync:
+            case fe::Tag::Flush:
+            case fe::Tag::FunctionCall:
+                if (!co_await dispatch_request())
+                    co_return;
+                break;
+            default:
+                break;  // Parse/Bind/Describe/Execute/Close: wait for Sync or Flush
             }
         }
-        if (terminate) {
-            end_ = SessionEnd::client_closed;
-            std::string bye;
-            fe::build_terminate(bye);
-            (void)co_await server_->write(bye);
+        if (!co_await flush_copy())
             co_return;
-        }
         if (closed_)
             co_return;
         auto region = decoder_.prepare();
@@ -457,35 +525,77 @@ awaitable<void> ClientSession::relay_client()
     }
 }
 
-awaitable<void> ClientSession::pump_server()
+awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
 {
-    auto& dec = server_->decoder();
-    auto& sock = server_->socket();
+    auto& dec = link->conn->decoder();
+    auto& sock = link->conn->socket();
+    std::string dropped_error;
     for (;;) {
+        // Forward whole runs of client-owned replies with one write; replies
+        // to hidden catch-up requests are cut out of the stream.
         const char* batch_begin = nullptr;
         std::size_t batch_len = 0;
         bool became_idle = false;
+        auto flush = [&]() -> awaitable<bool> {
+            if (batch_len == 0)
+                co_return true;
+            const std::string_view bytes{batch_begin, batch_len};
+            batch_begin = nullptr;
+            batch_len = 0;
+            co_return !co_await stream_.send(bytes);
+        };
         for (;;) {
             auto next = dec.next();
             if (!next) {
-                log::error("session ", id_, ": malformed message from server ", server_name_, ": ",
+                log::error("session ", id_, ": malformed message from server ", link->backend, ": ",
                            next.error().message());
-                if (batch_len)
-                    (void)co_await stream_.send({batch_begin, batch_len});
+                (void)co_await flush();
                 co_await send_fatal(sqlstate::connection_failure, "server sent a malformed message",
                                     SessionEnd::backend_lost);
                 co_return;
             }
             if (!*next)
                 break;
-            const auto& f = **next;
-            switch (static_cast<be::Tag>(f.tag)) {
+            const auto f = **next;
+            const auto tag = static_cast<be::Tag>(f.tag);
+            const bool hidden = !link->segments.empty() && link->segments.front() != ServerLink::Segment::client;
+            if (hidden && tag != be::Tag::NotificationResponse) {
+                // A hidden request's reply: act on it, never forward it.
+                if (!co_await flush())
+                    co_return;
+                const auto kind = link->segments.front();
+                if (tag == be::Tag::ErrorResponse) {
+                    if (auto fields = be::parse_error_fields(f.body))
+                        dropped_error = std::string(fields->message());
+                    log::warning("session ", id_, ": catch-up on ", link->backend, " failed: ", dropped_error);
+                } else if (tag == be::Tag::DataRow && kind == ServerLink::Segment::capture_lsn) {
+                    if (auto row = be::parse_data_row(f.body); row && row->size() == 1 && row->front())
+                        captured_lsn_ = routing::parse_lsn(*row->front());
+                } else if (tag == be::Tag::ReadyForQuery) {
+                    link->segments.pop_front();
+                    if (kind == ServerLink::Segment::capture_lsn) {
+                        auto rfq = be::parse_ready_for_query(f.body);
+                        // Only a position read outside a transaction is past the commit.
+                        if (captured_lsn_ && rfq && rfq->status == wire::TxStatus::idle)
+                            state_.require_lsn(*captured_lsn_);
+                        captured_lsn_.reset();
+                        if (--lsn_captures_ == 0)
+                            lsn_pending_ = false;
+                    }
+                    drained_.cancel();
+                }
+                continue;
+            }
+            switch (tag) {
             case be::Tag::ReadyForQuery:
                 if (auto rfq = be::parse_ready_for_query(f.body)) {
                     tx_status_ = rfq->status;
-                    if (pending_ready_ > 0)
-                        --pending_ready_;
+                    if (!link->segments.empty()) {
+                        link->segments.pop_front();
+                        runtime_.add_in_flight(link->backend, -1);
+                    }
                     became_idle = idle();
+                    drained_.cancel();
                 }
                 break;
             case be::Tag::ErrorResponse:
@@ -494,7 +604,7 @@ awaitable<void> ClientSession::pump_server()
                 if (auto fields = be::parse_error_fields(f.body)) {
                     const auto sev = fields->severity();
                     if (sev == "FATAL" || sev == "PANIC")
-                        server_sent_fatal_ = true;
+                        link->server_sent_fatal = true;
                 }
                 break;
             default:
@@ -502,14 +612,18 @@ awaitable<void> ClientSession::pump_server()
             }
             if (!batch_begin)
                 batch_begin = f.raw.data();
+            else if (batch_begin + batch_len != f.raw.data()) {
+                // A hidden reply was cut out in between: send what we have first.
+                if (!co_await flush())
+                    co_return;
+                batch_begin = f.raw.data();
+            }
             batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
         }
-        if (batch_len) {
-            if (co_await stream_.send({batch_begin, batch_len})) {
-                end_ = end_.value_or(SessionEnd::client_closed);
-                close();
-                co_return;
-            }
+        if (!co_await flush()) {
+            end_ = end_.value_or(SessionEnd::client_closed);
+            close();
+            co_return;
         }
         if (became_idle && runtime_.draining()) {
             co_await send_fatal(sqlstate::admin_shutdown,
@@ -517,25 +631,53 @@ awaitable<void> ClientSession::pump_server()
                                 SessionEnd::shutdown);
             co_return;
         }
-        if (closed_)
+        if (closed_ || link->dead)
             co_return;
         auto region = dec.prepare();
         auto [ec, n] = co_await sock.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
         if (ec) {
-            if (closed_)
+            if (closed_ || link->dead)
                 co_return;
-            if (server_sent_fatal_) {
-                end_ = end_.value_or(SessionEnd::backend_lost);
-                close();
-            } else {
-                log::warning("session ", id_, ": connection to ", server_name_, " lost: ", ec.message());
-                const std::string message = "server connection to \"" + server_name_ + "\" was lost";
-                co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
-            }
+            co_await server_lost(*link, ec);
             co_return;
         }
         dec.commit(n);
     }
+}
+
+awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
+{
+    // What the client loses with this connection decides whether the
+    // session survives: replies it waits for, an open transaction, or state
+    // that lives only there (pins). An idle replica connection is replaced
+    // silently on next use.
+    const bool owed = link.pending_client() > 0 || link.unsynced;
+    const bool in_tx_here = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
+    const bool state_here = link.role == routing::Role::primary && state_.pinned_to_primary;
+    link.dead = true;
+    for (auto seg : link.segments)
+        if (seg == ServerLink::Segment::client)
+            runtime_.add_in_flight(link.backend, -1);
+        else if (seg == ServerLink::Segment::capture_lsn && --lsn_captures_ == 0)
+            lsn_pending_ = false;
+    link.segments.clear();
+    link.conn->close();
+    std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
+    drained_.cancel();
+    if (!owed && !in_tx_here && !state_here) {
+        log::info("session ", id_, ": idle connection to ", link.backend, " closed (", ec.message(), ")");
+        if (active_.get() == &link)
+            active_.reset();
+        co_return;
+    }
+    if (link.server_sent_fatal) {
+        end_ = end_.value_or(SessionEnd::backend_lost);
+        close();
+        co_return;
+    }
+    log::warning("session ", id_, ": connection to ", link.backend, " lost: ", ec.message());
+    const std::string message = "server connection to \"" + link.backend + "\" was lost";
+    co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
 }
 
 }  // namespace pgswitch::proxy

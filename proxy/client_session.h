@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,10 @@
 #include "pg_wire/frame_decoder.h"
 #include "pg_wire/startup.h"
 #include "pg_wire/tags.h"
+#include "routing/classifier.h"
+#include "routing/cluster_view.h"
+#include "routing/router.h"
+#include "routing/session_state.h"
 
 namespace pgswitch::proxy {
 
@@ -30,6 +35,60 @@ enum class SessionEnd {
     shutdown,               ///< pgswitch is stopping
 };
 [[nodiscard]] std::string_view to_string(SessionEnd e) noexcept;
+
+/// One server connection a session uses, and what it still owes.
+struct ServerLink {
+    /// One unit of replies ending in ReadyForQuery, in the order requests
+    /// were written: the client's own (forwarded) or pgswitch's hidden
+    /// catch-up requests (swallowed).
+    enum class Segment {
+        client,       ///< a client Query/Sync/FunctionCall
+        hidden,       ///< SET replay, lazy Parse/PREPARE, DISCARD: replies dropped
+        capture_lsn,  ///< hidden SELECT pg_current_wal_lsn() after a write committed
+    };
+    std::string backend;  ///< backend name
+    routing::Role role = routing::Role::unknown;
+    std::unique_ptr<BackendConnection> conn;
+    routing::LinkState state;
+    std::deque<Segment> segments;
+    /// Extended-protocol messages sent since the last Sync (a Flush-ended
+    /// request): the link must get the rest of the request.
+    bool unsynced = false;
+    /// A write or a transaction ran here since the link was last idle: its
+    /// commit position matters to read-your-writes.
+    bool wrote = false;
+    bool server_sent_fatal = false;
+    bool dead = false;
+    [[nodiscard]] int pending_client() const noexcept
+    {
+        int n = 0;
+        for (auto s : segments)
+            n += s == Segment::client;
+        return n;
+    }
+};
+
+/// What routing needs to know about one gathered request.
+struct RequestInfo {
+    /// Classification of each Query/Parse text, in frame order.
+    std::vector<std::shared_ptr<const routing::Classification>> classes;
+    bool write = false;              ///< must run on the primary
+    bool hint_primary = false;
+    bool hint_replica = false;
+    bool pins = false;
+    bool tx_begin = false;           ///< opens a read-write transaction
+    bool tx_begin_read_only = false; ///< opens a read-only transaction
+    bool tx_end = false;             ///< COMMIT/ROLLBACK/PREPARE TRANSACTION
+    bool uses_currval = false;
+    /// Every statement is SET/RESET/DISCARD/PREPARE/DEALLOCATE or transaction
+    /// end: runs where the session already is.
+    bool bookkeeping_only = true;
+    bool bind_unnamed_without_parse = false;
+    bool synced = false;             ///< ends with Sync, Query or FunctionCall
+    bool extended = false;           ///< has extended-protocol messages
+    bool show_lsn = false;           ///< SHOW pgswitch.lsn (answered by pgswitch)
+    std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'
+};
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
@@ -55,17 +114,55 @@ private:
     [[nodiscard]] awaitable<std::optional<wire::StartupMessage>> read_startup();
     /// Verifies the client per its user's auth_method (client_auth.cpp).
     [[nodiscard]] awaitable<bool> authenticate(const UserConfig* user);
-    [[nodiscard]] awaitable<bool> connect_server();
+    [[nodiscard]] awaitable<bool> connect_primary();
+    [[nodiscard]] ServerStartup server_startup() const;
+    awaitable<void> load_catalog(BackendConnection& conn);
+    void add_link(std::shared_ptr<ServerLink> link);
+    awaitable<void> server_lost(ServerLink& link, error_code ec);
     awaitable<void> relay_client();
-    awaitable<void> pump_server();
+    awaitable<void> pump_server(std::shared_ptr<ServerLink> link);
+
+    // ---- request routing (session_router.cpp) --------------------------------
+    /// A complete client request (Query, or extended messages up to Sync or
+    /// Flush, or a FunctionCall) gathered in request_: route and send it.
+    [[nodiscard]] awaitable<bool> dispatch_request();
+    /// Fills info_ from request_ (classification, statement lookups).
+    void analyze_request();
+    /// Answers SHOW pgswitch.lsn / SET pgswitch.min_lsn itself.
+    awaitable<bool> answer_pgswitch_setting();
+    void apply_statement_effects(ServerLink& link, const routing::Classification& cls, std::string_view text);
+    /// Where the gathered request must run, or null after the client was
+    /// answered with an error (no primary...).
+    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> route_request();
+    /// The session's link to a backend, opened (and caught up) on first use.
+    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> link_to(const routing::BackendView& backend);
+    /// Sends what `link` lacks of the session's state before the request:
+    /// DISCARD ALL, SET replay, named statements and SQL PREPAREs it uses.
+    [[nodiscard]] awaitable<bool> catch_up(ServerLink& link);
+    /// Updates SessionState from the request just sent to `link`.
+    void record_request(ServerLink& link);
+    /// Answers the gathered request with an ErrorResponse (+ ReadyForQuery
+    /// when it ended in Sync/Query) without running it anywhere.
+    awaitable<void> reject_request(std::string_view sqlstate, std::string_view message);
+    /// Waits until no link has replies outstanding.
+    awaitable<void> wait_until_drained();
+    [[nodiscard]] bool any_pending() const noexcept;
+    [[nodiscard]] std::shared_ptr<ServerLink> primary_link() const;
 
     [[nodiscard]] awaitable<std::optional<wire::Frame>> read_client_frame();
     /// Sends an ErrorResponse (and closes the session when FATAL).
     awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message, SessionEnd why);
     [[nodiscard]] bool idle() const noexcept
     {
-        return pending_ready_ == 0 && tx_status_ == wire::TxStatus::idle;
+        return !any_pending() && tx_status_ == wire::TxStatus::idle;
     }
+
+    /// One frame of the request being gathered, as offsets into request_.
+    struct RequestFrame {
+        char tag;
+        std::size_t offset;  ///< of the whole message
+        std::size_t size;
+    };
 
     Runtime& runtime_;
     std::uint64_t id_;
@@ -81,14 +178,36 @@ private:
     /// Credentials to log in to servers as this user (password, or SCRAM keys
     /// recovered from the client's proof when only a secret is configured).
     ServerCredentials credentials_;
-    std::unique_ptr<BackendConnection> server_;
-    std::string server_name_;
-    std::int32_t client_pid_ = 0;  // pid given to the client (the server's, in session mode)
+    std::vector<std::shared_ptr<ServerLink>> links_;
+    /// The link the last request went to: requests stay there while it owes
+    /// replies, during a transaction and during COPY.
+    std::shared_ptr<ServerLink> active_;
+    std::int32_t client_pid_ = 0;  // pid given to the client (the primary's, in session mode)
     std::int32_t client_secret_ = 0;
-    /// Queries/Syncs/FunctionCalls sent whose ReadyForQuery has not come back.
-    int pending_ready_ = 0;
     wire::TxStatus tx_status_ = wire::TxStatus::idle;
-    bool server_sent_fatal_ = false;
+    routing::SessionState state_;
+    /// The request being gathered, and its frames.
+    std::string request_;
+    std::vector<RequestFrame> request_frames_;
+    /// COPY FROM STDIN in progress on active_: CopyData goes straight there.
+    bool copy_in_ = false;
+    /// A read-your-writes position is being fetched from the primary.
+    bool lsn_pending_ = false;
+    int lsn_captures_ = 0;  // capture_lsn segments outstanding
+    std::optional<std::uint64_t> captured_lsn_;
+    /// The unnamed statement lives on this link (a Bind of "" must follow it).
+    std::weak_ptr<ServerLink> unnamed_link_;
+    asio::steady_timer drained_;
+    RequestInfo info_;
+    std::string hidden_;   // catch-up requests written before the client's request
+    std::string capture_;  // read-your-writes position query written after it
+    /// After an error answered by pgswitch in an unsynced extended request,
+    /// messages are dropped until Sync, as the server itself does.
+    bool discard_until_sync_ = false;
+    /// default_transaction_read_only is on: BEGIN opens read-only transactions.
+    bool default_read_only_ = false;
+    bool parsed_unnamed_ = false;  // set by record_request()
+    std::string peer_host_;        // client address without port, for ip_hash
     std::string scratch_;
 };
 

@@ -94,6 +94,28 @@ void HealthChecker::check_now() noexcept
 
 void HealthChecker::publish()
 {
+    // Replica lag against the primary's position from the same round.
+    std::optional<std::uint64_t> primary_lsn;
+    for (const auto& n : nodes_)
+        if (n->view.role == routing::Role::primary && n->view.state == routing::BackendState::up)
+            primary_lsn = n->view.wal_lsn;
+    const auto max_lag = static_cast<std::uint64_t>(runtime_.settings()->config.routing.max_replica_lag_bytes);
+    for (auto& n : nodes_) {
+        if (n->view.role != routing::Role::replica) {
+            n->view.lag_bytes.reset();
+            n->view.lagging = false;
+            continue;
+        }
+        if (primary_lsn && n->view.wal_lsn)
+            n->view.lag_bytes = *primary_lsn > *n->view.wal_lsn ? *primary_lsn - *n->view.wal_lsn : 0;
+        else
+            n->view.lag_bytes.reset();
+        const bool was = n->view.lagging;
+        n->view.lagging = routing::update_lagging(was, n->view.lag_bytes, max_lag);
+        if (was != n->view.lagging)
+            log::info("replica ", n->config.name, n->view.lagging ? " is lagging (" : " caught up (",
+                      n->view.lag_bytes.value_or(0), " bytes behind): ", n->view.lagging ? "no reads" : "reads resume");
+    }
     auto view = std::make_shared<routing::ClusterView>();
     view->generation = ++generation_;
     for (const auto& n : nodes_)

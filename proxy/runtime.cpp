@@ -36,6 +36,75 @@ Runtime::Runtime(Config config, std::string config_path)
 
 Runtime::~Runtime() = default;
 
+routing::Policy Runtime::policy() const noexcept
+{
+    const auto& r = settings_->config.routing;
+    routing::Policy p;
+    switch (r.load_balancing) {
+    case LoadBalancing::round_robin: p.load_balancing = routing::LoadBalancing::round_robin; break;
+    case LoadBalancing::least_connections: p.load_balancing = routing::LoadBalancing::least_connections; break;
+    case LoadBalancing::ip_hash: p.load_balancing = routing::LoadBalancing::ip_hash; break;
+    }
+    switch (r.read_your_writes) {
+    case ReadYourWrites::lsn: p.read_your_writes = routing::ReadYourWrites::lsn; break;
+    case ReadYourWrites::session: p.read_your_writes = routing::ReadYourWrites::session; break;
+    case ReadYourWrites::off: p.read_your_writes = routing::ReadYourWrites::off; break;
+    }
+    p.primary_reads = r.primary_reads;
+    p.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
+    return p;
+}
+
+std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::string& database) const
+{
+    auto it = catalogs_.find(database);
+    return it == catalogs_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(
+    const std::string& database, const std::vector<std::pair<std::string, std::string>>& volatile_functions)
+{
+    auto c = std::make_shared<routing::FunctionCatalog>(++catalog_generation_);
+    for (const auto& [schema, name] : volatile_functions)
+        c->add_volatile(schema, name);
+    for (const auto& f : settings_->config.routing.write_functions)
+        c->add_write_function(f);
+    for (const auto& f : settings_->config.routing.read_only_functions)
+        c->add_read_only_function(f);
+    catalogs_[database] = c;
+    return c;
+}
+
+void Runtime::invalidate_catalog(const std::string& database)
+{
+    catalogs_.erase(database);
+}
+
+std::vector<int> Runtime::in_flight(const routing::ClusterView& view) const
+{
+    std::vector<int> out;
+    out.reserve(view.backends.size());
+    for (const auto& b : view.backends) {
+        auto it = in_flight_.find(b.name);
+        out.push_back(it == in_flight_.end() ? 0 : it->second);
+    }
+    return out;
+}
+
+void Runtime::add_in_flight(const std::string& backend, int delta)
+{
+    in_flight_[backend] += delta;
+}
+
+void Runtime::count_query(const std::string& backend, bool write)
+{
+    auto& c = query_counts_[backend];
+    if (write)
+        ++c.writes;
+    else
+        ++c.reads;
+}
+
 void Runtime::publish(routing::ClusterViewPtr view)
 {
     cluster_ = std::move(view);
@@ -263,6 +332,8 @@ void Runtime::reload()
     applied.proxy.tls_key = old.proxy.tls_key;
     applied.admin.listen = old.admin.listen;
     settings_ = make_settings(std::move(applied));
+    catalogs_.clear();  // write_functions / read_only_functions may have changed
+    statement_cache_.clear();
     if (health_)
         health_->set_backends(settings_->config.backends);
     log::info("configuration reloaded from ", config_path_);

@@ -14,6 +14,9 @@
 #include "config.h"
 #include "pg_wire/auth.h"
 #include "routing/cluster_view.h"
+#include "routing/function_catalog.h"
+#include "routing/router.h"
+#include "routing/statement_cache.h"
 
 namespace pgswitch::proxy {
 
@@ -60,6 +63,24 @@ public:
     void request_health_check() noexcept;
     [[nodiscard]] std::uint64_t next_session_id() noexcept { return ++last_session_id_; }
 
+    // ---- routing (single-threaded: the loop's thread) ------------------------
+    [[nodiscard]] routing::StatementCache& statement_cache() noexcept { return statement_cache_; }
+    [[nodiscard]] routing::BalancerState& balancer() noexcept { return balancer_; }
+    [[nodiscard]] routing::Policy policy() const noexcept;
+    /// Volatile user functions of `database`, or null when not loaded yet
+    /// (or invalidated by DDL).
+    [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database) const;
+    /// Builds and stores a database's catalog from pg_proc rows (schema, name).
+    std::shared_ptr<const routing::FunctionCatalog> store_catalog(
+        const std::string& database, const std::vector<std::pair<std::string, std::string>>& volatile_functions);
+    /// Forgets a database's catalog after DDL that may change functions.
+    void invalidate_catalog(const std::string& database);
+    /// Statements in flight per backend, aligned with `view` (least_connections).
+    [[nodiscard]] std::vector<int> in_flight(const routing::ClusterView& view) const;
+    void add_in_flight(const std::string& backend, int delta);
+    /// Counts a routed request per backend and kind (reads/writes).
+    void count_query(const std::string& backend, bool write);
+
 private:
     awaitable<void> accept_loop();
     awaitable<void> signal_loop();
@@ -82,6 +103,16 @@ private:
     std::size_t clients_ = 0;
     std::uint64_t last_session_id_ = 0;
     bool draining_ = false;
+    routing::StatementCache statement_cache_;
+    routing::BalancerState balancer_;
+    std::unordered_map<std::string, std::shared_ptr<const routing::FunctionCatalog>> catalogs_;
+    std::uint64_t catalog_generation_ = 0;
+    std::unordered_map<std::string, int> in_flight_;
+    struct QueryCounts {
+        std::uint64_t reads = 0;
+        std::uint64_t writes = 0;
+    };
+    std::unordered_map<std::string, QueryCounts> query_counts_;
     int exit_code_ = 0;
 };
 

@@ -292,10 +292,11 @@ void on_dml(const json& body, const Context& ctx, StatementInfo& out)
     out.write = true;
 }
 
-void on_show(const json&, const Context&, StatementInfo& out)
+void on_show(const json& body, const Context&, StatementInfo& out)
 {
     out.kind = StatementKind::show;
     out.write = false;
+    out.set_name = to_lower(string_member(body, "name"));  // SHOW pgswitch.lsn is answered by the proxy
 }
 
 // EXPLAIN without ANALYZE plans but does not execute (ExecutorStart with EXPLAIN_ONLY skips

@@ -77,7 +77,7 @@ struct StatementInfo {
     /// characteristics (read-only or not) starts at once.
     bool tx_chain = false;
     SessionEffect session = SessionEffect::none;
-    /// GUC name for SET/RESET, lower-case ("search_path", "default_transaction_read_only").
+    /// GUC name for SET/RESET/SHOW, lower-case ("search_path", "default_transaction_read_only").
     /// SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY/WRITE is reported as
     /// "default_transaction_read_only", its other forms as "default_transaction_isolation".
     std::string set_name;
