@@ -480,9 +480,12 @@ awaitable<void> ClientSession::relay_client()
                 end_ = SessionEnd::client_closed;
                 std::string bye;
                 fe::build_terminate(bye);
-                for (auto& link : links_)
+                // A copy: pumps remove links from links_ as their servers hang up.
+                const auto links = links_;
+                for (const auto& link : links)
                     if (!link->dead)
                         (void)co_await link->conn->write(bye);
+                close();
                 co_return;
             }
             case fe::Tag::CopyData:

@@ -86,6 +86,7 @@ struct RequestInfo {
     bool bind_unnamed_without_parse = false;
     bool synced = false;             ///< ends with Sync, Query or FunctionCall
     bool extended = false;           ///< has extended-protocol messages
+    bool copy_from = false;          ///< COPY ... FROM STDIN: copy-in mode follows
     bool show_lsn = false;           ///< SHOW pgswitch.lsn (answered by pgswitch)
     std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'
 };

@@ -124,6 +124,8 @@ void ClientSession::analyze_request()
                 const auto* sp = state_.sql_prepared(*st.execute_name);
                 info_.write = info_.write || !sp || sp->write;
             }
+            if (st.kind == routing::StatementKind::copy_from)
+                info_.copy_from = true;
             if (st.kind == routing::StatementKind::show && st.set_name == "pgswitch.lsn")
                 info_.show_lsn = true;
             if (st.session == SessionEffect::set && st.set_name == "pgswitch.min_lsn")
@@ -565,12 +567,41 @@ awaitable<bool> ClientSession::dispatch_request()
         co_return !co_await stream_.send(out);
     }
 
+    // A write whose WAL position was not captured yet (COPY FROM, or a
+    // transaction that ended without a COMMIT we saw): capture it now,
+    // before routing, while the primary connection is idle.
+    if (auto p = primary_link(); p && p->wrote && p->segments.empty() && !p->unsynced &&
+        tx_status_ == wire::TxStatus::idle && runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn) {
+        std::string q;
+        fe::build_query(q, "SELECT pg_current_wal_lsn()");
+        p->segments.push_back(ServerLink::Segment::capture_lsn);
+        ++lsn_captures_;
+        lsn_pending_ = true;
+        p->wrote = false;
+        (void)co_await p->conn->write(q);
+    }
+
     analyze_request();
     if ((info_.show_lsn || info_.set_min_lsn) && request_frames_.size() == 1 && info_.classes.size() == 1 &&
         info_.classes.front()->statements.size() == 1 && !any_pending()) {
         request_.clear();
         request_frames_.clear();
         co_return co_await answer_pgswitch_setting();
+    }
+
+    // Parse of a name the session still has: the server would say 42P05,
+    // but the name may live on another server than the one chosen now.
+    for (const auto& fr : request_frames_) {
+        if (fr.tag != static_cast<char>(fe::Tag::Parse))
+            continue;
+        auto p = fe::parse_parse(body_of(std::string_view(request_).substr(fr.offset, fr.size)));
+        if (p && !p->statement.empty() && state_.statement(p->statement)) {
+            const std::string message = "prepared statement \"" + std::string(p->statement) + "\" already exists";
+            co_await reject_request("42P05", message);
+            request_.clear();
+            request_frames_.clear();
+            co_return !closed_;
+        }
     }
 
     auto link = co_await route_request();
@@ -590,16 +621,21 @@ awaitable<bool> ClientSession::dispatch_request()
     // Read your writes (lsn): right behind a request that may commit a write,
     // ask the primary for its WAL position. It is pipelined: the client gets
     // its own ReadyForQuery first and waits for nothing.
+    // Not after COPY FROM: the server is then in copy-in mode and a Query
+    // would break the protocol; that write is captured before the next request.
     capture_.clear();
     const auto policy = runtime_.policy();
     if (policy.read_your_writes == routing::ReadYourWrites::lsn && link->role == routing::Role::primary &&
-        info_.synced && link->wrote &&
+        info_.synced && link->wrote && !info_.copy_from &&
         ((tx_status_ == wire::TxStatus::idle && !info_.tx_begin && !info_.tx_begin_read_only) || info_.tx_end)) {
         fe::build_query(capture_, "SELECT pg_current_wal_lsn()");
         link->segments.push_back(ServerLink::Segment::capture_lsn);
         ++lsn_captures_;
         lsn_pending_ = true;
         link->wrote = false;
+    } else if (link->wrote && link->role == routing::Role::primary &&
+               policy.read_your_writes == routing::ReadYourWrites::lsn) {
+        lsn_pending_ = true;  // until a capture after this write lands
     }
     active_ = link;
 
