@@ -1,6 +1,8 @@
 // Bounded LRU of classifications keyed by query text.
 #include "routing/statement_cache.h"
 
+#include "routing/literal_key.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -13,11 +15,13 @@ StatementCache::StatementCache(std::size_t capacity, std::size_t max_text_bytes)
     index_.reserve(std::min<std::size_t>(capacity_, 1 << 16));
 }
 
-std::shared_ptr<const Classification> StatementCache::find(std::string_view sql, std::uint64_t generation)
+std::shared_ptr<const Classification> StatementCache::find(std::string_view sql, std::uint64_t generation,
+                                                           bool count_miss)
 {
     const auto it = index_.find(sql);
     if (it == index_.end() || it->second->generation != generation) {
-        ++misses_;
+        if (count_miss)
+            ++misses_;
         return nullptr;
     }
     ++hits_;
@@ -51,14 +55,43 @@ void StatementCache::clear() noexcept
     lru_.clear();
 }
 
+bool literal_insensitive(const Classification& c) noexcept
+{
+    if (c.parse_error || c.has_session_effect || c.has_session_bookkeeping || c.statements.empty())
+        return false;
+    for (const auto& st : c.statements) {
+        switch (st.kind) {
+        case StatementKind::select:
+        case StatementKind::dml:
+        case StatementKind::explain:
+        case StatementKind::copy_to:
+        case StatementKind::copy_from:
+        case StatementKind::transaction:
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
 std::shared_ptr<const Classification> classify_cached(StatementCache& cache, std::string_view sql,
                                                       const FunctionCatalog* catalog)
 {
     const std::uint64_t generation = catalog ? catalog->generation() : 0;
-    if (auto cached = cache.find(sql, generation))
+    // A miss here is not counted: the literal-free lookup below decides.
+    if (auto cached = cache.find(sql, generation, false))
         return cached;
+    // Second chance: the same statement with other literal values. Only
+    // kinds whose routing cannot depend on a value are shared this way (not
+    // SET, PREPARE, DDL...: their text is replayed or inspected).
+    const auto key = literal_free_key(sql);
+    if (auto shared = cache.find(key, generation))
+        return shared;
     auto fresh = std::make_shared<const Classification>(classify(sql, catalog));
     cache.insert(sql, generation, fresh);
+    if (literal_insensitive(*fresh))
+        cache.insert(key, generation, fresh);
     return fresh;
 }
 

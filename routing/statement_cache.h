@@ -31,7 +31,8 @@ public:
 
     /// The cached classification of `sql` made under `generation`, or nullptr. A hit
     /// makes the entry the most recently used. Counts a hit or a miss.
-    [[nodiscard]] std::shared_ptr<const Classification> find(std::string_view sql, std::uint64_t generation);
+    [[nodiscard]] std::shared_ptr<const Classification> find(std::string_view sql, std::uint64_t generation,
+                                                             bool count_miss = true);
 
     /// Stores (or replaces) `sql`'s entry as the most recently used, evicting the least
     /// recently used one when full. Texts over the size limit are ignored.
@@ -64,7 +65,11 @@ private:
     std::uint64_t evictions_ = 0;
 };
 
-/// classify() behind `cache`. The generation is the catalog's, or 0 without one.
+/// Whether a classification holds for every literal value of its text (see
+/// literal_key.h), so it may be cached under the literal-free key.
+[[nodiscard]] bool literal_insensitive(const Classification& c) noexcept;
+
+/// classify() behind `cache`: exact text first, then the literal-free key. The generation is the catalog's, or 0 without one.
 [[nodiscard]] std::shared_ptr<const Classification> classify_cached(StatementCache& cache, std::string_view sql,
                                                                     const FunctionCatalog* catalog);
 

@@ -159,9 +159,30 @@ TEST_CASE("classify_cached: parses once per text and catalog generation")
     const auto third = classify_cached(cache, "SELECT audit(1)", &v2);
     CHECK(third->write);
     CHECK(cache.misses() == 2);
-    CHECK(cache.size() == 1);
+    CHECK(cache.size() == 2);  // the exact text and its literal-free key
+
+    // Another literal value: the same entry, no parse.
+    CHECK(classify_cached(cache, "SELECT audit(42)", &v2) == third);
+    CHECK(cache.misses() == 2);
 
     // No catalog is generation 0, distinct from any real catalog.
     CHECK_FALSE(classify_cached(cache, "SELECT audit(1)", nullptr)->write);
     CHECK(cache.misses() == 3);
+}
+
+TEST_CASE("classify_cached: literal-free sharing only where values cannot matter")
+{
+    StatementCache cache(16);
+    (void)classify_cached(cache, "SELECT * FROM t WHERE id = 1 AND name = 'x'", nullptr);
+    (void)classify_cached(cache, "SELECT * FROM t WHERE id = 22 AND name = 'it''s'", nullptr);
+    CHECK(cache.misses() == 1);
+    CHECK(cache.hits() == 1);
+    // SET keeps its own entry per value: its text is replayed on other servers.
+    const auto a = classify_cached(cache, "SET work_mem = '1MB'", nullptr);
+    const auto b = classify_cached(cache, "SET work_mem = '2MB'", nullptr);
+    CHECK(a != b);
+    CHECK(b->statements.front().set_value == "2MB");
+    // A hint comment is part of the key.
+    const auto hinted = classify_cached(cache, "/* pgswitch:primary */ SELECT * FROM t WHERE id = 3 AND name = 'y'", nullptr);
+    CHECK(hinted->hint == Hint::primary);
 }
