@@ -24,7 +24,7 @@ PACKAGES=(
     # is a virtual package provided by it)
     postgresql-15 postgresql-client-15 postgresql-contrib-15
     # scripts and tests
-    python3 python3-psycopg procps iproute2
+    python3 python3-psycopg procps iproute2 docker-compose
 )
 
 installed() {  # installed PKG: a real package in state "ii", or a virtual one some installed package provides
