@@ -91,6 +91,27 @@ struct RequestInfo {
     std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'
 };
 
+/// What the admin API shows of one session (GET /clients, connection counts).
+struct SessionInfo {
+    std::uint64_t id = 0;
+    std::string address;  ///< client "host:port"
+    std::string user;
+    std::string database;
+    std::string application_name;
+    /// "login", "idle", "active", "idle in transaction",
+    /// "idle in transaction (aborted)", "copy", "closing" (pg_stat_activity's words).
+    std::string state;
+    std::string backend;  ///< where the last request went, "" before the first
+    bool in_transaction = false;
+    /// The session's open server connections and whether each is busy
+    /// (replies owed, unfinished extended request, or an open transaction).
+    struct Link {
+        std::string backend;
+        bool busy = false;
+    };
+    std::vector<Link> links;
+};
+
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
     ClientSession(Runtime& runtime, tcp::socket socket);
@@ -108,6 +129,8 @@ public:
     void close() noexcept;
 
     [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
+    /// A snapshot for the admin API (client_session_info.cpp).
+    [[nodiscard]] SessionInfo info() const;
 
 private:
     awaitable<void> run();

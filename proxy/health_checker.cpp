@@ -20,6 +20,10 @@ struct HealthChecker::Node {
     routing::BackendView view;
     std::unique_ptr<BackendConnection> conn;
     bool checking = false;
+    // Operator states, published over view.state (which stays the health
+    // verdict up/down that check() maintains). Fenced wins over drained.
+    bool drained = false;
+    bool fenced = false;
 };
 
 HealthChecker::HealthChecker(Runtime& runtime) : runtime_(runtime), wake_(runtime.io())
@@ -118,9 +122,44 @@ void HealthChecker::publish()
     }
     auto view = std::make_shared<routing::ClusterView>();
     view->generation = ++generation_;
-    for (const auto& n : nodes_)
+    for (const auto& n : nodes_) {
         view->backends.push_back(n->view);
+        if (n->fenced)
+            view->backends.back().state = routing::BackendState::fenced;
+        else if (n->drained)
+            view->backends.back().state = routing::BackendState::drained;
+    }
     runtime_.publish(std::move(view));
+}
+
+bool HealthChecker::set_drained(std::string_view name, bool drained)
+{
+    for (auto& n : nodes_) {
+        if (n->config.name != name)
+            continue;
+        if (n->drained != drained)
+            log::info("backend ", n->config.name, drained ? " drained by the operator: no new statements"
+                                                          : " back in rotation");
+        n->drained = drained;
+        publish();
+        return true;
+    }
+    return false;
+}
+
+bool HealthChecker::set_fenced(std::string_view name, bool fenced)
+{
+    for (auto& n : nodes_) {
+        if (n->config.name != name)
+            continue;
+        if (n->fenced != fenced)
+            log::info("backend ", n->config.name, fenced ? " fenced: no traffic until an operator enables it"
+                                                         : " fence lifted");
+        n->fenced = fenced;
+        publish();
+        return true;
+    }
+    return false;
 }
 
 awaitable<void> HealthChecker::run()

@@ -28,6 +28,16 @@ public:
     /// state and connection, new ones start unknown, removed ones go.
     void set_backends(const std::vector<BackendConfig>& backends);
 
+    // ---- operator states (admin API, failover) -------------------------------
+    // Kept across health rounds and reloads (while the name stays): a drained
+    // or fenced backend is published as such whatever its checks say, and
+    // checks keep running, so enabling it shows its real health at once.
+    /// Takes a backend out of rotation (true) or puts it back (false).
+    /// Returns false for an unknown name. Publishes a new view.
+    bool set_drained(std::string_view name, bool drained);
+    /// Fences a backend (an old primary after failover) or lifts the fence.
+    bool set_fenced(std::string_view name, bool fenced);
+
 private:
     struct Node;
     awaitable<void> run();

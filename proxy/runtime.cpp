@@ -1,7 +1,10 @@
 #include "runtime.h"
 
+#include <algorithm>
 #include <csignal>
 
+#include "admin/http_server.h"
+#include "admin_bridge.h"
 #include "client_session.h"
 #include "health_checker.h"
 #include "log.h"
@@ -192,6 +195,18 @@ int Runtime::run()
     log::info("pgswitch ", PGSWITCH_VERSION_STRING, " listening on ", cfg.proxy.listen.to_string(), " with ",
               cfg.backends.size(), " backend(s)");
 
+    // The admin API on admin.listen (config validation already refused a
+    // non-loopback address without a token).
+    admin_bridge_ = std::make_unique<AdminBridge>(*this);
+    admin_server_ = std::make_unique<admin::HttpServer>(io_.get_executor(), *admin_bridge_);
+    if (auto aec = admin_server_->listen(cfg.admin.listen.host, cfg.admin.listen.port)) {
+        log::error("admin.listen: cannot listen on ", cfg.admin.listen.to_string(), ": ", aec.message());
+        return 1;
+    }
+    admin_server_->start();
+    log::info("admin API listening on ", cfg.admin.listen.to_string(),
+              cfg.admin.token.empty() ? " (no token)" : " (bearer token required)");
+
     health_ = std::make_unique<HealthChecker>(*this);
     health_->start();
     auto log_failure = [](const char* what) {
@@ -238,7 +253,7 @@ awaitable<void> Runtime::signal_loop()
         if (ec)
             co_return;
         if (sig == SIGHUP) {
-            reload();
+            (void)reload();
             continue;
         }
         if (draining_) {
@@ -293,6 +308,11 @@ void Runtime::finish_if_drained()
     asio::post(io_, [this] {
         if (health_)
             health_->stop();
+        // The admin API answers (/ready says 503) until the very end of the drain.
+        if (admin_server_)
+            admin_server_->stop();
+        if (admin_bridge_)
+            admin_bridge_->stop();
         shutdown_timer_.cancel();
         error_code ignored;
         signals_.cancel(ignored);
@@ -300,24 +320,30 @@ void Runtime::finish_if_drained()
     });
 }
 
-void Runtime::reload()
+Runtime::ReloadResult Runtime::reload()
 {
+    ReloadResult result;
     if (config_path_.empty()) {
-        log::warning("SIGHUP: running from command-line flags, there is no file to reload");
-        return;
+        log::warning("reload: running from command-line flags, there is no file to reload");
+        result.no_file = true;
+        return result;
     }
     auto loaded = load_config_file(config_path_);
     if (!loaded.errors.empty()) {
-        for (const auto& e : loaded.errors)
+        for (const auto& e : loaded.errors) {
             log::error("reload: ", e.to_string());
+            result.errors.push_back(e.to_string());
+        }
         log::error("reload: keeping the running configuration");
-        return;
+        return result;
     }
     const auto& old = settings_->config;
     const auto& next = *loaded.config;
     auto restart_only = [&](bool changed, const char* key) {
-        if (changed)
+        if (changed) {
             log::warning("reload: ", key, " changed; it takes effect after a restart");
+            result.warnings.push_back(std::string(key) + " changed; it takes effect after a restart");
+        }
     };
     restart_only(old.proxy.listen.to_string() != next.proxy.listen.to_string(), "proxy.listen");
     restart_only(old.proxy.workers != next.proxy.workers, "proxy.workers");
@@ -337,6 +363,47 @@ void Runtime::reload()
     if (health_)
         health_->set_backends(settings_->config.backends);
     log::info("configuration reloaded from ", config_path_);
+    return result;
+}
+
+// ---- admin API block ---------------------------------------------------------
+
+std::pair<std::uint64_t, std::uint64_t> Runtime::query_counts(const std::string& backend) const
+{
+    auto it = query_counts_.find(backend);
+    if (it == query_counts_.end())
+        return {0, 0};
+    return {it->second.reads, it->second.writes};
+}
+
+int Runtime::in_flight(const std::string& backend) const
+{
+    auto it = in_flight_.find(backend);
+    return it == in_flight_.end() ? 0 : it->second;
+}
+
+std::vector<SessionInfo> Runtime::session_infos() const
+{
+    std::vector<SessionInfo> out;
+    out.reserve(sessions_.size());
+    for (const auto& [id, weak] : sessions_)
+        if (auto s = weak.lock())
+            out.push_back(s->info());
+    std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
+    return out;
+}
+
+void Runtime::set_backends(std::vector<BackendConfig> backends)
+{
+    // Copy the settings (SCRAM secrets included: re-deriving them is slow and
+    // would change salts under logged-in clients) and swap the backend list.
+    auto next = std::make_shared<Settings>(*settings_);
+    next->config.backends = std::move(backends);
+    settings_ = std::move(next);
+    if (health_) {
+        health_->set_backends(settings_->config.backends);
+        health_->check_now();
+    }
 }
 
 }  // namespace pgswitch::proxy

@@ -5,10 +5,12 @@
 #include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
+#include "admin/metrics.h"
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
@@ -18,10 +20,16 @@
 #include "routing/router.h"
 #include "routing/statement_cache.h"
 
+namespace pgswitch::admin {
+class HttpServer;
+}
+
 namespace pgswitch::proxy {
 
+class AdminBridge;
 class ClientSession;
 class HealthChecker;
+struct SessionInfo;
 
 /// A loaded configuration plus what is derived from it once (SCRAM secrets
 /// for client authentication). Immutable; swapped whole on reload.
@@ -81,10 +89,41 @@ public:
     /// Counts a routed request per backend and kind (reads/writes).
     void count_query(const std::string& backend, bool write);
 
+    // ---- admin API (admin_bridge.cpp; all on the loop's thread) --------------
+    /// One request's time from being sent to a server to its ReadyForQuery,
+    /// for the pgswitch_query_duration_seconds histogram (fed by sessions).
+    void observe_query_latency(double seconds) noexcept { query_latency_.observe(seconds); }
+    /// Counts a routing decision by reason (pgswitch_routing_decisions_total).
+    void count_route_decision(routing::Reason reason) noexcept { ++route_decisions_[reason]; }
+    [[nodiscard]] const admin::LatencyHistogram& query_latency() const noexcept { return query_latency_; }
+    [[nodiscard]] const std::map<routing::Reason, std::uint64_t>& route_decisions() const noexcept
+    {
+        return route_decisions_;
+    }
+    /// Requests routed to `backend` since start: {reads, writes}.
+    [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> query_counts(const std::string& backend) const;
+    /// Statements in flight on `backend` now.
+    [[nodiscard]] int in_flight(const std::string& backend) const;
+    /// A snapshot of every live session.
+    [[nodiscard]] std::vector<SessionInfo> session_infos() const;
+    [[nodiscard]] std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
+    /// Replaces the running backend list (admin add/remove): new Settings, and
+    /// the health checker reconciles at once (new names are checked now).
+    void set_backends(std::vector<BackendConfig> backends);
+    /// Null before run() started it.
+    [[nodiscard]] HealthChecker* health() noexcept { return health_.get(); }
+    struct ReloadResult {
+        bool no_file = false;               ///< running from flags: nothing to reload
+        std::vector<std::string> errors;    ///< the file's problems; running config kept
+        std::vector<std::string> warnings;  ///< keys that need a restart
+    };
+    /// Re-reads the config file (SIGHUP, POST /reload).
+    ReloadResult reload();
+    // ---- end of admin API block ----------------------------------------------
+
 private:
     awaitable<void> accept_loop();
     awaitable<void> signal_loop();
-    void reload();
     void begin_shutdown();
     void finish_if_drained();
     [[nodiscard]] bool setup_tls(const Config& c);
@@ -114,6 +153,12 @@ private:
     };
     std::unordered_map<std::string, QueryCounts> query_counts_;
     int exit_code_ = 0;
+    // Admin API: the bridge must outlive the server (declared first, destroyed last).
+    std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+    admin::LatencyHistogram query_latency_;
+    std::map<routing::Reason, std::uint64_t> route_decisions_;
+    std::unique_ptr<AdminBridge> admin_bridge_;
+    std::unique_ptr<admin::HttpServer> admin_server_;
 };
 
 }  // namespace pgswitch::proxy

@@ -1,0 +1,318 @@
+#include "admin_bridge.h"
+
+#include <algorithm>
+
+#include "client_session.h"
+#include "health_checker.h"
+#include "log.h"
+#include "routing/classifier.h"
+#include "runtime.h"
+
+namespace pgswitch::proxy {
+
+using admin::CommandResult;
+using Code = admin::CommandResult::Code;
+
+namespace {
+
+constexpr std::chrono::milliseconds removal_poll_interval{100};
+
+std::string quoted(std::string_view s)
+{
+    return "\"" + std::string(s) + "\"";
+}
+
+const BackendConfig* find_config(const Config& c, std::string_view name)
+{
+    for (const auto& b : c.backends)
+        if (b.name == name)
+            return &b;
+    return nullptr;
+}
+
+CommandResult unknown_backend(std::string_view name)
+{
+    return CommandResult::error(Code::not_found, "no backend named " + quoted(name));
+}
+
+}  // namespace
+
+AdminBridge::AdminBridge(Runtime& runtime) : runtime_(runtime), poll_(runtime.io()) {}
+
+AdminBridge::~AdminBridge() = default;
+
+void AdminBridge::stop() noexcept
+{
+    stopped_ = true;
+    poll_.cancel();
+}
+
+std::string AdminBridge::token() const
+{
+    return runtime_.settings()->config.admin.token;
+}
+
+admin::Snapshot AdminBridge::snapshot() const
+{
+    const auto settings = runtime_.settings();
+    const auto& cfg = settings->config;
+    const auto view = runtime_.cluster();
+    admin::Snapshot s;
+    s.version = PGSWITCH_VERSION_STRING;
+    s.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - runtime_.started_at()).count();
+    s.draining = runtime_.draining();
+    if (const auto p = view->primary_index())
+        s.primary = view->backends[*p].name;
+
+    const auto sessions = runtime_.session_infos();
+    for (const auto& v : view->backends) {
+        admin::BackendStats b;
+        b.view = v;
+        for (const auto& session : sessions)
+            for (const auto& link : session.links)
+                if (link.backend == v.name)
+                    ++(link.busy ? b.connections.active : b.connections.idle);
+        const auto [reads, writes] = runtime_.query_counts(v.name);
+        b.queries = {reads, writes};
+        s.backends.push_back(std::move(b));
+    }
+    s.clients_active = runtime_.client_count();
+    s.clients_max = static_cast<std::uint64_t>(cfg.proxy.max_client_connections);
+    const auto& cache = const_cast<Runtime&>(runtime_).statement_cache();
+    s.statement_cache = {cache.hits(), cache.misses(), cache.size(), cache.capacity()};
+    s.failover.mode = std::string(to_string(cfg.failover.mode));
+    s.failovers_total = 0;  // TODO(#6): failover lands with issue 6
+    s.query_latency = runtime_.query_latency();
+    for (const auto& [reason, n] : runtime_.route_decisions())
+        s.routing_decisions.emplace_back(std::string(routing::to_string(reason)), n);
+    return s;
+}
+
+std::vector<admin::ClientInfo> AdminBridge::clients() const
+{
+    std::vector<admin::ClientInfo> out;
+    for (auto& i : runtime_.session_infos()) {
+        admin::ClientInfo c;
+        c.id = i.id;
+        c.address = std::move(i.address);
+        c.user = std::move(i.user);
+        c.database = std::move(i.database);
+        c.application_name = std::move(i.application_name);
+        c.state = std::move(i.state);
+        c.backend = std::move(i.backend);
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view database) const
+{
+    admin::Explanation e;
+    // classify() directly, not through the cache: explaining must not move
+    // the hit/miss counters operators watch.
+    const auto catalog = runtime_.catalog(std::string(database));
+    e.classification = routing::classify(sql, catalog.get());
+    const auto& cls = e.classification;
+
+    // The same request summary the session builds (session_router.cpp).
+    bool tx_begin = false;
+    bool tx_begin_read_only = false;
+    bool bookkeeping_only = true;
+    for (const auto& st : cls.statements) {
+        bool bookkeeping = false;
+        switch (st.tx) {
+        case routing::Tx::begin: tx_begin = true; break;
+        case routing::Tx::begin_read_only: tx_begin_read_only = true; break;
+        case routing::Tx::commit:
+        case routing::Tx::rollback:
+        case routing::Tx::prepare_transaction: bookkeeping = !st.tx_chain; break;
+        default: break;
+        }
+        if (st.session != routing::SessionEffect::none || st.prepare_name || st.deallocate_name || st.deallocate_all)
+            bookkeeping = true;
+        if (st.execute_name)  // a fresh session has no prepared statements: the primary answers
+            e.request.write = true;
+        if (!bookkeeping)
+            bookkeeping_only = false;
+    }
+    e.request.write = e.request.write || cls.write || tx_begin || cls.uses_currval;
+    e.request.prefer_primary = cls.hint == routing::Hint::primary;
+    e.request.prefer_replica = cls.hint == routing::Hint::replica;
+
+    const auto view = runtime_.cluster();
+    if (bookkeeping_only && !e.request.write && !tx_begin_read_only) {
+        // SET, PREPARE, COMMIT...: where the session already is, which for a
+        // new session is its primary connection; replayed elsewhere later.
+        if (const auto p = view->primary_index())
+            e.target = view->backends[*p].name;
+        e.reason = cls.statements.empty() ? "empty query: answered where the session is (the primary)"
+                                          : "session bookkeeping: runs where the session is (a new session: the "
+                                            "primary) and is replayed on other servers when they are used";
+        return e;
+    }
+    // A copy of the balancer: explaining must not shift round robin.
+    routing::BalancerState balancer = const_cast<Runtime&>(runtime_).balancer();
+    const auto in_flight = runtime_.in_flight(*view);
+    const auto d = routing::choose_target(e.request, routing::SessionConstraints{}, *view, runtime_.policy(),
+                                         balancer, "", in_flight);
+    if (d.backend)
+        e.target = view->backends[*d.backend].name;
+    e.reason = std::string(routing::to_string(d.reason));
+    if (d.reason == routing::Reason::no_primary)
+        e.reason += ": writes wait failover.wait_for_primary_ms for one, then fail with 57P03";
+    return e;
+}
+
+CommandResult AdminBridge::add_backend(const admin::NewBackend& nb)
+{
+    const auto settings = runtime_.settings();
+    const auto& cfg = settings->config;
+    if (find_config(cfg, nb.name))
+        return CommandResult::error(Code::conflict, "a backend named " + quoted(nb.name) + " already exists");
+    for (const auto& b : cfg.backends)
+        if (b.host == nb.host && b.port == nb.port)
+            return CommandResult::error(Code::conflict, "backend " + quoted(b.name) + " already has address " +
+                                                            nb.host + ":" + std::to_string(nb.port));
+    auto backends = cfg.backends;
+    backends.push_back({nb.name, nb.host, nb.port, nb.weight});
+    runtime_.set_backends(std::move(backends));
+    log::info("admin: backend ", nb.name, " (", nb.host, ":", nb.port, ") added; checked now");
+    return CommandResult::ok("added: it gets traffic once its health checks pass (not saved to the config file)");
+}
+
+bool AdminBridge::idle(const std::string& name) const
+{
+    if (runtime_.in_flight(name) > 0)
+        return false;
+    for (const auto& s : runtime_.session_infos())
+        for (const auto& l : s.links)
+            if (l.backend == name && l.busy)
+                return false;
+    return true;
+}
+
+void AdminBridge::remove_now(const std::string& name)
+{
+    auto backends = runtime_.settings()->config.backends;
+    std::erase_if(backends, [&](const BackendConfig& b) { return b.name == name; });
+    runtime_.set_backends(std::move(backends));
+    log::info("admin: backend ", name, " removed");
+}
+
+CommandResult AdminBridge::remove_backend(std::string_view name_view)
+{
+    const std::string name(name_view);
+    const auto& cfg = runtime_.settings()->config;
+    if (!find_config(cfg, name))
+        return unknown_backend(name);
+    if (cfg.backends.size() == 1)
+        return CommandResult::error(Code::conflict, "cannot remove the last backend");
+    const auto view = runtime_.cluster();
+    if (const auto p = view->primary_index(); p && view->backends[*p].name == name)
+        return CommandResult::error(Code::conflict, quoted(name) +
+                                                        " is the primary: fail over (or drain it) before removing it");
+    if (runtime_.health())
+        (void)runtime_.health()->set_drained(name, true);
+    if (idle(name)) {
+        std::erase_if(removals_, [&](const PendingRemoval& r) { return r.name == name; });
+        remove_now(name);
+        return CommandResult::ok("removed");
+    }
+    const auto limit = std::chrono::milliseconds(cfg.proxy.shutdown_timeout_ms);
+    if (std::none_of(removals_.begin(), removals_.end(), [&](const PendingRemoval& r) { return r.name == name; }))
+        removals_.push_back({name, std::chrono::steady_clock::now() + limit});
+    schedule_poll();
+    log::info("admin: removing backend ", name, " once its running statements and transactions finish");
+    return CommandResult::error(Code::accepted, "draining: removed once its running statements and transactions "
+                                                "finish (at most proxy.shutdown_timeout_ms = " +
+                                                    std::to_string(limit.count()) + " ms)");
+}
+
+void AdminBridge::schedule_poll()
+{
+    if (polling_ || stopped_ || removals_.empty())
+        return;
+    polling_ = true;
+    poll_.expires_after(removal_poll_interval);
+    poll_.async_wait([this](error_code ec) {
+        polling_ = false;
+        if (ec || stopped_)
+            return;
+        poll_removals();
+        schedule_poll();
+    });
+}
+
+void AdminBridge::poll_removals()
+{
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<PendingRemoval> keep;
+    for (auto& r : removals_) {
+        if (!find_config(runtime_.settings()->config, r.name))
+            continue;  // gone already (a reload dropped it)
+        if (idle(r.name)) {
+            remove_now(r.name);
+        } else if (now >= r.deadline) {
+            log::warning("admin: backend ", r.name, " still busy after proxy.shutdown_timeout_ms; removing it anyway");
+            remove_now(r.name);
+        } else {
+            keep.push_back(std::move(r));
+        }
+    }
+    removals_ = std::move(keep);
+}
+
+CommandResult AdminBridge::drain_backend(std::string_view name)
+{
+    if (!find_config(runtime_.settings()->config, name) || !runtime_.health())
+        return unknown_backend(name);
+    const auto view = runtime_.cluster();
+    const auto p = view->primary_index();
+    const bool primary = p && view->backends[*p].name == name;
+    (void)runtime_.health()->set_drained(name, true);
+    log::info("admin: backend ", name, " drained");
+    return CommandResult::ok(primary ? "drained: this is the primary, so writes now wait for a primary "
+                                       "(failover.wait_for_primary_ms) and then fail"
+                                     : "drained: no new statements; running transactions finish");
+}
+
+CommandResult AdminBridge::enable_backend(std::string_view name)
+{
+    if (!find_config(runtime_.settings()->config, name) || !runtime_.health())
+        return unknown_backend(name);
+    std::string note = "enabled: back in rotation once its health checks pass";
+    const auto before = removals_.size();
+    std::erase_if(removals_, [&](const PendingRemoval& r) { return r.name == name; });
+    if (removals_.size() != before)
+        note += " (its pending removal is cancelled)";
+    (void)runtime_.health()->set_fenced(name, false);
+    (void)runtime_.health()->set_drained(name, false);
+    log::info("admin: backend ", name, " enabled");
+    return CommandResult::ok(note);
+}
+
+CommandResult AdminBridge::reload()
+{
+    auto r = runtime_.reload();
+    if (r.no_file)
+        return CommandResult::error(Code::conflict,
+                                    "running from command-line flags: there is no config file to reload");
+    if (!r.errors.empty()) {
+        std::string message = "the config file has " + std::to_string(r.errors.size()) +
+                               " problem(s); the running configuration is kept: ";
+        for (std::size_t i = 0; i < r.errors.size(); ++i)
+            message += (i ? "; " : "") + r.errors[i];
+        return CommandResult::error(Code::invalid, message);
+    }
+    std::string note = "configuration reloaded from " + runtime_.settings()->config.source;
+    for (const auto& w : r.warnings)
+        note += "; " + w;
+    return CommandResult::ok(note);
+}
+
+CommandResult AdminBridge::failover(std::optional<std::string>)
+{
+    return CommandResult::error(Code::not_implemented, "failover is not implemented yet (issue 6)");
+}
+
+}  // namespace pgswitch::proxy

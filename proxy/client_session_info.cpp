@@ -1,0 +1,41 @@
+// ClientSession::info(): what the admin API shows of a session. Kept apart
+// from the session loop so the admin side can grow without touching it.
+#include "client_session.h"
+
+namespace pgswitch::proxy {
+
+SessionInfo ClientSession::info() const
+{
+    SessionInfo i;
+    i.id = id_;
+    i.address = peer_;
+    i.user = user_;
+    i.database = database_;
+    i.application_name = std::string(startup_.get("application_name"));
+    i.in_transaction = tx_status_ != wire::TxStatus::idle;
+    if (closed_)
+        i.state = "closing";
+    else if (!admitted_)
+        i.state = "login";
+    else if (copy_in_)
+        i.state = "copy";
+    else if (any_pending())
+        i.state = "active";
+    else if (tx_status_ == wire::TxStatus::in_transaction)
+        i.state = "idle in transaction";
+    else if (tx_status_ == wire::TxStatus::failed)
+        i.state = "idle in transaction (aborted)";
+    else
+        i.state = "idle";
+    if (active_ && !active_->dead)
+        i.backend = active_->backend;
+    for (const auto& l : links_) {
+        if (!l || l->dead)
+            continue;
+        const bool busy = !l->segments.empty() || l->unsynced || (l == active_ && i.in_transaction);
+        i.links.push_back({l->backend, busy});
+    }
+    return i;
+}
+
+}  // namespace pgswitch::proxy
