@@ -54,12 +54,14 @@ std::string format_value(double v)
         return "NaN";
     if (std::isinf(v))
         return v > 0 ? "+Inf" : "-Inf";
+    // The shortest form that reads back as the same double (0.25, not 0.25000000000000000).
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    // Prefer the short form when it round-trips (0.25 rather than 0.25000000000000000).
-    char shorter[32];
-    std::snprintf(shorter, sizeof shorter, "%g", v);
-    return std::strtod(shorter, nullptr) == v ? shorter : buf;
+    for (int precision = 6; precision <= 17; ++precision) {
+        std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+        if (std::strtod(buf, nullptr) == v)
+            break;
+    }
+    return buf;
 }
 
 class Writer {

@@ -1,6 +1,7 @@
 #include "admin_bridge.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "client_session.h"
 #include "health_checker.h"
@@ -59,7 +60,8 @@ admin::Snapshot AdminBridge::snapshot() const
     const auto view = runtime_.cluster();
     admin::Snapshot s;
     s.version = PGSWITCH_VERSION_STRING;
-    s.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - runtime_.started_at()).count();
+    const std::chrono::duration<double> up = std::chrono::steady_clock::now() - runtime_.started_at();
+    s.uptime_s = std::round(up.count() * 1000) / 1000;  // milliseconds are plenty
     s.draining = runtime_.draining();
     if (const auto p = view->primary_index())
         s.primary = view->backends[*p].name;
@@ -100,6 +102,7 @@ std::vector<admin::ClientInfo> AdminBridge::clients() const
         c.application_name = std::move(i.application_name);
         c.state = std::move(i.state);
         c.backend = std::move(i.backend);
+        c.connected_s = std::round(i.connected_s * 1000) / 1000;
         out.push_back(std::move(c));
     }
     return out;
@@ -115,6 +118,7 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
     const auto& cls = e.classification;
 
     // The same request summary the session builds (session_router.cpp).
+    e.request.write = false;  // RouteRequest defaults to a write
     bool tx_begin = false;
     bool tx_begin_read_only = false;
     bool bookkeeping_only = true;

@@ -103,6 +103,7 @@ struct SessionInfo {
     std::string state;
     std::string backend;  ///< where the last request went, "" before the first
     bool in_transaction = false;
+    double connected_s = 0;  ///< since accept (filled by Runtime::session_infos())
     /// The session's open server connections and whether each is busy
     /// (replies owed, unfinished extended request, or an open transaction).
     struct Link {

@@ -130,11 +130,13 @@ void Runtime::release_client() noexcept
 void Runtime::session_started(const std::shared_ptr<ClientSession>& s)
 {
     sessions_.emplace(s->id(), s);
+    session_started_at_.emplace(s->id(), std::chrono::steady_clock::now());
 }
 
 void Runtime::session_ended(std::uint64_t id) noexcept
 {
     sessions_.erase(id);
+    session_started_at_.erase(id);
     if (draining_)
         finish_if_drained();
 }
@@ -386,9 +388,14 @@ std::vector<SessionInfo> Runtime::session_infos() const
 {
     std::vector<SessionInfo> out;
     out.reserve(sessions_.size());
-    for (const auto& [id, weak] : sessions_)
-        if (auto s = weak.lock())
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [id, weak] : sessions_) {
+        if (auto s = weak.lock()) {
             out.push_back(s->info());
+            if (auto it = session_started_at_.find(id); it != session_started_at_.end())
+                out.back().connected_s = std::chrono::duration<double>(now - it->second).count();
+        }
+    }
     std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
     return out;
 }

@@ -139,6 +139,7 @@ private:
     asio::steady_timer shutdown_timer_;
     CancelRegistry cancels_;
     std::unordered_map<std::uint64_t, std::weak_ptr<ClientSession>> sessions_;
+    std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> session_started_at_;  // admin
     std::size_t clients_ = 0;
     std::uint64_t last_session_id_ = 0;
     bool draining_ = false;
