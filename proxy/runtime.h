@@ -80,6 +80,10 @@ public:
     void add_in_flight(const std::string& backend, int delta);
     /// Counts a routed request per backend and kind (reads/writes).
     void count_query(const std::string& backend, bool write);
+    /// A read the classifier sent to a replica failed there with 25006 and
+    /// was re-run on the primary.
+    void count_misroute() noexcept { ++misroutes_; }
+    [[nodiscard]] std::uint64_t misroutes() const noexcept { return misroutes_; }
 
 private:
     awaitable<void> accept_loop();
@@ -113,6 +117,7 @@ private:
         std::uint64_t writes = 0;
     };
     std::unordered_map<std::string, QueryCounts> query_counts_;
+    std::uint64_t misroutes_ = 0;
     int exit_code_ = 0;
 };
 

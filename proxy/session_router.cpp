@@ -581,6 +581,12 @@ awaitable<bool> ClientSession::dispatch_request()
         (void)co_await p->conn->write(q);
     }
 
+    // A misrouted read is moving to the primary: later requests queue behind it.
+    while (retrying_ && !closed_) {
+        auto [ec] = co_await drained_.async_wait(use_nothrow);
+        (void)ec;
+    }
+
     analyze_request();
     if ((info_.show_lsn || info_.set_min_lsn) && request_frames_.size() == 1 && info_.classes.size() == 1 &&
         info_.classes.front()->statements.size() == 1 && !any_pending()) {
@@ -638,6 +644,14 @@ awaitable<bool> ClientSession::dispatch_request()
         lsn_pending_ = true;  // until a capture after this write lands
     }
     active_ = link;
+    // Keep a replica read's bytes until its reply starts (25006 safety net).
+    constexpr std::size_t retry_keep_limit = 64 * 1024;
+    if (link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle && !info_.extended &&
+        request_frames_.size() == 1 && request_frames_.front().tag == static_cast<char>(fe::Tag::Query) &&
+        !info_.tx_begin_read_only && request_.size() <= retry_keep_limit && link->pending_client() == 1)
+        link->retry_request = request_;
+    else
+        link->retry_request.clear();
 
     std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(request_), asio::buffer(capture_)};
     auto [ec, n] = co_await asio::async_write(link->conn->socket(), buffers, use_nothrow);
