@@ -1173,9 +1173,9 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
     CHECK(down.r2() == 0);
     CHECK(after.primary() == 0);
     CHECK(after.r2() > 0);
-    // Each reader has one statement in flight at a time, so the kill can cut off at most one
-    // per reader (the read running on replica2 at that instant); nothing else may fail.
-    for (const auto& [reader, n] : errors_per_reader) CHECK_MESSAGE(n <= 1, "reader " << reader);
+    // A read running on replica2 at the instant of the kill had sent nothing to its client
+    // yet (one short row): pgswitch re-runs it elsewhere, so no read may fail at all.
+    CHECK_MESSAGE(errors.empty(), "failed reads:\n" << error_list);
     MESSAGE("replica stop: " << errors.size() << " failed reads of " << events.size() << "; reads on the primary "
                              << "between the kill and the switch to replica1: " << transition.primary() << ", during the restart: "
                              << coming_back.primary() << "\n"
