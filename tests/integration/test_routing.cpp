@@ -979,6 +979,33 @@ TEST_CASE("routing: a WITH HOLD cursor declared in autocommit pins the session; 
     }
 }
 
+TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary") {
+    E2E_SKIP_IF_DIRECT("routing needs pgswitch");
+    Proxy& px = routing_proxy();
+    {
+        Conn c = px.connect_app();  // the database's function catalog is loaded by now
+        exec_ok(c.get(), "DROP TABLE IF EXISTS rt_misroute; CREATE TABLE rt_misroute (id int)");
+    }
+    // Created behind pgswitch's back: its catalog does not know this function writes.
+    {
+        Conn su = direct(primary_port());
+        exec_ok(su.get(), "CREATE OR REPLACE FUNCTION rt_sneaky() RETURNS int LANGUAGE sql VOLATILE "
+                          "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
+        exec_ok(su.get(), "GRANT EXECUTE ON FUNCTION rt_sneaky() TO app; GRANT ALL ON rt_misroute TO app");
+    }
+    wait_replay_caught_up();
+    Conn c = px.connect_app();
+    for (int i = 0; i < 5; ++i) {
+        Result r(PQexec(c.get(), "SELECT rt_sneaky()"));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+        CHECK(server_name(std::atoi(PQgetvalue(r.get(), 0, 0))) == "primary");
+    }
+    Result n(PQexec(c.get(), "/* pgswitch:primary */ SELECT count(*) FROM rt_misroute"));
+    REQUIRE(PQresultStatus(n.get()) == PGRES_TUPLES_OK);
+    CHECK(std::string(PQgetvalue(n.get(), 0, 0)) == "5");
+    CHECK(px.log_text(0, 1 << 20).find("misroute") != std::string::npos);
+}
+
 TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
