@@ -6,6 +6,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
+#include "routing/literal_key.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -561,7 +562,55 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                 break;
             const auto f = **next;
             const auto tag = static_cast<be::Tag>(f.tag);
+            if (link->swallowing_retry) {
+                // The misrouted read's error and ReadyForQuery: never shown.
+                if (tag == be::Tag::ReadyForQuery) {
+                    link->swallowing_retry = false;
+                    link->segment_fresh = true;
+                    if (!link->segments.empty()) {
+                        link->segments.pop_front();
+                        runtime_.add_in_flight(link->backend, -1);
+                    }
+                    co_await retry_on_primary(*link);
+                }
+                continue;
+            }
             const bool hidden = !link->segments.empty() && link->segments.front() != ServerLink::Segment::client;
+            // Notices, ParameterStatus and notifications can come at any time
+            // (a server shutting down sends a WARNING first): they do not start
+            // the reply.
+            const bool asynchronous = tag == be::Tag::NoticeResponse || tag == be::Tag::ParameterStatus ||
+                                      tag == be::Tag::NotificationResponse;
+            if (!hidden && !asynchronous && link->segment_fresh && !link->segments.empty()) {
+                // The reply starts with 25006 and no row reached the client yet:
+                // the statement writes after all (a function the classifier could
+                // not know); run it where it can. A RowDescription comes before
+                // the executor fails, so it is held back until we know.
+                const bool retryable = !link->retry_request.empty() && link->segments.size() == 1;
+                if (retryable && tag == be::Tag::RowDescription && link->held.empty()) {
+                    if (!co_await flush())
+                        co_return;
+                    link->held.assign(f.raw);
+                    continue;
+                }
+                link->segment_fresh = false;
+                if (retryable && tag == be::Tag::ErrorResponse) {
+                    auto fields = be::parse_error_fields(f.body);
+                    if (fields && fields->sqlstate() == "25006") {
+                        if (!co_await flush())
+                            co_return;
+                        link->held.clear();
+                        link->swallowing_retry = true;
+                        link->retry_error.assign(f.raw);
+                        continue;
+                    }
+                }
+                if (!link->held.empty()) {
+                    if (!co_await flush() || co_await stream_.send(link->held))
+                        co_return;
+                    link->held.clear();
+                }
+            }
             if (hidden && tag != be::Tag::NotificationResponse) {
                 // A hidden request's reply: act on it, never forward it.
                 if (!co_await flush())
@@ -597,6 +646,9 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                         link->segments.pop_front();
                         runtime_.add_in_flight(link->backend, -1);
                     }
+                    link->segment_fresh = true;
+                    if (link->pending_client() == 0)
+                        link->retry_request.clear();
                     became_idle = idle();
                     drained_.cancel();
                 }
@@ -648,6 +700,66 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
     }
 }
 
+awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
+{
+    retrying_ = true;
+    const std::string request = std::move(link.retry_request);
+    link.retry_request.clear();
+    std::shared_ptr<ServerLink> primary;
+    const auto view = runtime_.cluster();
+    if (auto idx = view->primary_index())
+        primary = co_await link_to(view->backends[*idx]);
+    if (!primary || closed_) {
+        retrying_ = false;
+        drained_.cancel();
+        if (link.retry_error.empty()) {
+            // The read's server died and no primary can take it over.
+            const std::string message = "server connection to \"" + link.backend + "\" was lost";
+            co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
+            co_return;
+        }
+        // Nowhere to re-run it: the client gets the server's own answer.
+        std::string out = link.retry_error;
+        be::build_ready_for_query(out, tx_status_);
+        (void)co_await stream_.send(out);
+        co_return;
+    }
+    std::string fingerprint;
+    if (request.size() > 5)
+        if (auto q = fe::parse_query(std::string_view(request).substr(5)))
+            fingerprint = routing::literal_free_key(q->sql).substr(1);
+    const bool misroute = !link.retry_error.empty();  // else: its server died
+    if (misroute) {
+        log::warning("session ", id_, ": misroute: read-only error on ", link.backend, ", re-running on ",
+                     primary->backend, ": ", fingerprint);
+        runtime_.count_misroute();
+    }
+
+    std::string out;
+    const auto c = state_.catch_up(primary->state);
+    std::string script;
+    if (c.discard_all)
+        script = "DISCARD ALL";
+    if (c.settings)
+        script += (script.empty() ? "" : "; ") + *c.settings;
+    if (!script.empty()) {
+        fe::build_query(out, script);
+        primary->segments.push_back(ServerLink::Segment::hidden);
+    }
+    out.append(request);
+    primary->segments.push_back(ServerLink::Segment::client);
+    runtime_.add_in_flight(primary->backend, 1);
+    runtime_.count_query(primary->backend, misroute);
+    if (misroute) {
+        primary->wrote = true;  // it wrote: its commit position matters to read-your-writes
+        state_.wrote = true;
+    }
+    active_ = primary;
+    (void)co_await primary->conn->write(out);
+    retrying_ = false;
+    drained_.cancel();
+}
+
 awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
 {
     // What the client loses with this connection decides whether the
@@ -657,6 +769,10 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     const bool owed = link.pending_client() > 0 || link.unsynced;
     const bool in_tx_here = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
     const bool state_here = link.role == routing::Role::primary && state_.pinned_to_primary;
+    // An autocommit read whose server died before any of its reply reached
+    // the client is re-run on the primary: the client never notices.
+    const bool rerun = link.pending_client() == 1 && link.segments.size() == 1 && !link.retry_request.empty() &&
+                       link.segment_fresh && !link.swallowing_retry && !in_tx_here && !state_here;
     link.dead = true;
     for (auto seg : link.segments)
         if (seg == ServerLink::Segment::client)
@@ -667,6 +783,16 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     link.conn->close();
     std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
     drained_.cancel();
+    if (rerun) {
+        log::info("session ", id_, ": connection to ", link.backend, " lost (", ec.message(),
+                  ") before its read answered; re-running it");
+        runtime_.request_health_check();
+        link.retry_error.clear();
+        if (active_.get() == &link)
+            active_.reset();
+        co_await retry_on_primary(link);
+        co_return;
+    }
     if (!owed && !in_tx_here && !state_here) {
         log::info("session ", id_, ": idle connection to ", link.backend, " closed (", ec.message(), ")");
         if (active_.get() == &link)

@@ -59,6 +59,14 @@ struct ServerLink {
     bool wrote = false;
     bool server_sent_fatal = false;
     bool dead = false;
+    /// Safety net (issue 3 item 5): a simple-query read sent to this replica
+    /// outside a transaction, kept until its reply starts, so that a 25006
+    /// (read-only transaction) error can be re-run on the primary instead.
+    std::string retry_request;
+    bool segment_fresh = true;      ///< nothing of the front segment's reply seen yet
+    bool swallowing_retry = false;  ///< dropping the 25006 reply up to its ReadyForQuery
+    std::string retry_error;        ///< that ErrorResponse, forwarded if no primary can re-run it
+    std::string held;               ///< a RowDescription held back while the reply may still be a 25006
     [[nodiscard]] int pending_client() const noexcept
     {
         int n = 0;
@@ -144,6 +152,8 @@ private:
     awaitable<void> load_catalog(BackendConnection& conn);
     void add_link(std::shared_ptr<ServerLink> link);
     awaitable<void> server_lost(ServerLink& link, error_code ec);
+    /// Re-runs `link`'s misrouted read on the primary (see ServerLink::retry_request).
+    awaitable<void> retry_on_primary(ServerLink& link);
     awaitable<void> relay_client();
     awaitable<void> pump_server(std::shared_ptr<ServerLink> link);
 
@@ -232,6 +242,7 @@ private:
     /// default_transaction_read_only is on: BEGIN opens read-only transactions.
     bool default_read_only_ = false;
     bool parsed_unnamed_ = false;  // set by record_request()
+    bool retrying_ = false;        // a misrouted read is being moved to the primary
     std::string peer_host_;        // client address without port, for ip_hash
     std::string scratch_;
 };

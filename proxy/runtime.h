@@ -88,6 +88,10 @@ public:
     void add_in_flight(const std::string& backend, int delta);
     /// Counts a routed request per backend and kind (reads/writes).
     void count_query(const std::string& backend, bool write);
+    /// A read the classifier sent to a replica failed there with 25006 and
+    /// was re-run on the primary.
+    void count_misroute() noexcept { ++misroutes_; }
+    [[nodiscard]] std::uint64_t misroutes() const noexcept { return misroutes_; }
 
     // ---- admin API (admin_bridge.cpp; all on the loop's thread) --------------
     /// One request's time from being sent to a server to its ReadyForQuery,
@@ -153,6 +157,7 @@ private:
         std::uint64_t writes = 0;
     };
     std::unordered_map<std::string, QueryCounts> query_counts_;
+    std::uint64_t misroutes_ = 0;
     int exit_code_ = 0;
     // Admin API: the bridge must outlive the server (declared first, destroyed last).
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();

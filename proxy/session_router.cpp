@@ -249,7 +249,7 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
     const auto settings = runtime_.settings();
     const auto policy = runtime_.policy();
     routing::RouteRequest rr;
-    rr.write = info_.write || info_.tx_begin || info_.uses_currval;
+    rr.write = info_.write || info_.tx_begin || info_.uses_currval || info_.pins;
     rr.prefer_primary = info_.hint_primary;
     rr.prefer_replica = info_.hint_replica;
     routing::SessionConstraints sc;
@@ -269,9 +269,17 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
             const auto target = view->backends[*d.backend];
             auto link = co_await link_to(target);
             if (!link && !rr.write) {
-                // A replica we could not reach: the primary serves the read.
-                if (auto p = view->primary_index())
-                    link = co_await link_to(view->backends[*p]);
+                // A replica we could not reach: another one serves the read,
+                // else the primary.
+                for (auto i : routing::eligible_replicas(*view, policy, sc)) {
+                    if (i == *d.backend)
+                        continue;
+                    if ((link = co_await link_to(view->backends[i])))
+                        break;
+                }
+                if (!link)
+                    if (auto p = view->primary_index())
+                        link = co_await link_to(view->backends[*p]);
             }
             if (!link) {
                 const std::string message = "could not connect to server \"" + target.name + "\"";
@@ -543,7 +551,12 @@ void ClientSession::record_request(ServerLink& link)
     }
     if (info_.extended)
         link.unsynced = last != static_cast<char>(fe::Tag::Sync);
-    if (info_.write) {
+    bool executes = false;  // a Parse/Describe alone changes no data
+    for (const auto& fr : request_frames_)
+        if (fr.tag == static_cast<char>(fe::Tag::Execute) || fr.tag == static_cast<char>(fe::Tag::Query) ||
+            fr.tag == static_cast<char>(fe::Tag::FunctionCall))
+            executes = true;
+    if (info_.write && executes) {
         state_.wrote = true;
         link.wrote = true;
     }
@@ -581,7 +594,18 @@ awaitable<bool> ClientSession::dispatch_request()
         (void)co_await p->conn->write(q);
     }
 
+    // A misrouted read is moving to the primary: later requests queue behind it.
+    while (retrying_ && !closed_) {
+        auto [ec] = co_await drained_.async_wait(use_nothrow);
+        (void)ec;
+    }
+
     analyze_request();
+    // SHOW pgswitch.lsn must include the session's last write: wait for its capture.
+    while (info_.show_lsn && lsn_captures_ > 0 && !closed_) {
+        auto [ec] = co_await drained_.async_wait(use_nothrow);
+        (void)ec;
+    }
     if ((info_.show_lsn || info_.set_min_lsn) && request_frames_.size() == 1 && info_.classes.size() == 1 &&
         info_.classes.front()->statements.size() == 1 && !any_pending()) {
         request_.clear();
@@ -638,6 +662,14 @@ awaitable<bool> ClientSession::dispatch_request()
         lsn_pending_ = true;  // until a capture after this write lands
     }
     active_ = link;
+    // Keep a replica read's bytes until its reply starts (25006 safety net).
+    constexpr std::size_t retry_keep_limit = 64 * 1024;
+    if (link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle && !info_.extended &&
+        request_frames_.size() == 1 && request_frames_.front().tag == static_cast<char>(fe::Tag::Query) &&
+        !info_.tx_begin_read_only && request_.size() <= retry_keep_limit && link->pending_client() == 1)
+        link->retry_request = request_;
+    else
+        link->retry_request.clear();
 
     std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(request_), asio::buffer(capture_)};
     auto [ec, n] = co_await asio::async_write(link->conn->socket(), buffers, use_nothrow);

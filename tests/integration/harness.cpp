@@ -371,12 +371,16 @@ std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port)
       << "[health]\n"
       << "user = \"" << env.get("SUPERUSER") << "\"\n"
       << "password = \"" << env.get("SUPERPASS") << "\"\n"
-      << "interval_ms = 200\n\n";
+      << "interval_ms = " << opts.health_interval_ms << "\n"
+      << opts.health_extra << "\n";
     const std::pair<const char*, int> backends[] = {{"primary", env.primary_port()},
                                                     {"replica1", env.replica_port(1)},
                                                     {"replica2", env.replica_port(2)}};
-    for (const auto& [name, p] : backends)
-        t << "[[backends]]\nname = \"" << name << "\"\nhost = \"" << env.host() << "\"\nport = " << p << "\n\n";
+    for (const auto& [name, p] : backends) {
+        t << "[[backends]]\nname = \"" << name << "\"\nhost = \"" << env.host() << "\"\nport = " << p << "\n";
+        if (auto w = opts.weights.find(name); w != opts.weights.end()) t << "weight = " << w->second << "\n";
+        t << "\n";
+    }
     std::vector<UserEntry> users = opts.users;
     if (users.empty()) users.push_back({env.get("APP_USER"), env.get("APP_PASSWORD"), ""});
     for (const auto& u : users) {
