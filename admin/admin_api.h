@@ -69,6 +69,8 @@ struct Snapshot {
     StatementCacheStats statement_cache;
     FailoverStatus failover;
     std::uint64_t failovers_total = 0;
+    /// Reads sent to a replica that failed there with 25006 and were re-run on the primary.
+    std::uint64_t misroutes_total = 0;
     LatencyHistogram query_latency;
     /// Routing decisions by reason (routing::to_string(Reason)); empty when the
     /// proxy does not count them.

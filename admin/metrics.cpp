@@ -133,6 +133,10 @@ std::string render_prometheus(const Snapshot& s)
     for (const auto& [reason, n] : s.routing_decisions)
         w.sample("pgswitch_routing_decisions_total", {"reason", reason}, n);
 
+    w.family("pgswitch_misroutes_total", "counter",
+             "Reads routed to a replica that failed there with 25006 (read-only) and were re-run on the primary");
+    w.sample("pgswitch_misroutes_total", {}, s.misroutes_total);
+
     w.family("pgswitch_backend_up", "gauge", "1 when the backend is up (passing health checks, not drained or fenced)");
     for (const auto& b : s.backends)
         w.sample("pgswitch_backend_up", {"backend", b.view.name},

@@ -85,6 +85,7 @@ admin::Snapshot AdminBridge::snapshot() const
     s.failover.mode = std::string(to_string(cfg.failover.mode));
     s.failovers_total = 0;  // TODO(#6): failover lands with issue 6
     s.query_latency = runtime_.query_latency();
+    s.misroutes_total = runtime_.misroutes();
     for (const auto& [reason, n] : runtime_.route_decisions())
         s.routing_decisions.emplace_back(std::string(routing::to_string(reason)), n);
     return s;

@@ -82,6 +82,25 @@ void ClientSession::start()
                    });
 }
 
+void ClientSession::push_client_segment(ServerLink& link)
+{
+    link.segments.push_back(ServerLink::Segment::client);
+    link.started.push_back(std::chrono::steady_clock::now());
+    runtime_.add_in_flight(link.backend, 1);
+}
+
+void ClientSession::pop_client_segment(ServerLink& link, bool completed)
+{
+    link.segments.pop_front();
+    runtime_.add_in_flight(link.backend, -1);
+    if (!link.started.empty()) {
+        if (completed)
+            runtime_.observe_query_latency(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - link.started.front()).count());
+        link.started.pop_front();
+    }
+}
+
 void ClientSession::close() noexcept
 {
     if (closed_)
@@ -93,6 +112,7 @@ void ClientSession::close() noexcept
             if (seg == ServerLink::Segment::client)
                 runtime_.add_in_flight(link->backend, -1);
         link->segments.clear();
+        link->started.clear();
         if (link->conn)
             link->conn->close();
     }
@@ -567,10 +587,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                 if (tag == be::Tag::ReadyForQuery) {
                     link->swallowing_retry = false;
                     link->segment_fresh = true;
-                    if (!link->segments.empty()) {
-                        link->segments.pop_front();
-                        runtime_.add_in_flight(link->backend, -1);
-                    }
+                    if (!link->segments.empty())
+                        pop_client_segment(*link, false);
                     co_await retry_on_primary(*link);
                 }
                 continue;
@@ -642,10 +660,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
             case be::Tag::ReadyForQuery:
                 if (auto rfq = be::parse_ready_for_query(f.body)) {
                     tx_status_ = rfq->status;
-                    if (!link->segments.empty()) {
-                        link->segments.pop_front();
-                        runtime_.add_in_flight(link->backend, -1);
-                    }
+                    if (!link->segments.empty())
+                        pop_client_segment(*link, true);
                     link->segment_fresh = true;
                     if (link->pending_client() == 0)
                         link->retry_request.clear();
@@ -747,8 +763,7 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
         primary->segments.push_back(ServerLink::Segment::hidden);
     }
     out.append(request);
-    primary->segments.push_back(ServerLink::Segment::client);
-    runtime_.add_in_flight(primary->backend, 1);
+    push_client_segment(*primary);
     runtime_.count_query(primary->backend, misroute);
     if (misroute) {
         primary->wrote = true;  // it wrote: its commit position matters to read-your-writes
@@ -780,6 +795,7 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
         else if (seg == ServerLink::Segment::capture_lsn && --lsn_captures_ == 0)
             lsn_pending_ = false;
     link.segments.clear();
+    link.started.clear();
     link.conn->close();
     std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
     drained_.cancel();

@@ -3,6 +3,7 @@
 // Lives on the runtime's executor; owned by its own coroutines (shared_ptr).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -51,6 +52,8 @@ struct ServerLink {
     std::unique_ptr<BackendConnection> conn;
     routing::LinkState state;
     std::deque<Segment> segments;
+    /// When each client segment was sent, for the latency histogram.
+    std::deque<std::chrono::steady_clock::time_point> started;
     /// Extended-protocol messages sent since the last Sync (a Flush-ended
     /// request): the link must get the rest of the request.
     bool unsynced = false;
@@ -152,6 +155,9 @@ private:
     awaitable<void> load_catalog(BackendConnection& conn);
     void add_link(std::shared_ptr<ServerLink> link);
     awaitable<void> server_lost(ServerLink& link, error_code ec);
+    /// Queues / completes one client segment on `link` (in-flight count, latency).
+    void push_client_segment(ServerLink& link);
+    void pop_client_segment(ServerLink& link, bool completed);
     /// Re-runs `link`'s misrouted read on the primary (see ServerLink::retry_request).
     awaitable<void> retry_on_primary(ServerLink& link);
     awaitable<void> relay_client();

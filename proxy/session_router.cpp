@@ -287,6 +287,7 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
                 co_return nullptr;
             }
             runtime_.count_query(link->backend, rr.write);
+            runtime_.count_route_decision(d.reason);
             log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
                        routing::to_string(d.reason), ")");
             co_return link;
@@ -504,8 +505,7 @@ void ClientSession::record_request(ServerLink& link)
         last = fr.tag;
         switch (static_cast<fe::Tag>(fr.tag)) {
         case fe::Tag::Query: {
-            link.segments.push_back(ServerLink::Segment::client);
-            runtime_.add_in_flight(link.backend, 1);
+            push_client_segment(link);
             if (cls_index < info_.classes.size()) {
                 if (auto q = fe::parse_query(body))
                     apply_statement_effects(link, *info_.classes[cls_index], q->sql);
@@ -515,8 +515,7 @@ void ClientSession::record_request(ServerLink& link)
         }
         case fe::Tag::Sync:
         case fe::Tag::FunctionCall:
-            link.segments.push_back(ServerLink::Segment::client);
-            runtime_.add_in_flight(link.backend, 1);
+            push_client_segment(link);
             break;
         case fe::Tag::Parse: {
             auto p = fe::parse_parse(body);

@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -986,17 +987,20 @@ TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run 
         Conn c = px.connect_app();  // the database's function catalog is loaded by now
         exec_ok(c.get(), "DROP TABLE IF EXISTS rt_misroute; CREATE TABLE rt_misroute (id int)");
     }
-    // Created behind pgswitch's back: its catalog does not know this function writes.
+    // Created behind pgswitch's back, under a name no earlier run used: the catalog
+    // pgswitch loaded does not know this function writes.
+    const std::string fn = "rt_sneaky_" + std::to_string(::getpid()) + "_" +
+                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
     {
         Conn su = direct(primary_port());
-        exec_ok(su.get(), "CREATE OR REPLACE FUNCTION rt_sneaky() RETURNS int LANGUAGE sql VOLATILE "
+        exec_ok(su.get(), "CREATE FUNCTION " + fn + "() RETURNS int LANGUAGE sql VOLATILE "
                           "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
-        exec_ok(su.get(), "GRANT EXECUTE ON FUNCTION rt_sneaky() TO app; GRANT ALL ON rt_misroute TO app");
+        exec_ok(su.get(), "GRANT EXECUTE ON FUNCTION " + fn + "() TO app; GRANT ALL ON rt_misroute TO app");
     }
     wait_replay_caught_up();
     Conn c = px.connect_app();
     for (int i = 0; i < 5; ++i) {
-        Result r(PQexec(c.get(), "SELECT rt_sneaky()"));
+        Result r(PQexec(c.get(), ("SELECT " + fn + "()").c_str()));
         REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
         CHECK(server_name(std::atoi(PQgetvalue(r.get(), 0, 0))) == "primary");
     }
