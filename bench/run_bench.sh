@@ -803,7 +803,7 @@ def run_pgbench(env, target, wl, clients, duration, tag, logdir):
     # last (connection set-up and the tail are left out); transactions from the reports' tps.
     if proxy:
         win = [x for x in progress if x[2] is not None]
-        if len(win) >= 3:
+        if len(win) >= 2:   # pgbench prints its first report once its clients are connected
             txns = sum(win[i][1] * (win[i][0] - win[i - 1][0]) for i in range(1, len(win)))
             cpu = win[-1][2] - win[0][2]
             res["cpu_window"] = "steady"
@@ -889,6 +889,26 @@ def markdown(meta, rows, memory):
                  f"| {'1.00' if r['target'] == 'direct' else fmt(r['ratio_to_direct_median'], 2)} "
                  f"| {fmt(r['latency_mean_ms'], 2)} | {fmt(r['latency_p99_ms'], 2)} "
                  f"| {fmt(r['proxy_cpu_us_per_stmt'], 1)} |")
+    L.append("")
+    L.append("Summary at 8 and 32 clients (select-only simple/extended/prepared and SELECT 1; "
+             "ranges over those rows):")
+    L.append("")
+    L.append("| proxy | × direct | proxy CPU µs/stmt | pgswitch TPS ÷ this proxy's TPS |")
+    L.append("|---|---|---|---|")
+    sel = [r for r in rows if r["clients"] in (8, 32) and r["workload"] != "tpcb"]
+
+    def rng(vals, nd):
+        vals = [v for v in vals if v is not None]
+        return f"{min(vals):.{nd}f}–{max(vals):.{nd}f}" if vals else "–"
+    sw = {(r["workload"], r["clients"]): r["tps_median"] for r in sel if r["target"] == "pgswitch"}
+    for t in TARGET_NAMES:
+        if t == "direct":
+            continue
+        mine = [r for r in sel if r["target"] == t]
+        vs = [sw[(r["workload"], r["clients"])] / r["tps_median"] for r in mine
+              if t != "pgswitch" and r["tps_median"] and sw.get((r["workload"], r["clients"]))]
+        L.append(f"| {TARGET_LABEL[t]} | {rng([r['ratio_to_direct_median'] for r in mine], 2)} "
+                 f"| {rng([r['proxy_cpu_us_per_stmt'] for r in mine], 1)} | {rng(vs, 2) if vs else '–'} |")
     L.append("")
     L.append("Proxy memory over the whole run (peak of samples taken after every pgbench run):")
     L.append("")
