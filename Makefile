@@ -12,6 +12,7 @@ help:
 	@echo "  make run            build, start a local primary + 2 replicas, run pgswitch on 127.0.0.1:6432"
 	@echo "  make test           build, run the unit tests and the end-to-end tests (prints 'N passed, M failed')"
 	@echo "  make unit           build, run the unit tests only"
+	@echo "  make bench          build, benchmark pgswitch vs direct, PgBouncer, pgpool-II (bench/README.md; QUICK=1 for a short run)"
 	@echo "  make build          configure ($(BUILD_DIR)/, $(MESON_BUILDTYPE)) and compile"
 	@echo "  make deps           install missing Debian 12 packages (scripts/install_deps.sh)"
 	@echo "  make cluster-start  start the test cluster in .cluster/ (tests/pg_cluster.sh)"
@@ -41,6 +42,10 @@ test: build
 
 unit: build
 	bash tests/run_tests.sh --unit
+
+.PHONY: bench
+bench: build
+	bash bench/run_bench.sh
 
 clean:
 	rm -rf $(BUILD_DIR) .run

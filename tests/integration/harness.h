@@ -104,6 +104,7 @@ struct ProxyOptions {
     int health_interval_ms = 200;  ///< [health] interval_ms
     std::string health_extra;      ///< extra [health] lines ("key = value\n"), verbatim
     std::map<std::string, int> weights;  ///< backend name ("primary", "replica1", "replica2") -> weight
+    std::string admin_token;       ///< [admin] token ("" = none)
 };
 
 /// One pgswitch process (or, in direct mode, the primary standing in for it).
