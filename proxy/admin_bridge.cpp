@@ -83,7 +83,20 @@ admin::Snapshot AdminBridge::snapshot() const
     const auto& cache = const_cast<Runtime&>(runtime_).statement_cache();
     s.statement_cache = {cache.hits(), cache.misses(), cache.size(), cache.capacity()};
     s.failover.mode = std::string(to_string(cfg.failover.mode));
-    s.failovers_total = 0;  // TODO(#6): failover lands with issue 6
+    if (auto* health = const_cast<Runtime&>(runtime_).health()) {
+        for (const auto& r : health->failover_history()) {
+            admin::FailoverEvent e;
+            e.at = r.at;
+            e.from = r.from;
+            e.to = r.to;
+            e.reason = r.reason + " (" + std::to_string(static_cast<long long>(r.duration_ms)) + " ms; " +
+                       std::to_string(r.unreceived_bytes) + " bytes of WAL the old primary had were not received)";
+            s.failover.history.push_back(std::move(e));
+        }
+        s.failovers_total = health->failover_history().size();
+        if (health->failover_running())
+            s.failover.state = "promoting";
+    }
     s.query_latency = runtime_.query_latency();
     s.misroutes_total = runtime_.misroutes();
     for (const auto& [reason, n] : runtime_.route_decisions())
@@ -315,9 +328,17 @@ CommandResult AdminBridge::reload()
     return CommandResult::ok(note);
 }
 
-CommandResult AdminBridge::failover(std::optional<std::string>)
+CommandResult AdminBridge::failover(std::optional<std::string> target)
 {
-    return CommandResult::error(Code::not_implemented, "failover is not implemented yet (issue 6)");
+    auto* health = runtime_.health();
+    if (!health)
+        return CommandResult::error(Code::unavailable, "pgswitch is not running its health checks");
+    if (runtime_.settings()->config.failover.mode == FailoverMode::external)
+        return CommandResult::error(Code::conflict,
+                                    "failover.mode = external: pgswitch never promotes, it follows the cluster");
+    if (auto err = health->manual_failover(std::move(target)))
+        return CommandResult::error(Code::conflict, *err);
+    return CommandResult{Code::accepted, "promotion started; GET /status shows the outcome"};
 }
 
 }  // namespace pgswitch::proxy

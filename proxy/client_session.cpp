@@ -341,16 +341,38 @@ awaitable<bool> ClientSession::connect_primary()
     const auto settings = runtime_.settings();
     const auto& cfg = settings->config;
     // Wait for a usable primary up to failover.wait_for_primary_ms: at start-up
-    // the first health round may still be running.
+    // the first health round may still be running, and during a failover the
+    // old primary refuses connections until the new one is published.
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
-    std::optional<routing::BackendView> target;
     asio::steady_timer poll(runtime_.io());
+    std::shared_ptr<ServerLink> link;
+    std::string last_error = "no primary server is available";
     for (;;) {
         auto view = runtime_.cluster();
         if (auto idx = view->primary_index()) {
-            target = view->backends[*idx];
-            break;
+            const auto target = view->backends[*idx];
+            auto candidate = std::make_shared<ServerLink>();
+            candidate->backend = target.name;
+            candidate->role = routing::Role::primary;
+            candidate->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
+            auto err = co_await candidate->conn->connect(target.host, target.port, server_startup(),
+                                                         std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
+            if (!err) {
+                link = std::move(candidate);
+                break;
+            }
+            log::warning("session ", id_, ": login to ", target.name, " failed: ", err->message);
+            if (!err->server_error.empty()) {
+                // The server's own refusal (unknown database, bad parameter...)
+                // says it best: pass it on verbatim.
+                (void)co_await stream_.send(err->server_error);
+                end_ = SessionEnd::auth_failed;
+                close();
+                co_return false;
+            }
+            runtime_.request_health_check();
+            last_error = "could not connect to server \"" + target.name + "\": " + err->message;
         }
         if (std::chrono::steady_clock::now() >= deadline || closed_)
             break;
@@ -358,32 +380,9 @@ awaitable<bool> ClientSession::connect_primary()
         auto [ec] = co_await poll.async_wait(use_nothrow);
         (void)ec;
     }
-    if (!target) {
-        co_await send_fatal(sqlstate::cannot_connect_now,
-                            "no primary server is available (waited failover.wait_for_primary_ms)",
-                            SessionEnd::backend_lost);
-        co_return false;
-    }
-
-    auto link = std::make_shared<ServerLink>();
-    link->backend = target->name;
-    link->role = routing::Role::primary;
-    link->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
-    auto err = co_await link->conn->connect(target->host, target->port, server_startup(),
-                                            std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
-    if (err) {
-        log::warning("session ", id_, ": login to ", target->name, " failed: ", err->message);
-        if (!err->server_error.empty()) {
-            // The server's own refusal (unknown database, bad parameter...)
-            // says it best: pass it on verbatim.
-            (void)co_await stream_.send(err->server_error);
-            end_ = SessionEnd::auth_failed;
-            close();
-        } else {
-            runtime_.request_health_check();
-            const std::string message = "could not connect to server \"" + target->name + "\": " + err->message;
-            co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
-        }
+    if (!link) {
+        const std::string message = last_error + " (waited failover.wait_for_primary_ms)";
+        co_await send_fatal(sqlstate::cannot_connect_now, message, SessionEnd::backend_lost);
         co_return false;
     }
     // The database's volatile functions decide which SELECTs write; load
@@ -789,6 +788,9 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     const bool rerun = link.pending_client() == 1 && link.segments.size() == 1 && !link.retry_request.empty() &&
                        link.segment_fresh && !link.swallowing_retry && !in_tx_here && !state_here;
     link.dead = true;
+    // The data path saw the primary go: probe it now rather than at the next interval.
+    if (link.role == routing::Role::primary)
+        runtime_.request_health_check();
     for (auto seg : link.segments)
         if (seg == ServerLink::Segment::client)
             runtime_.add_in_flight(link.backend, -1);

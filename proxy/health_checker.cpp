@@ -12,7 +12,34 @@ namespace {
 // primary, the replayed position on a replica.
 constexpr std::string_view health_query =
     "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
-    "THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END";
+    "THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, "
+    "pg_last_wal_receive_lsn()::text";
+
+// A backend that failed a check is probed again this soon, so failure_threshold
+// checks take a fraction of a second rather than failure_threshold intervals.
+constexpr std::chrono::milliseconds burst_interval{100};
+
+std::string quote_literal(std::string_view s)
+{
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'')
+            out.push_back('\'');
+        out.push_back(c);
+    }
+    out.push_back('\'');
+    return out;
+}
+
+std::string now_rfc3339()
+{
+    const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
 }  // namespace
 
 struct HealthChecker::Node {
@@ -162,6 +189,161 @@ bool HealthChecker::set_fenced(std::string_view name, bool fenced)
     return false;
 }
 
+routing::FailoverInput HealthChecker::failover_input() const
+{
+    routing::FailoverInput in;
+    const auto& cfg = runtime_.settings()->config;
+    switch (cfg.failover.mode) {
+    case FailoverMode::automatic: in.mode = routing::FailoverMode::automatic; break;
+    case FailoverMode::manual: in.mode = routing::FailoverMode::manual; break;
+    case FailoverMode::external: in.mode = routing::FailoverMode::external; break;
+    }
+    in.last_primary = last_primary_;
+    for (const auto& n : nodes_) {
+        routing::FailoverInput::Node o;
+        o.name = n->config.name;
+        o.role = n->view.role;
+        o.healthy = n->view.state == routing::BackendState::up;
+        o.fenced = n->fenced;
+        o.drained = n->drained;
+        o.receive_lsn = n->view.receive_lsn;
+        o.replay_lsn = n->view.wal_lsn;
+        in.nodes.push_back(std::move(o));
+    }
+    return in;
+}
+
+awaitable<void> HealthChecker::apply_failover_policy()
+{
+    if (failover_running_)
+        co_return;
+    // Remember which node writes go to: a failover replaces exactly that one.
+    for (const auto& n : nodes_)
+        if (n->view.role == routing::Role::primary && n->view.state == routing::BackendState::up && !n->fenced) {
+            if (last_primary_ && *last_primary_ != n->config.name)
+                log::info("primary is now ", n->config.name);
+            last_primary_ = n->config.name;
+        }
+    const auto d = routing::next_failover_action(failover_input());
+    if (d.reason != last_reason_) {
+        last_reason_ = d.reason;
+        if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
+            log::warning("failover: ", d.reason);
+    }
+    switch (d.kind) {
+    case routing::FailoverDecision::Kind::none:
+        break;
+    case routing::FailoverDecision::Kind::fence:
+        log::warning("failover: ", d.reason);
+        (void)set_fenced(d.candidate, true);
+        break;
+    case routing::FailoverDecision::Kind::promote:
+        co_await promote(d.candidate, d.old_primary, d.reason);
+        break;
+    }
+}
+
+std::optional<std::string> HealthChecker::manual_failover(std::optional<std::string> target)
+{
+    if (failover_running_)
+        return std::string("a failover is already running");
+    auto in = failover_input();
+    std::string candidate;
+    if (target) {
+        bool ok = false;
+        for (const auto& n : in.nodes)
+            ok = ok || (n.name == *target && n.role == routing::Role::replica && n.healthy && !n.fenced);
+        if (!ok)
+            return "\"" + *target + "\" is not a healthy, unfenced replica";
+        candidate = *target;
+    } else if (auto best = routing::best_promotion_candidate(in)) {
+        candidate = *best;
+    } else {
+        return std::string("no healthy replica can be promoted");
+    }
+    const auto old = last_primary_.value_or("");
+    asio::co_spawn(runtime_.io(), promote(candidate, old, "operator request (POST /failover)"), asio::detached);
+    return std::nullopt;
+}
+
+awaitable<void> HealthChecker::promote(std::string candidate, std::string old_primary, std::string reason)
+{
+    if (failover_running_)
+        co_return;
+    failover_running_ = true;
+    const auto started = std::chrono::steady_clock::now();
+    std::shared_ptr<Node> target;
+    std::optional<std::uint64_t> old_lsn;
+    for (auto& n : nodes_) {
+        if (n->config.name == candidate)
+            target = n;
+        if (n->config.name == old_primary)
+            old_lsn = n->view.wal_lsn;
+    }
+    log::warning("failover: ", reason, "; promoting ", candidate);
+    // Fence first: whatever happens next, the old primary gets no more
+    // traffic, even if it comes back (never two primaries).
+    if (!old_primary.empty())
+        (void)set_fenced(old_primary, true);
+
+    bool promoted = false;
+    if (target && target->conn && target->conn->is_open() && !target->checking) {
+        target->checking = true;  // keep the round's check off this connection meanwhile
+        auto r = co_await target->conn->simple_query("SELECT pg_promote(true, 60)");
+        target->checking = false;
+        if (auto* rows = std::get_if<QueryRows>(&r); rows && !rows->rows.empty() && rows->rows[0].size() == 1 &&
+                                                      rows->rows[0][0] == std::optional<std::string>("t"))
+            promoted = true;
+        else if (auto* e = std::get_if<ConnectError>(&r))
+            log::error("failover: pg_promote() on ", candidate, " failed: ", e->message);
+    }
+    if (!promoted) {
+        log::error("failover: ", candidate, " was not promoted; will try again");
+        failover_running_ = false;
+        co_return;
+    }
+    target->view.role = routing::Role::primary;
+    target->view.receive_lsn.reset();
+    last_primary_ = candidate;
+    publish();
+
+    // The other replicas now stream from the new primary (they follow its
+    // new timeline: recovery_target_timeline = latest is the default).
+    const auto& h = runtime_.settings()->config.health;
+    for (auto& n : nodes_) {
+        if (n == target || n->config.name == old_primary || n->view.role != routing::Role::replica || !n->conn ||
+            !n->conn->is_open() || n->checking)
+            continue;
+        std::string conninfo = "host=" + target->config.host + " port=" + std::to_string(target->config.port) +
+                               " user=" + h.user + " application_name=" + n->config.name;
+        if (!h.password.empty())
+            conninfo += " password=" + h.password;
+        n->checking = true;
+        auto a = co_await n->conn->simple_query("ALTER SYSTEM SET primary_conninfo = " + quote_literal(conninfo));
+        auto b = co_await n->conn->simple_query("SELECT pg_reload_conf()");
+        n->checking = false;
+        if (std::holds_alternative<ConnectError>(a) || std::holds_alternative<ConnectError>(b))
+            log::error("failover: could not re-point ", n->config.name, " at ", candidate);
+        else
+            log::info("failover: ", n->config.name, " now streams from ", candidate);
+    }
+
+    FailoverRecord rec;
+    rec.at = now_rfc3339();
+    rec.from = old_primary;
+    rec.to = candidate;
+    rec.reason = reason;
+    rec.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    rec.promoted_lsn = target->view.wal_lsn;
+    if (old_lsn && target->view.wal_lsn && *old_lsn > *target->view.wal_lsn)
+        rec.unreceived_bytes = *old_lsn - *target->view.wal_lsn;
+    history_.push_back(rec);
+    log::warning("failover: ", candidate, " is the new primary (", rec.duration_ms, " ms); ", old_primary,
+                 " is fenced until POST /backends/", old_primary, "/enable after it re-joined as a replica");
+    failover_running_ = false;
+    check_now();
+}
+
 awaitable<void> HealthChecker::run()
 {
     while (!stopped_) {
@@ -187,7 +369,15 @@ awaitable<void> HealthChecker::run()
         if (stopped_)
             break;
         publish();
-        wake_.expires_after(interval);
+        co_await apply_failover_policy();
+        if (stopped_)
+            break;
+        // A backend failing its checks is probed in a burst, so a dead primary
+        // is known in failure_threshold x 100 ms, not x interval.
+        bool suspect = false;
+        for (const auto& n : nodes_)
+            suspect = suspect || (n->view.state == routing::BackendState::up && n->view.consecutive_failures > 0);
+        wake_.expires_after(suspect ? std::min<std::chrono::milliseconds>(interval, burst_interval) : interval);
         auto [ec] = co_await wake_.async_wait(use_nothrow);
         (void)ec;
     }
@@ -224,7 +414,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
             failure = std::get<1>(r).message;
         } else {
             const auto& rows = std::get<0>(r).rows;
-            if (rows.size() != 1 || rows[0].size() != 2 || !rows[0][0]) {
+            if (rows.size() != 1 || rows[0].size() != 3 || !rows[0][0]) {
                 failure = "unexpected health query result";
             } else {
                 const bool in_recovery = *rows[0][0] == "t";
@@ -234,6 +424,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
                               node->config.port, ") is up as ", routing::to_string(role));
                 node->view.role = role;
                 node->view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
+                node->view.receive_lsn = rows[0][2] ? routing::parse_lsn(*rows[0][2]) : std::nullopt;
                 if (node->view.state == routing::BackendState::down)
                     node->view.state = routing::BackendState::up;
                 node->view.consecutive_failures = 0;

@@ -10,13 +10,33 @@
 #include "backend_connection.h"
 #include "config.h"
 #include "routing/cluster_view.h"
+#include "routing/failover_policy.h"
 
 namespace pgswitch::proxy {
 
 class Runtime;
 
+/// One completed failover, for /status and the logs.
+struct FailoverRecord {
+    std::string at;  ///< RFC 3339 UTC
+    std::string from;
+    std::string to;
+    std::string reason;
+    double duration_ms = 0;
+    std::optional<std::uint64_t> promoted_lsn;  ///< new primary's position when promoted
+    /// Asynchronous replication: WAL the old primary had (last seen) that the
+    /// promoted replica never received.
+    std::uint64_t unreceived_bytes = 0;
+};
+
 class HealthChecker {
 public:
+    /// POST /failover: promote `target` (or the best replica) now. Returns an
+    /// error message, or nullopt when the promotion was started.
+    [[nodiscard]] std::optional<std::string> manual_failover(std::optional<std::string> target);
+    [[nodiscard]] const std::vector<FailoverRecord>& failover_history() const noexcept { return history_; }
+    [[nodiscard]] bool failover_running() const noexcept { return failover_running_; }
+
     explicit HealthChecker(Runtime& runtime);
     ~HealthChecker();
 
@@ -41,6 +61,9 @@ public:
 private:
     struct Node;
     awaitable<void> run();
+    [[nodiscard]] routing::FailoverInput failover_input() const;
+    awaitable<void> apply_failover_policy();
+    awaitable<void> promote(std::string candidate, std::string old_primary, std::string reason);
     awaitable<void> check(std::shared_ptr<Node> node);
     void publish();
 
@@ -49,6 +72,10 @@ private:
     asio::steady_timer wake_;
     bool stopped_ = false;
     std::uint64_t generation_ = 0;
+    std::optional<std::string> last_primary_;
+    std::string last_reason_;
+    bool failover_running_ = false;
+    std::vector<FailoverRecord> history_;
 };
 
 }  // namespace pgswitch::proxy

@@ -281,16 +281,21 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
                     if (auto p = view->primary_index())
                         link = co_await link_to(view->backends[*p]);
             }
-            if (!link) {
+            if (!link && !rr.write) {
                 const std::string message = "could not connect to server \"" + target.name + "\"";
                 co_await reject_request(sqlstate::connection_failure, message);
                 co_return nullptr;
             }
+            if (link) {
             runtime_.count_query(link->backend, rr.write);
             runtime_.count_route_decision(d.reason);
             log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
                        routing::to_string(d.reason), ")");
             co_return link;
+            }
+            // The primary refuses connections: it may be dying. Probe it now and
+            // wait for the health checker's verdict (or a new primary).
+            runtime_.request_health_check();
         }
         // No primary (failover in progress): wait for one, up to the limit.
         if (std::chrono::steady_clock::now() >= deadline || closed_)

@@ -39,6 +39,8 @@ struct ClusterEnv {
     std::string pgbin() const;      ///< directory of pgbench etc.
 };
 const ClusterEnv& cluster();
+/// Parses a cluster.env file written by tests/pg_cluster.sh (fails the process when unreadable).
+ClusterEnv load_cluster_env(const std::string& path);
 
 bool direct_mode();
 std::string pgswitch_bin();
@@ -105,6 +107,7 @@ struct ProxyOptions {
     std::string health_extra;      ///< extra [health] lines ("key = value\n"), verbatim
     std::map<std::string, int> weights;  ///< backend name ("primary", "replica1", "replica2") -> weight
     std::string admin_token;       ///< [admin] token ("" = none)
+    const ClusterEnv* cluster_env = nullptr;  ///< another cluster than the shared one (failover tests)
 };
 
 /// One pgswitch process (or, in direct mode, the primary standing in for it).

@@ -669,8 +669,9 @@ TEST_CASE("admin: bad requests get the right status and a JSON error") {
     check_error_body(http::del(ap, "/backends/nosuch"), 404, "DELETE an unknown backend");
     check_error_body(http::del(ap, "/backends/primary"), 409, "DELETE the primary");
 
-    auto f = http::post(ap, "/failover");
-    check_error_body(f, 501, "POST /failover");
+    // A failover to a server that is not a healthy replica is refused (and nothing moves).
+    check_error_body(http::post(ap, "/failover", R"({"target":"nosuch"})"), 409, "POST /failover to an unknown target");
+    check_error_body(http::post(ap, "/failover", R"({"target":"primary"})"), 409, "POST /failover to the primary");
 
     check_error_body(http::post(ap, "/routing/explain", "not json"), 400, "explain bad JSON");
     check_error_body(http::post(ap, "/routing/explain", R"({"query":"SELECT 1"})"), 400, "explain without sql");

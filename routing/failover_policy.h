@@ -1,0 +1,55 @@
+// The failover decision (SPEC §4) as a pure function of what the health
+// checker observed: no I/O, no clocks. The health checker executes it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "routing/cluster_view.h"
+
+namespace pgswitch::routing {
+
+enum class FailoverMode { automatic, manual, external };
+
+struct FailoverInput {
+    struct Node {
+        std::string name;
+        Role role = Role::unknown;
+        bool healthy = false;  ///< passing health checks (fewer than failure_threshold failures)
+        bool fenced = false;
+        bool drained = false;
+        std::optional<std::uint64_t> receive_lsn;  ///< replicas: WAL received
+        std::optional<std::uint64_t> replay_lsn;   ///< replicas: WAL replayed; primary: current
+    };
+    std::vector<Node> nodes;
+    /// The primary writes were last sent to (nullopt before the first one was seen).
+    std::optional<std::string> last_primary;
+    FailoverMode mode = FailoverMode::automatic;
+};
+
+struct FailoverDecision {
+    enum class Kind {
+        none,     ///< nothing to do (see reason)
+        promote,  ///< promote `candidate`, fence `old_primary`, re-point the other replicas
+        fence,    ///< a second node claims to be primary: fence `candidate`
+    };
+    Kind kind = Kind::none;
+    std::string candidate;
+    std::string old_primary;
+    std::string reason;
+};
+
+/// The replica to promote: healthy, not fenced or drained, with the most WAL
+/// received (then replayed, then by name for a stable answer).
+[[nodiscard]] std::optional<std::string> best_promotion_candidate(const FailoverInput& in);
+
+/// What to do now. `auto` promotes when no healthy primary remains and one
+/// was seen before (never at start-up with no primary: that is a
+/// configuration problem, not a failure); `manual` and `external` never
+/// promote by themselves. A second claimant to the primary role is fenced in
+/// auto/manual mode (never two primaries); external mode only reports it.
+[[nodiscard]] FailoverDecision next_failover_action(const FailoverInput& in);
+
+}  // namespace pgswitch::routing

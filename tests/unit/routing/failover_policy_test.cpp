@@ -1,0 +1,99 @@
+// next_failover_action(): the failover rules of SPEC §4, without sleeps or servers.
+#include <doctest/doctest.h>
+
+#include "routing/failover_policy.h"
+
+using namespace pgswitch::routing;
+using Kind = FailoverDecision::Kind;
+
+namespace {
+FailoverInput::Node node(std::string name, Role role, bool healthy, std::uint64_t receive = 0)
+{
+    FailoverInput::Node n;
+    n.name = std::move(name);
+    n.role = role;
+    n.healthy = healthy;
+    n.receive_lsn = receive;
+    n.replay_lsn = receive;
+    return n;
+}
+
+FailoverInput cluster(bool primary_healthy)
+{
+    FailoverInput in;
+    in.nodes = {node("pg1", Role::primary, primary_healthy), node("pg2", Role::replica, true, 100),
+                node("pg3", Role::replica, true, 300)};
+    in.last_primary = "pg1";
+    return in;
+}
+}  // namespace
+
+TEST_CASE("a healthy primary: nothing to do")
+{
+    CHECK(next_failover_action(cluster(true)).kind == Kind::none);
+}
+
+TEST_CASE("auto: a dead primary is replaced by the replica with the most WAL received")
+{
+    auto d = next_failover_action(cluster(false));
+    CHECK(d.kind == Kind::promote);
+    CHECK(d.candidate == "pg3");
+    CHECK(d.old_primary == "pg1");
+}
+
+TEST_CASE("candidates must be healthy, unfenced and not drained")
+{
+    auto in = cluster(false);
+    in.nodes[2].healthy = false;
+    CHECK(next_failover_action(in).candidate == "pg2");
+    in.nodes[1].drained = true;
+    CHECK(next_failover_action(in).kind == Kind::none);
+    in.nodes[1].drained = false;
+    in.nodes[1].fenced = true;
+    CHECK(next_failover_action(in).kind == Kind::none);
+}
+
+TEST_CASE("equal WAL: replay position, then name decide")
+{
+    auto in = cluster(false);
+    in.nodes[1].receive_lsn = in.nodes[2].receive_lsn = 300;
+    in.nodes[1].replay_lsn = 250;
+    in.nodes[2].replay_lsn = 200;
+    CHECK(next_failover_action(in).candidate == "pg2");
+    in.nodes[2].replay_lsn = 250;
+    CHECK(next_failover_action(in).candidate == "pg2");
+}
+
+TEST_CASE("manual and external never promote by themselves")
+{
+    auto in = cluster(false);
+    in.mode = FailoverMode::manual;
+    CHECK(next_failover_action(in).kind == Kind::none);
+    in.mode = FailoverMode::external;
+    CHECK(next_failover_action(in).kind == Kind::none);
+    CHECK(best_promotion_candidate(in) == std::optional<std::string>{"pg3"});
+}
+
+TEST_CASE("no primary ever seen: no promotion at start-up")
+{
+    auto in = cluster(false);
+    in.last_primary.reset();
+    CHECK(next_failover_action(in).kind == Kind::none);
+}
+
+TEST_CASE("never two primaries: the newcomer is fenced, except in external mode")
+{
+    auto in = cluster(true);
+    in.nodes[2].role = Role::primary;
+    auto d = next_failover_action(in);
+    CHECK(d.kind == Kind::fence);
+    CHECK(d.candidate == "pg3");
+    in.mode = FailoverMode::external;
+    CHECK(next_failover_action(in).kind == Kind::none);
+    // A fenced old primary coming back is not a second primary.
+    auto back = cluster(true);
+    back.nodes[0].fenced = true;
+    back.nodes[2].role = Role::primary;
+    back.last_primary = "pg3";
+    CHECK(next_failover_action(back).kind == Kind::none);
+}
