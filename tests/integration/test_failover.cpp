@@ -196,3 +196,40 @@ TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica
     // The old primary is fenced in pgswitch's view; the history says what happened.
     CHECK(px.log_text(0, 1 << 20).find("is the new primary") != std::string::npos);
 }
+
+TEST_CASE("failover: one terminated server connection (57P01) ends only its session, never a failover")
+{
+    E2E_SKIP_IF_DIRECT("needs pgswitch");
+    ProxyOptions o;
+    o.health_interval_ms = 100;
+    Proxy px(o);
+    px.start();
+    Conn victim = connect_ok(px.conninfo());
+    Conn bystander = connect_ok(px.conninfo());
+    // The victim's primary connection pid is the one pgswitch gave it (session mode).
+    const int pid = PQbackendPID(victim.get());
+    {
+        Conn su = connect_ok("host=127.0.0.1 port=" + std::to_string(cluster().primary_port()) +
+                             " dbname=app user=postgres password=postgres sslmode=disable");
+        Result r = exec_ok(su.get(), "SELECT pg_terminate_backend(" + std::to_string(pid) + ")", PGRES_TUPLES_OK);
+        CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "t");
+    }
+    // The victim's session ends with the server's own explanation...
+    const auto until = Clock::now() + 5s;
+    bool ended = false;
+    while (!ended && Clock::now() < until) {
+        Result r(PQexec(victim.get(), "/* pgswitch:primary */ SELECT 1"));
+        ended = PQstatus(victim.get()) != CONNECTION_OK || PQresultStatus(r.get()) != PGRES_TUPLES_OK;
+    }
+    CHECK(ended);
+    // ...while everyone else carries on, writes included, on the same primary.
+    for (int i = 0; i < 20; ++i) {
+        Result r = exec_ok(bystander.get(), "/* pgswitch:primary */ SELECT inet_server_port()", PGRES_TUPLES_OK);
+        CHECK(std::atoi(PQgetvalue(r.get(), 0, 0)) == cluster().primary_port());
+    }
+    Conn fresh = connect_ok(px.conninfo());
+    exec_ok(fresh.get(), "CREATE TEMP TABLE t57 (x int); INSERT INTO t57 VALUES (1)");
+    const auto log = px.log_text(0, 1 << 20);
+    CHECK(log.find("promoting") == std::string::npos);
+    CHECK(log.find("is down") == std::string::npos);
+}
