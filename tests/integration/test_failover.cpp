@@ -3,6 +3,7 @@
 // test's own (it is destroyed), with synchronous replication so that no
 // acknowledged commit may be lost.
 #include "harness.h"
+#include "http_client.h"
 
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
@@ -232,4 +233,73 @@ TEST_CASE("failover: one terminated server connection (57P01) ends only its sess
     const auto log = px.log_text(0, 1 << 20);
     CHECK(log.find("promoting") == std::string::npos);
     CHECK(log.find("is down") == std::string::npos);
+}
+
+TEST_CASE("failover: manual mode promotes nothing by itself, and POST /failover does")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 100;
+    o.extra_toml = "[failover]\nmode = \"manual\"\nwait_for_primary_ms = 500\n";
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE man_fo (id int)");
+    }
+    const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
+    REQUIRE(pm > 0);
+    REQUIRE(::kill(pm, SIGKILL) == 0);
+
+    auto in_recovery = [&](int port) {
+        Conn c = cl.superuser(port);
+        Result r = exec_ok(c.get(), "SELECT pg_is_in_recovery()", PGRES_TUPLES_OK);
+        return std::string(PQgetvalue(r.get(), 0, 0)) == "t";
+    };
+    // Give pgswitch well over failure_threshold checks to notice: it must not promote.
+    const auto noticed = Clock::now() + 10s;
+    while (px.log_text(0, 1 << 20).find("is down") == std::string::npos && Clock::now() < noticed)
+        std::this_thread::sleep_for(20ms);
+    REQUIRE_MESSAGE(px.log_text(0, 1 << 20).find("is down") != std::string::npos, px.log_text());
+    const auto grace = Clock::now() + 1s;
+    while (Clock::now() < grace)
+        std::this_thread::sleep_for(50ms);
+    CHECK(in_recovery(cl.env.replica_port(1)));
+    CHECK(in_recovery(cl.env.replica_port(2)));
+    {
+        // Writes wait failover.wait_for_primary_ms, then fail with 57P03.
+        Conn c = connect(px.conninfo());
+        if (PQstatus(c.get()) == CONNECTION_OK) {
+            Result r(PQexec(c.get(), "INSERT INTO man_fo VALUES (1)"));
+            CHECK(PQresultStatus(r.get()) != PGRES_COMMAND_OK);
+        }
+    }
+
+    auto resp = http::post(px.admin_port(), "/failover", R"({"target":"replica2"})");
+    CHECK_MESSAGE(resp.status == 202, resp.body);
+    const auto until = Clock::now() + 30s;
+    while (in_recovery(cl.env.replica_port(2)) && Clock::now() < until)
+        std::this_thread::sleep_for(50ms);
+    REQUIRE_FALSE(in_recovery(cl.env.replica_port(2)));
+    // Writes reach the promoted replica through pgswitch once it is published.
+    const auto writable = Clock::now() + 10s;
+    bool wrote = false;
+    while (!wrote && Clock::now() < writable) {
+        Conn c(PQconnectdb(px.conninfo().c_str()));
+        if (PQstatus(c.get()) == CONNECTION_OK) {
+            Result r(PQexec(c.get(), "INSERT INTO man_fo VALUES (2) RETURNING inet_server_port()"));
+            wrote = PQresultStatus(r.get()) == PGRES_TUPLES_OK &&
+                    std::atoi(PQgetvalue(r.get(), 0, 0)) == cl.env.replica_port(2);
+        }
+        if (!wrote)
+            std::this_thread::sleep_for(50ms);
+    }
+    CHECK(wrote);
+    auto status = http::get(px.admin_port(), "/status");
+    REQUIRE(status.status == 200);
+    const auto j = status.json();
+    CHECK(j["primary"] == "replica2");
+    CHECK(j["failover"]["history"].size() == 1);
 }
