@@ -61,8 +61,7 @@ void BackendConnection::close() noexcept
 
 awaitable<error_code> BackendConnection::write(std::string_view bytes)
 {
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_nothrow);
-    co_return ec;
+    co_return co_await write_all_fast(socket_, bytes);
 }
 
 awaitable<std::variant<wire::Frame, error_code>> BackendConnection::read_frame()

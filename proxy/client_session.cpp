@@ -558,6 +558,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
         // to hidden catch-up requests are cut out of the stream.
         const char* batch_begin = nullptr;
         std::size_t batch_len = 0;
+        // Where link->held sits in this read's buffer, if it arrived in it.
+        const char* held_at = nullptr;
         bool became_idle = false;
         auto flush = [&]() -> awaitable<bool> {
             if (batch_len == 0)
@@ -608,6 +610,7 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     if (!co_await flush())
                         co_return;
                     link->held.assign(f.raw);
+                    held_at = f.raw.data();
                     continue;
                 }
                 link->segment_fresh = false;
@@ -623,9 +626,16 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     }
                 }
                 if (!link->held.empty()) {
-                    if (!co_await flush() || co_await stream_.send(link->held))
+                    if (batch_len == 0 && held_at && held_at + link->held.size() == f.raw.data()) {
+                        // Still in the buffer right before this frame: it goes
+                        // out in the same write as the rest of the reply.
+                        batch_begin = held_at;
+                        batch_len = link->held.size();
+                    } else if (!co_await flush() || co_await stream_.send(link->held)) {
                         co_return;
+                    }
                     link->held.clear();
+                    held_at = nullptr;
                 }
             }
             if (hidden && tag != be::Tag::NotificationResponse) {

@@ -10,6 +10,7 @@ constexpr std::size_t queue_high_water = 1u << 20;
 ClientStream::ClientStream(tcp::socket socket)
     : socket_(std::move(socket)), drained_(socket_.get_executor())
 {
+    set_no_delay(socket_);
     drained_.expires_at(asio::steady_timer::time_point::max());
 }
 
@@ -63,8 +64,7 @@ awaitable<error_code> ClientStream::write_all(std::string_view bytes)
         auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(bytes), use_nothrow);
         co_return ec;
     }
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_nothrow);
-    co_return ec;
+    co_return co_await write_all_fast(socket_, bytes);
 }
 
 awaitable<error_code> ClientStream::send(std::string_view bytes)
