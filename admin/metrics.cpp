@@ -22,6 +22,14 @@ void LatencyHistogram::observe(double seconds) noexcept
     }
 }
 
+void LatencyHistogram::merge(const LatencyHistogram& other) noexcept
+{
+    for (std::size_t i = 0; i < buckets_.size(); ++i)
+        buckets_[i] += other.buckets_[i];
+    count_ += other.count_;
+    sum_ += other.sum_;
+}
+
 std::uint64_t LatencyHistogram::cumulative(std::size_t i) const noexcept
 {
     std::uint64_t n = 0;

@@ -19,6 +19,8 @@ public:
                                                    0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 
     void observe(double seconds) noexcept;
+    /// Adds another histogram's observations (one per event-loop worker).
+    void merge(const LatencyHistogram& other) noexcept;
     /// Observations <= bounds[i] (cumulative, as Prometheus wants); the +Inf
     /// bucket is count().
     [[nodiscard]] std::uint64_t cumulative(std::size_t i) const noexcept;

@@ -26,7 +26,8 @@
 #   BENCH_ROUNDS       rounds (full: 3)
 #   BENCH_CLIENTS      comma list, overrides the client counts of every workload
 #   BENCH_WORKLOADS    comma list of: select_simple,select_extended,select_prepared,select1,tpcb
-#   BENCH_TARGETS      comma list of: direct,pgswitch,pgbouncer,pgpool
+#   BENCH_TARGETS      comma list of: direct,pgswitch,pgswitch_w1,pgbouncer,pgpool
+#                      (pgswitch = proxy.workers default, one per core; pgswitch_w1 = workers = 1)
 #   BENCH_SCALE        pgbench -i scale (10)
 #   PGSWITCH_WORKERS   proxy.workers for pgswitch (default: pgswitch's own default)
 #   PGSWITCH_BIN       pgswitch binary (default build/proxy/pgswitch)
@@ -71,8 +72,9 @@ WORKLOADS = {
     "select1":         (["-f", "@SELECT1@", "-M", "simple"], 1, [8, 32]),
     "tpcb":            (["-M", "simple"], 7, [1, 8, 32, 128]),  # BEGIN, 3 UPDATE, SELECT, INSERT, END
 }
-TARGETS = ["direct", "pgswitch", "pgbouncer", "pgpool"]
-TARGET_LABEL = {"direct": "direct", "pgswitch": "pgswitch", "pgbouncer": "PgBouncer", "pgpool": "pgpool-II"}
+TARGETS = ["direct", "pgswitch", "pgswitch_w1", "pgbouncer", "pgpool"]
+TARGET_LABEL = {"direct": "direct", "pgswitch": "pgswitch", "pgswitch_w1": "pgswitch workers=1",
+                "pgbouncer": "PgBouncer", "pgpool": "pgpool-II"}
 
 
 def env_list(name, default, allowed=None, conv=str):
@@ -502,10 +504,12 @@ def work_dir_for(user):
     return d
 
 
-def start_pgswitch(env, wd):
+def start_pgswitch(env, wd, name="pgswitch", workers=None):
+    """pgswitch as target `name`; workers None = PGSWITCH_WORKERS or pgswitch's default."""
     port, admin = free_port(), free_port()
-    conf = os.path.join(wd, "pgswitch.toml")
-    workers = os.environ.get("PGSWITCH_WORKERS", "").strip()
+    conf = os.path.join(wd, f"{name}.toml")
+    if workers is None:
+        workers = os.environ.get("PGSWITCH_WORKERS", "").strip()
     with open(conf, "w") as f:
         f.write(f"""# written by bench/run_bench.sh
 [proxy]
@@ -546,12 +550,12 @@ name = "{env['SUPERUSER']}"
 password = "{env['SUPERPASS']}"
 """)
     penv = dict(os.environ, PGSWITCH_LOG="warning")
-    p = Proxy("pgswitch", [PGSWITCH_BIN, "-c", conf], port, os.path.join(wd, "pgswitch.log"),
+    p = Proxy(name, [PGSWITCH_BIN, "-c", conf], port, os.path.join(wd, f"{name}.log"),
               single=True, env=penv)
     p.admin = admin
     p.conf = conf
     p.start()
-    PROXIES["pgswitch"] = p
+    PROXIES[name] = p
 
     def ready():
         p.check_alive()
@@ -997,6 +1001,8 @@ def main():
         wd = work_dir_for(run_as)
         if "pgswitch" in TARGET_NAMES:
             start_pgswitch(env, wd)
+        if "pgswitch_w1" in TARGET_NAMES:
+            start_pgswitch(env, wd, "pgswitch_w1", "1")
         if "pgbouncer" in TARGET_NAMES:
             start_pgbouncer(env, wd, run_as)
         if "pgpool" in TARGET_NAMES:

@@ -67,6 +67,7 @@ admin::Snapshot AdminBridge::snapshot() const
         s.primary = view->backends[*p].name;
 
     const auto sessions = runtime_.session_infos();
+    const auto stats = runtime_.stats();
     for (const auto& v : view->backends) {
         admin::BackendStats b;
         b.view = v;
@@ -74,14 +75,14 @@ admin::Snapshot AdminBridge::snapshot() const
             for (const auto& link : session.links)
                 if (link.backend == v.name)
                     ++(link.busy ? b.connections.active : b.connections.idle);
-        const auto [reads, writes] = runtime_.query_counts(v.name);
-        b.queries = {reads, writes};
+        if (auto it = stats.queries.find(v.name); it != stats.queries.end())
+            b.queries = {it->second.reads, it->second.writes};
         s.backends.push_back(std::move(b));
     }
     s.clients_active = runtime_.client_count();
     s.clients_max = static_cast<std::uint64_t>(cfg.proxy.max_client_connections);
-    const auto& cache = const_cast<Runtime&>(runtime_).statement_cache();
-    s.statement_cache = {cache.hits(), cache.misses(), cache.size(), cache.capacity()};
+    // Each worker has its own cache: the figures are sums over workers.
+    s.statement_cache = {stats.cache_hits, stats.cache_misses, stats.cache_size, stats.cache_capacity};
     s.failover.mode = std::string(to_string(cfg.failover.mode));
     if (auto* health = const_cast<Runtime&>(runtime_).health()) {
         for (const auto& r : health->failover_history()) {
@@ -97,9 +98,9 @@ admin::Snapshot AdminBridge::snapshot() const
         if (health->failover_running())
             s.failover.state = "promoting";
     }
-    s.query_latency = runtime_.query_latency();
-    s.misroutes_total = runtime_.misroutes();
-    for (const auto& [reason, n] : runtime_.route_decisions())
+    s.query_latency = stats.query_latency;
+    s.misroutes_total = stats.misroutes;
+    for (const auto& [reason, n] : stats.route_decisions)
         s.routing_decisions.emplace_back(std::string(routing::to_string(reason)), n);
     return s;
 }
@@ -168,9 +169,15 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
                                             "primary) and is replayed on other servers when they are used";
         return e;
     }
-    // A copy of the balancer: explaining must not shift round robin.
-    routing::BalancerState balancer = const_cast<Runtime&>(runtime_).balancer();
-    const auto in_flight = runtime_.in_flight(*view);
+    // A balancer of its own (explaining must not shift any worker's round
+    // robin) and the statements in flight summed over the workers.
+    routing::BalancerState balancer;
+    const auto stats = runtime_.stats();
+    std::vector<int> in_flight;
+    for (const auto& b : view->backends) {
+        auto it = stats.in_flight.find(b.name);
+        in_flight.push_back(it == stats.in_flight.end() ? 0 : it->second);
+    }
     const auto d = routing::choose_target(e.request, routing::SessionConstraints{}, *view, runtime_.policy(),
                                          balancer, "", in_flight);
     if (d.backend)

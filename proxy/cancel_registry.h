@@ -5,13 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 
 namespace pgswitch::proxy {
 
 class ClientSession;
 
-/// Single-threaded (lives on the acceptor's executor). Keys are (pid, secret);
+/// Shared by the workers (a cancel arrives on any of them): guarded by a mutex. Keys are (pid, secret);
 /// the secret is pgswitch's own random number, so a client can only cancel
 /// sessions whose key it was given.
 class CancelRegistry {
@@ -22,7 +23,11 @@ public:
     void remove(std::int32_t process_id, std::int32_t secret) noexcept;
     /// The session for a key, or null (unknown key, or the session ended).
     [[nodiscard]] std::shared_ptr<ClientSession> find(std::int32_t process_id, std::int32_t secret) const;
-    [[nodiscard]] std::size_t size() const noexcept { return sessions_.size(); }
+    [[nodiscard]] std::size_t size() const
+    {
+        std::lock_guard lock(mutex_);
+        return sessions_.size();
+    }
 
 private:
     static std::uint64_t key(std::int32_t pid, std::int32_t secret) noexcept
@@ -30,6 +35,7 @@ private:
         return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
                static_cast<std::uint32_t>(secret);
     }
+    mutable std::mutex mutex_;
     std::unordered_map<std::uint64_t, std::weak_ptr<ClientSession>> sessions_;
 };
 

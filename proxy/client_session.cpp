@@ -249,8 +249,11 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             continue;
         }
         if (auto* cancel = std::get_if<wire::CancelRequest>(&*packet)) {
-            if (auto target = runtime_.cancels().find(cancel->process_id, cancel->secret_key))
-                co_await target->cancel_running_query();
+            if (auto target = runtime_.cancels().find(cancel->process_id, cancel->secret_key)) {
+                // The target may run on another worker: its state is read on its own thread.
+                auto target_executor = target->stream_.socket().get_executor();
+                co_await asio::co_spawn(target_executor, target->cancel_running_query(), asio::use_awaitable);
+            }
             else
                 log::debug("cancel request with an unknown key ignored");
             close();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <thread>
 
 #include "admin/http_server.h"
 #include "admin_bridge.h"
@@ -37,11 +38,80 @@ Runtime::Runtime(Config config, std::string config_path)
 {
 }
 
-Runtime::~Runtime() = default;
+Runtime::~Runtime()
+{
+    // Workers first: their loops may still own sessions, whose destructors
+    // use the registry, the cancel keys and the counters below.
+    for (auto& w : workers_)
+        w->stop();
+    for (auto& w : workers_)
+        w->join();
+    workers_.clear();
+}
+
+asio::io_context& Runtime::io() noexcept
+{
+    auto* w = Worker::current();
+    return w ? w->io() : io_;
+}
+
+SettingsPtr Runtime::settings() const noexcept
+{
+    auto* w = Worker::current();
+    return w ? w->settings : settings_;
+}
+
+routing::ClusterViewPtr Runtime::cluster() const noexcept
+{
+    auto* w = Worker::current();
+    return w ? w->cluster : cluster_;
+}
+
+routing::StatementCache& Runtime::statement_cache() noexcept
+{
+    return Worker::current()->statement_cache;
+}
+
+routing::BalancerState& Runtime::balancer() noexcept
+{
+    return Worker::current()->balancer;
+}
+
+void Runtime::count_misroute() noexcept
+{
+    if (auto* w = Worker::current())
+        ++w->stats.misroutes;
+}
+
+void Runtime::observe_query_latency(double seconds) noexcept
+{
+    if (auto* w = Worker::current())
+        w->stats.query_latency.observe(seconds);
+}
+
+void Runtime::count_route_decision(routing::Reason reason) noexcept
+{
+    if (auto* w = Worker::current())
+        ++w->stats.route_decisions[reason];
+}
+
+Worker& Runtime::next_worker() noexcept
+{
+    auto& w = *workers_[next_worker_];
+    next_worker_ = (next_worker_ + 1) % workers_.size();
+    return w;
+}
+
+void Runtime::post_to_workers(std::function<void(Worker&)> fn)
+{
+    for (auto& w : workers_)
+        asio::post(w->io(), [fn, worker = w.get()] { fn(*worker); });
+}
 
 routing::Policy Runtime::policy() const noexcept
 {
-    const auto& r = settings_->config.routing;
+    const auto settings = this->settings();
+    const auto& r = settings->config.routing;
     routing::Policy p;
     switch (r.load_balancing) {
     case LoadBalancing::round_robin: p.load_balancing = routing::LoadBalancing::round_robin; break;
@@ -60,6 +130,7 @@ routing::Policy Runtime::policy() const noexcept
 
 std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::string& database) const
 {
+    std::lock_guard lock(catalogs_mutex_);
     auto it = catalogs_.find(database);
     return it == catalogs_.end() ? nullptr : it->second;
 }
@@ -67,12 +138,14 @@ std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::stri
 std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(
     const std::string& database, const std::vector<std::pair<std::string, std::string>>& volatile_functions)
 {
+    const auto settings = this->settings();
+    std::lock_guard lock(catalogs_mutex_);
     auto c = std::make_shared<routing::FunctionCatalog>(++catalog_generation_);
     for (const auto& [schema, name] : volatile_functions)
         c->add_volatile(schema, name);
-    for (const auto& f : settings_->config.routing.write_functions)
+    for (const auto& f : settings->config.routing.write_functions)
         c->add_write_function(f);
-    for (const auto& f : settings_->config.routing.read_only_functions)
+    for (const auto& f : settings->config.routing.read_only_functions)
         c->add_read_only_function(f);
     catalogs_[database] = c;
     return c;
@@ -80,6 +153,7 @@ std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(
 
 void Runtime::invalidate_catalog(const std::string& database)
 {
+    std::lock_guard lock(catalogs_mutex_);
     catalogs_.erase(database);
 }
 
@@ -87,6 +161,7 @@ std::vector<int> Runtime::in_flight(const routing::ClusterView& view) const
 {
     std::vector<int> out;
     out.reserve(view.backends.size());
+    std::lock_guard lock(in_flight_mutex_);
     for (const auto& b : view.backends) {
         auto it = in_flight_.find(b.name);
         out.push_back(it == in_flight_.end() ? 0 : it->second);
@@ -96,12 +171,16 @@ std::vector<int> Runtime::in_flight(const routing::ClusterView& view) const
 
 void Runtime::add_in_flight(const std::string& backend, int delta)
 {
+    std::lock_guard lock(in_flight_mutex_);
     in_flight_[backend] += delta;
 }
 
 void Runtime::count_query(const std::string& backend, bool write)
 {
-    auto& c = query_counts_[backend];
+    auto* w = Worker::current();
+    if (!w)
+        return;
+    auto& c = w->stats.queries[backend];
     if (write)
         ++c.writes;
     else
@@ -110,41 +189,65 @@ void Runtime::count_query(const std::string& backend, bool write)
 
 void Runtime::publish(routing::ClusterViewPtr view)
 {
-    cluster_ = std::move(view);
+    cluster_ = view;
+    post_to_workers([view](Worker& w) { w.cluster = view; });
 }
 
 bool Runtime::try_admit_client()
 {
-    if (clients_ >= static_cast<std::size_t>(settings_->config.proxy.max_client_connections))
-        return false;
-    ++clients_;
+    const auto max = static_cast<std::size_t>(settings()->config.proxy.max_client_connections);
+    auto n = clients_.load(std::memory_order_relaxed);
+    do {
+        if (n >= max)
+            return false;
+    } while (!clients_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
     return true;
 }
 
 void Runtime::release_client() noexcept
 {
-    if (clients_ > 0)
-        --clients_;
+    auto n = clients_.load(std::memory_order_relaxed);
+    while (n > 0 && !clients_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+    }
 }
 
 void Runtime::session_started(const std::shared_ptr<ClientSession>& s)
 {
-    sessions_.emplace(s->id(), s);
-    session_started_at_.emplace(s->id(), std::chrono::steady_clock::now());
+    std::lock_guard lock(sessions_mutex_);
+    sessions_.emplace(s->id(), SessionEntry{s, Worker::current(), std::chrono::steady_clock::now()});
 }
 
 void Runtime::session_ended(std::uint64_t id) noexcept
 {
-    sessions_.erase(id);
-    session_started_at_.erase(id);
-    if (draining_)
-        finish_if_drained();
+    bool last = false;
+    {
+        std::lock_guard lock(sessions_mutex_);
+        sessions_.erase(id);
+        last = sessions_.empty();
+    }
+    if (last && draining())
+        asio::post(io_, [this] { finish_if_drained(); });
+}
+
+std::vector<std::shared_ptr<ClientSession>> Runtime::live_sessions(const Worker* w) const
+{
+    std::vector<std::shared_ptr<ClientSession>> out;
+    std::lock_guard lock(sessions_mutex_);
+    out.reserve(sessions_.size());
+    for (const auto& [id, e] : sessions_)
+        if (!w || e.worker == w)
+            if (auto s = e.session.lock())
+                out.push_back(std::move(s));
+    return out;
 }
 
 void Runtime::request_health_check() noexcept
 {
-    if (health_)
-        health_->check_now();
+    // From a worker: the health checker lives on the main loop.
+    asio::post(io_, [this] {
+        if (health_)
+            health_->check_now();
+    });
 }
 
 bool Runtime::setup_tls(const Config& c)
@@ -171,8 +274,10 @@ int Runtime::run()
     const auto& cfg = settings_->config;
     if (!setup_tls(cfg))
         return 1;
-    if (cfg.proxy.workers > 1)
-        log::info("proxy.workers = ", cfg.proxy.workers, ": this build runs one event loop (multi-core lands with issue 5)");
+    std::size_t nworkers = cfg.proxy.workers > 0 ? static_cast<std::size_t>(cfg.proxy.workers)
+                                                 : std::max(1u, std::thread::hardware_concurrency());
+    for (std::size_t i = 0; i < nworkers; ++i)
+        workers_.push_back(std::make_unique<Worker>(i, settings_, cluster_));
 
     error_code ec;
     tcp::resolver resolver(io_);
@@ -195,7 +300,7 @@ int Runtime::run()
         return 1;
     }
     log::info("pgswitch ", PGSWITCH_VERSION_STRING, " listening on ", cfg.proxy.listen.to_string(), " with ",
-              cfg.backends.size(), " backend(s)");
+              cfg.backends.size(), " backend(s), ", nworkers, " worker thread(s)");
 
     // The admin API on admin.listen (config validation already refused a
     // non-loopback address without a token).
@@ -222,9 +327,15 @@ int Runtime::run()
             }
         };
     };
+    for (auto& w : workers_)
+        w->start();
     asio::co_spawn(io_, accept_loop(), log_failure("accept loop"));
     asio::co_spawn(io_, signal_loop(), log_failure("signal handling"));
     io_.run();
+    for (auto& w : workers_)
+        w->stop();
+    for (auto& w : workers_)
+        w->join();
     log::info("pgswitch stopped");
     return exit_code_;
 }
@@ -233,7 +344,9 @@ awaitable<void> Runtime::accept_loop()
 {
     asio::steady_timer backoff(io_);
     while (acceptor_ && acceptor_->is_open()) {
-        auto [ec, socket] = co_await acceptor_->async_accept(use_nothrow);
+        // The socket is accepted straight onto the worker that will run it.
+        auto& worker = next_worker();
+        auto [ec, socket] = co_await acceptor_->async_accept(worker.io(), use_nothrow);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open())
                 break;
@@ -244,7 +357,9 @@ awaitable<void> Runtime::accept_loop()
             (void)tec;
             continue;
         }
-        std::make_shared<ClientSession>(*this, std::move(socket))->start();
+        asio::post(worker.io(), [this, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
+            std::make_shared<ClientSession>(*this, std::move(*s))->start();
+        });
     }
 }
 
@@ -260,9 +375,10 @@ awaitable<void> Runtime::signal_loop()
         }
         if (draining_) {
             log::info("second stop signal: closing every client now");
-            for (auto& [id, weak] : sessions_)
-                if (auto s = weak.lock())
+            post_to_workers([this](Worker& w) {
+                for (auto& s : live_sessions(&w))
                     s->close();
+            });
             continue;
         }
         log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": not accepting new clients; waiting up to ",
@@ -277,35 +393,53 @@ void Runtime::begin_shutdown()
     error_code ignored;
     if (acceptor_)
         acceptor_->close(ignored);
-    // Copy: on_drain() may end sessions, which edits sessions_.
-    std::vector<std::shared_ptr<ClientSession>> live;
-    for (auto& [id, weak] : sessions_)
-        if (auto s = weak.lock())
-            live.push_back(std::move(s));
-    for (auto& s : live)
-        s->on_drain();
+    // Each session is told on its own worker's thread.
+    post_to_workers([this](Worker& w) {
+        for (auto& s : live_sessions(&w))
+            s->on_drain();
+    });
     shutdown_timer_.expires_after(std::chrono::milliseconds(settings_->config.proxy.shutdown_timeout_ms));
     shutdown_timer_.async_wait([this](error_code ec) {
         if (ec)
             return;
-        if (!sessions_.empty())
-            log::warning("shutdown_timeout_ms reached: closing ", sessions_.size(), " client(s) still in a transaction");
-        std::vector<std::shared_ptr<ClientSession>> rest;
-        for (auto& [id, weak] : sessions_)
-            if (auto s = weak.lock())
-                rest.push_back(std::move(s));
-        for (auto& s : rest)
-            s->close();
-        sessions_.clear();
+        std::size_t left = 0;
+        {
+            std::lock_guard lock(sessions_mutex_);
+            left = sessions_.size();
+        }
+        if (left)
+            log::warning("shutdown_timeout_ms reached: closing ", left, " client(s) still in a transaction");
+        post_to_workers([this](Worker& w) {
+            for (auto& s : live_sessions(&w))
+                s->close();
+        });
         finish_if_drained();
+        // Closed sessions end as their coroutines unwind; whatever has not
+        // ended a second later is dropped with its loop.
+        shutdown_timer_.expires_after(std::chrono::seconds(1));
+        shutdown_timer_.async_wait([this](error_code ec2) {
+            if (!ec2)
+                stop_loops();
+        });
     });
     finish_if_drained();
 }
 
 void Runtime::finish_if_drained()
 {
-    if (!draining_ || !sessions_.empty())
+    {
+        std::lock_guard lock(sessions_mutex_);
+        if (!draining() || !sessions_.empty())
+            return;
+    }
+    stop_loops();
+}
+
+void Runtime::stop_loops()
+{
+    if (stopping_)
         return;
+    stopping_ = true;
     // Let the last sessions' coroutines unwind before the loop stops.
     asio::post(io_, [this] {
         if (health_)
@@ -315,7 +449,6 @@ void Runtime::finish_if_drained()
             admin_server_->stop();
         if (admin_bridge_)
             admin_bridge_->stop();
-        shutdown_timer_.cancel();
         error_code ignored;
         signals_.cancel(ignored);
         io_.stop();
@@ -360,8 +493,14 @@ Runtime::ReloadResult Runtime::reload()
     applied.proxy.tls_key = old.proxy.tls_key;
     applied.admin.listen = old.admin.listen;
     settings_ = make_settings(std::move(applied));
-    catalogs_.clear();  // write_functions / read_only_functions may have changed
-    statement_cache_.clear();
+    {
+        std::lock_guard lock(catalogs_mutex_);
+        catalogs_.clear();  // write_functions / read_only_functions may have changed
+    }
+    post_to_workers([settings = settings_](Worker& w) {
+        w.settings = settings;
+        w.statement_cache.clear();
+    });
     if (health_)
         health_->set_backends(settings_->config.backends);
     log::info("configuration reloaded from ", config_path_);
@@ -370,31 +509,61 @@ Runtime::ReloadResult Runtime::reload()
 
 // ---- admin API block ---------------------------------------------------------
 
+WorkerStats Runtime::stats() const
+{
+    WorkerStats total;
+    for (const auto& w : workers_)
+        if (auto one = w->call([worker = w.get()] { return worker->snapshot(); }))
+            total.add(*one);
+    std::lock_guard lock(in_flight_mutex_);
+    total.in_flight = in_flight_;
+    return total;
+}
+
 std::pair<std::uint64_t, std::uint64_t> Runtime::query_counts(const std::string& backend) const
 {
-    auto it = query_counts_.find(backend);
-    if (it == query_counts_.end())
-        return {0, 0};
-    return {it->second.reads, it->second.writes};
+    std::pair<std::uint64_t, std::uint64_t> total{0, 0};
+    for (const auto& w : workers_) {
+        auto one = w->call([worker = w.get(), &backend] {
+            auto it = worker->stats.queries.find(backend);
+            return it == worker->stats.queries.end() ? WorkerStats::QueryCounts{} : it->second;
+        });
+        if (one) {
+            total.first += one->reads;
+            total.second += one->writes;
+        }
+    }
+    return total;
 }
 
 int Runtime::in_flight(const std::string& backend) const
 {
+    std::lock_guard lock(in_flight_mutex_);
     auto it = in_flight_.find(backend);
     return it == in_flight_.end() ? 0 : it->second;
 }
 
 std::vector<SessionInfo> Runtime::session_infos() const
 {
+    // Each session is read on its own worker's thread.
     std::vector<SessionInfo> out;
-    out.reserve(sessions_.size());
+    for (const auto& w : workers_) {
+        auto infos = w->call([this, worker = w.get()] {
+            std::vector<SessionInfo> mine;
+            for (const auto& s : live_sessions(worker))
+                mine.push_back(s->info());
+            return mine;
+        });
+        if (infos)
+            for (auto& i : *infos)
+                out.push_back(std::move(i));
+    }
     const auto now = std::chrono::steady_clock::now();
-    for (const auto& [id, weak] : sessions_) {
-        if (auto s = weak.lock()) {
-            out.push_back(s->info());
-            if (auto it = session_started_at_.find(id); it != session_started_at_.end())
-                out.back().connected_s = std::chrono::duration<double>(now - it->second).count();
-        }
+    {
+        std::lock_guard lock(sessions_mutex_);
+        for (auto& i : out)
+            if (auto it = sessions_.find(i.id); it != sessions_.end())
+                i.connected_s = std::chrono::duration<double>(now - it->second.started_at).count();
     }
     std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.id < b.id; });
     return out;
@@ -407,6 +576,7 @@ void Runtime::set_backends(std::vector<BackendConfig> backends)
     auto next = std::make_shared<Settings>(*settings_);
     next->config.backends = std::move(backends);
     settings_ = std::move(next);
+    post_to_workers([settings = settings_](Worker& w) { w.settings = settings; });
     if (health_) {
         health_->set_backends(settings_->config.backends);
         health_->check_now();

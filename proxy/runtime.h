@@ -3,12 +3,15 @@
 #pragma once
 
 #include <boost/asio/ssl.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "admin/metrics.h"
 #include "asio_common.h"
@@ -19,6 +22,7 @@
 #include "routing/function_catalog.h"
 #include "routing/router.h"
 #include "routing/statement_cache.h"
+#include "worker.h"
 
 namespace pgswitch::admin {
 class HttpServer;
@@ -51,29 +55,35 @@ public:
     /// Runs until SIGTERM/SIGINT and the drain finish. Returns the exit code.
     int run();
 
-    // ---- for sessions and the health checker (all on the loop's thread) ----
-    [[nodiscard]] asio::io_context& io() noexcept { return io_; }
-    [[nodiscard]] SettingsPtr settings() const noexcept { return settings_; }
-    [[nodiscard]] routing::ClusterViewPtr cluster() const noexcept { return cluster_; }
+    // ---- for sessions (on their worker's thread) and the main loop -----------
+    // Sessions run on proxy.workers event loops (worker.h); the listener, the
+    // health checker, signals and the admin API run on the main loop. io(),
+    // settings() and cluster() answer for the calling thread's loop.
+    [[nodiscard]] asio::io_context& io() noexcept;
+    [[nodiscard]] SettingsPtr settings() const noexcept;
+    [[nodiscard]] routing::ClusterViewPtr cluster() const noexcept;
+    /// Main loop: makes `view` the cluster snapshot everywhere.
     void publish(routing::ClusterViewPtr view);
     /// TLS context when proxy.tls_cert/tls_key are set, else null.
     [[nodiscard]] asio::ssl::context* tls() noexcept { return tls_.get(); }
     [[nodiscard]] CancelRegistry& cancels() noexcept { return cancels_; }
-    [[nodiscard]] bool draining() const noexcept { return draining_; }
+    [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
     /// Counts a logged-in client against max_client_connections.
     [[nodiscard]] bool try_admit_client();
     void release_client() noexcept;
-    [[nodiscard]] std::size_t client_count() const noexcept { return clients_; }
+    [[nodiscard]] std::size_t client_count() const noexcept { return clients_.load(std::memory_order_relaxed); }
     void session_started(const std::shared_ptr<ClientSession>& s);
     void session_ended(std::uint64_t id) noexcept;
     /// Asks the health checker for an immediate round (the data path saw a
     /// server connection fail).
     void request_health_check() noexcept;
     [[nodiscard]] std::uint64_t next_session_id() noexcept { return ++last_session_id_; }
+    /// Event-loop workers running sessions (proxy.workers; 0 = one per core).
+    [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
 
-    // ---- routing (single-threaded: the loop's thread) ------------------------
-    [[nodiscard]] routing::StatementCache& statement_cache() noexcept { return statement_cache_; }
-    [[nodiscard]] routing::BalancerState& balancer() noexcept { return balancer_; }
+    // ---- routing (the calling session's worker) -------------------------------
+    [[nodiscard]] routing::StatementCache& statement_cache() noexcept;
+    [[nodiscard]] routing::BalancerState& balancer() noexcept;
     [[nodiscard]] routing::Policy policy() const noexcept;
     /// Volatile user functions of `database`, or null when not loaded yet
     /// (or invalidated by DDL).
@@ -90,20 +100,16 @@ public:
     void count_query(const std::string& backend, bool write);
     /// A read the classifier sent to a replica failed there with 25006 and
     /// was re-run on the primary.
-    void count_misroute() noexcept { ++misroutes_; }
-    [[nodiscard]] std::uint64_t misroutes() const noexcept { return misroutes_; }
-
-    // ---- admin API (admin_bridge.cpp; all on the loop's thread) --------------
+    void count_misroute() noexcept;
     /// One request's time from being sent to a server to its ReadyForQuery,
     /// for the pgswitch_query_duration_seconds histogram (fed by sessions).
-    void observe_query_latency(double seconds) noexcept { query_latency_.observe(seconds); }
+    void observe_query_latency(double seconds) noexcept;
     /// Counts a routing decision by reason (pgswitch_routing_decisions_total).
-    void count_route_decision(routing::Reason reason) noexcept { ++route_decisions_[reason]; }
-    [[nodiscard]] const admin::LatencyHistogram& query_latency() const noexcept { return query_latency_; }
-    [[nodiscard]] const std::map<routing::Reason, std::uint64_t>& route_decisions() const noexcept
-    {
-        return route_decisions_;
-    }
+    void count_route_decision(routing::Reason reason) noexcept;
+
+    // ---- admin API (admin_bridge.cpp; on the main loop) ----------------------
+    /// Every worker's counters, summed (asked on each worker's own thread).
+    [[nodiscard]] WorkerStats stats() const;
     /// Requests routed to `backend` since start: {reads, writes}.
     [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> query_counts(const std::string& backend) const;
     /// Statements in flight on `backend` now.
@@ -130,7 +136,15 @@ private:
     awaitable<void> signal_loop();
     void begin_shutdown();
     void finish_if_drained();
+    /// Stops the health checker, the admin API and the main loop (run() then
+    /// stops the workers).
+    void stop_loops();
     [[nodiscard]] bool setup_tls(const Config& c);
+
+    /// The worker for a new client (round robin).
+    Worker& next_worker() noexcept;
+    /// Runs `fn(worker)` on every worker's thread (posted, not waited for).
+    void post_to_workers(std::function<void(Worker&)> fn);
 
     asio::io_context io_{1};
     std::string config_path_;
@@ -142,29 +156,38 @@ private:
     asio::signal_set signals_;
     asio::steady_timer shutdown_timer_;
     CancelRegistry cancels_;
-    std::unordered_map<std::uint64_t, std::weak_ptr<ClientSession>> sessions_;
-    std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> session_started_at_;  // admin
-    std::size_t clients_ = 0;
-    std::uint64_t last_session_id_ = 0;
-    bool draining_ = false;
-    routing::StatementCache statement_cache_;
-    routing::BalancerState balancer_;
+    /// Every live session and the worker it runs on (guarded by sessions_mutex_:
+    /// sessions start and end on their workers; the main loop reads it).
+    struct SessionEntry {
+        std::weak_ptr<ClientSession> session;
+        Worker* worker = nullptr;
+        std::chrono::steady_clock::time_point started_at;
+    };
+    mutable std::mutex sessions_mutex_;
+    std::unordered_map<std::uint64_t, SessionEntry> sessions_;
+    /// The live sessions of `w` (or of every worker when null), held.
+    [[nodiscard]] std::vector<std::shared_ptr<ClientSession>> live_sessions(const Worker* w = nullptr) const;
+    std::atomic<std::size_t> clients_{0};
+    std::atomic<std::uint64_t> last_session_id_{0};
+    std::atomic<bool> draining_{false};
+    /// Statements in flight per backend, over all workers: the one counter the
+    /// workers share, because least_connections needs the whole picture.
+    mutable std::mutex in_flight_mutex_;
+    std::unordered_map<std::string, int> in_flight_;
+    /// Function catalogs per database, shared by the workers (rarely written).
+    mutable std::mutex catalogs_mutex_;
     std::unordered_map<std::string, std::shared_ptr<const routing::FunctionCatalog>> catalogs_;
     std::uint64_t catalog_generation_ = 0;
-    std::unordered_map<std::string, int> in_flight_;
-    struct QueryCounts {
-        std::uint64_t reads = 0;
-        std::uint64_t writes = 0;
-    };
-    std::unordered_map<std::string, QueryCounts> query_counts_;
-    std::uint64_t misroutes_ = 0;
     int exit_code_ = 0;
+    bool stopping_ = false;  // stop_loops() ran (main loop only)
+    std::size_t next_worker_ = 0;
     // Admin API: the bridge must outlive the server (declared first, destroyed last).
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
-    admin::LatencyHistogram query_latency_;
-    std::map<routing::Reason, std::uint64_t> route_decisions_;
     std::unique_ptr<AdminBridge> admin_bridge_;
     std::unique_ptr<admin::HttpServer> admin_server_;
+    /// Declared last, destroyed first: a worker's loop may still hold
+    /// sessions, whose destructors use the members above.
+    std::vector<std::unique_ptr<Worker>> workers_;
 };
 
 }  // namespace pgswitch::proxy

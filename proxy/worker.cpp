@@ -1,0 +1,86 @@
+#include "worker.h"
+
+#include "log.h"
+
+namespace pgswitch::proxy {
+namespace {
+thread_local Worker* current_worker = nullptr;
+}  // namespace
+
+void WorkerStats::add(const WorkerStats& other)
+{
+    for (const auto& [name, c] : other.queries) {
+        auto& mine = queries[name];
+        mine.reads += c.reads;
+        mine.writes += c.writes;
+    }
+    for (const auto& [name, n] : other.in_flight)
+        in_flight[name] += n;
+    misroutes += other.misroutes;
+    query_latency.merge(other.query_latency);
+    for (const auto& [reason, n] : other.route_decisions)
+        route_decisions[reason] += n;
+    cache_hits += other.cache_hits;
+    cache_misses += other.cache_misses;
+    cache_size += other.cache_size;
+    cache_capacity += other.cache_capacity;
+}
+
+Worker::Worker(std::size_t index, SettingsPtr s, routing::ClusterViewPtr c)
+    : settings(std::move(s)), cluster(std::move(c)), index_(index)
+{
+}
+
+Worker::~Worker()
+{
+    stop();
+    join();
+}
+
+Worker* Worker::current() noexcept
+{
+    return current_worker;
+}
+
+void Worker::start()
+{
+    work_.emplace(io_.get_executor());
+    thread_ = std::thread([this] {
+        current_worker = this;
+        for (;;) {
+            try {
+                io_.run();
+                break;
+            } catch (const std::exception& e) {
+                // Sessions catch their own failures; anything reaching here is
+                // a bug elsewhere: log it and keep the loop serving.
+                log::error("worker ", index_, ": ", e.what());
+            }
+        }
+        current_worker = nullptr;
+    });
+}
+
+void Worker::stop()
+{
+    work_.reset();
+    io_.stop();
+}
+
+void Worker::join()
+{
+    if (thread_.joinable())
+        thread_.join();
+}
+
+WorkerStats Worker::snapshot() const
+{
+    WorkerStats s = stats;
+    s.cache_hits = statement_cache.hits();
+    s.cache_misses = statement_cache.misses();
+    s.cache_size = statement_cache.size();
+    s.cache_capacity = statement_cache.capacity();
+    return s;
+}
+
+}  // namespace pgswitch::proxy

@@ -1,0 +1,103 @@
+// One event-loop worker (proxy.workers): an io_context on its own thread,
+// the sessions accepted onto it, and the routing state they use. Workers
+// share nothing mutable: the configuration and the cluster snapshot are
+// immutable objects each worker holds its own pointer to (replaced by a post
+// from the main loop when a new one is published); counters are per worker
+// and summed by the admin API on the workers' own threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "admin/metrics.h"
+#include "asio_common.h"
+#include "routing/cluster_view.h"
+#include "routing/router.h"
+#include "routing/statement_cache.h"
+
+namespace pgswitch::proxy {
+
+struct Settings;
+using SettingsPtr = std::shared_ptr<const Settings>;
+
+/// What one worker counted; summed over workers for /status and /metrics.
+struct WorkerStats {
+    struct QueryCounts {
+        std::uint64_t reads = 0;
+        std::uint64_t writes = 0;
+    };
+    std::unordered_map<std::string, QueryCounts> queries;  ///< per backend
+    std::unordered_map<std::string, int> in_flight;        ///< per backend (Runtime::stats() fills it)
+    std::uint64_t misroutes = 0;
+    admin::LatencyHistogram query_latency;
+    std::map<routing::Reason, std::uint64_t> route_decisions;
+    std::uint64_t cache_hits = 0;
+    std::uint64_t cache_misses = 0;
+    std::size_t cache_size = 0;
+    std::size_t cache_capacity = 0;
+
+    void add(const WorkerStats& other);
+};
+
+class Worker {
+public:
+    Worker(std::size_t index, SettingsPtr settings, routing::ClusterViewPtr cluster);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    /// Starts the thread running the loop.
+    void start();
+    /// Lets the loop end once its work is done, and stops it.
+    void stop();
+    /// Waits for the thread (after stop()).
+    void join();
+
+    [[nodiscard]] std::size_t index() const noexcept { return index_; }
+    [[nodiscard]] asio::io_context& io() noexcept { return io_; }
+    /// The worker whose thread is calling, or null (the main loop's thread).
+    [[nodiscard]] static Worker* current() noexcept;
+
+    /// Runs `fn` on this worker's thread and waits for it (at most `timeout`);
+    /// nullopt when the worker did not answer in time. Never call it from
+    /// this worker's own thread.
+    template <class F>
+    auto call(F fn, std::chrono::milliseconds timeout = std::chrono::seconds(2))
+        -> std::optional<decltype(fn())>
+    {
+        using R = decltype(fn());
+        auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));
+        auto result = task->get_future();
+        asio::post(io_, [task] { (*task)(); });
+        if (result.wait_for(timeout) != std::future_status::ready)
+            return std::nullopt;
+        return result.get();
+    }
+
+    // ---- used on the worker's own thread only -----------------------------
+    SettingsPtr settings;
+    routing::ClusterViewPtr cluster;
+    routing::StatementCache statement_cache;
+    routing::BalancerState balancer;
+    WorkerStats stats;  ///< cache_* filled in by snapshot()
+
+    /// A copy of stats with the statement cache's counters.
+    [[nodiscard]] WorkerStats snapshot() const;
+
+private:
+    std::size_t index_;
+    asio::io_context io_{1};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::thread thread_;
+};
+
+}  // namespace pgswitch::proxy
