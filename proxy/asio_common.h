@@ -4,6 +4,8 @@
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <array>
+#include <string>
 #include <string_view>
 
 namespace pgswitch::proxy {
@@ -42,6 +44,39 @@ inline awaitable<error_code> write_all_fast(tcp::socket& socket, std::string_vie
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes.data() + done, bytes.size() - done),
                                               use_nothrow);
     co_return ec;
+}
+
+/// The same for a gather write (several buffers, one sendmsg). What the
+/// kernel did not take at once is copied and written asynchronously (rare:
+/// only when the socket's send buffer is full).
+template <std::size_t N>
+inline awaitable<error_code> write_all_fast(tcp::socket& socket, const std::array<asio::const_buffer, N>& buffers)
+{
+    const std::size_t total = asio::buffer_size(buffers);
+    error_code ec;
+    if (!socket.non_blocking())
+        socket.non_blocking(true, ec);
+    std::size_t done = 0;
+    if (!ec && total > 0)
+        done = socket.write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+        ec.clear(), done = 0;
+    if (ec || done == total)
+        co_return ec;
+    std::string rest;
+    rest.reserve(total - done);
+    std::size_t skip = done;
+    for (const auto& b : buffers) {
+        const auto* p = static_cast<const char*>(b.data());
+        if (skip >= b.size()) {
+            skip -= b.size();
+            continue;
+        }
+        rest.append(p + skip, b.size() - skip);
+        skip = 0;
+    }
+    auto [wec, n] = co_await asio::async_write(socket, asio::buffer(rest), use_nothrow);
+    co_return wec;
 }
 
 /// TCP_NODELAY: pgswitch writes whole protocol messages; Nagle would hold a

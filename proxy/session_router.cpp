@@ -260,13 +260,17 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
 
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(settings->config.failover.wait_for_primary_ms);
-    asio::steady_timer poll(runtime_.io());
+    std::optional<asio::steady_timer> poll;  // only while waiting for a primary
     for (;;) {
         const auto view = runtime_.cluster();
-        const auto in_flight = runtime_.in_flight(*view);
+        // In-flight counts are read (under a lock shared by the workers) only
+        // when the policy uses them.
+        std::vector<int> in_flight;
+        if (policy.load_balancing == routing::LoadBalancing::least_connections)
+            in_flight = runtime_.in_flight(*view);
         const auto d = routing::choose_target(rr, sc, *view, policy, runtime_.balancer(), peer_host_, in_flight);
         if (d.backend) {
-            const auto target = view->backends[*d.backend];
+            const auto& target = view->backends[*d.backend];
             auto link = co_await link_to(target);
             if (!link && !rr.write) {
                 // A replica we could not reach: another one serves the read,
@@ -300,8 +304,10 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
         // No primary (failover in progress): wait for one, up to the limit.
         if (std::chrono::steady_clock::now() >= deadline || closed_)
             break;
-        poll.expires_after(std::chrono::milliseconds(20));
-        auto [ec] = co_await poll.async_wait(use_nothrow);
+        if (!poll)
+            poll.emplace(runtime_.io());
+        poll->expires_after(std::chrono::milliseconds(20));
+        auto [ec] = co_await poll->async_wait(use_nothrow);
         (void)ec;
     }
     co_await reject_request(sqlstate::cannot_connect_now,
@@ -676,8 +682,7 @@ awaitable<bool> ClientSession::dispatch_request()
         link->retry_request.clear();
 
     std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(request_), asio::buffer(capture_)};
-    auto [ec, n] = co_await asio::async_write(link->conn->socket(), buffers, use_nothrow);
-    (void)n;
+    auto ec = co_await write_all_fast(link->conn->socket(), buffers);
     request_.clear();
     request_frames_.clear();
     if (request_.capacity() > (1u << 20))
