@@ -14,8 +14,9 @@
 #   simple_same  the same with one K throughout (one statement text)
 #   extended     pgbench -n -S -M extended -t N -c 1 --random-seed=1
 #   prepared     pgbench -n -S -M prepared -t N -c 1 --random-seed=1
-# Writes bench/results/callgrind.md (figures, command, commit, date, top functions of the 2N
-# simple run by inclusive and exclusive Ir) and appends one JSON line to
+# Writes bench/results/callgrind.md (figures, command, commit, date, and per workload the top
+# functions by inclusive and exclusive instructions per statement, from the same N / 2N
+# difference: bench/callgrind_top.py) and appends one JSON line to
 # bench/results/callgrind.jsonl. The cluster and pgswitch are started and stopped by PID.
 #
 # Environment: CALLGRIND_N (statements in the short run; default 2000),
@@ -174,12 +175,12 @@ ir_of() { awk '/^summary:/ {print $2; exit}' "$1"; }
 # warm-up: the statement cache, the pool and the allocator reach their steady state
 for w in ${WORKLOADS//,/ }; do run_workload "$w" 200 || die "warm-up $w failed"; done
 
-declare -A IR_N IR_2N PER_STMT DUMP_2N
+declare -A IR_N IR_2N PER_STMT DUMP_N DUMP_2N
 for w in ${WORKLOADS//,/ }; do
     log "$w: $N and $((2 * N)) statements"
     f1=$(measure "$w" "$N" "$w-N")
     f2=$(measure "$w" $((2 * N)) "$w-2N")
-    IR_N[$w]=$(ir_of "$f1"); IR_2N[$w]=$(ir_of "$f2"); DUMP_2N[$w]=$f2
+    IR_N[$w]=$(ir_of "$f1"); IR_2N[$w]=$(ir_of "$f2"); DUMP_N[$w]=$f1; DUMP_2N[$w]=$f2
     PER_STMT[$w]=$(( (IR_2N[$w] - IR_N[$w]) / N ))
     log "$w: Ir ${IR_N[$w]} (N) / ${IR_2N[$w]} (2N) -> ${PER_STMT[$w]} instructions per statement"
 done
@@ -191,31 +192,8 @@ VG_VER=$(valgrind --version)
 BUILDTYPE=$(/usr/bin/python3 -c "import json; print(next(o['value'] for o in json.load(open('$BUILD_DIR/meson-info/intro-buildoptions.json')) if o['name']=='buildtype'))" 2>/dev/null || echo unknown)
 
 mkdir -p "$RESULTS"
-# top 10 lines of callgrind_annotate, function names without file paths and objects;
-# inclusive: pgswitch's own functions (the event loop and main() above them are 100 %)
-annotate() {  # $1 file, $2 inclusive yes/no
-    callgrind_annotate --inclusive="$2" --threshold=100 "$1" 2>/dev/null | /usr/bin/python3 -c '
-import re, sys
-own = sys.argv[1] == "yes"
-out, started = [], False
-for line in sys.stdin:
-    if re.match(r"^Ir\s+file:function", line):
-        started = True
-        continue
-    m = re.match(r"^\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+(.*)$", line) if started else None
-    if not m:
-        continue
-    fn = re.sub(r"\s+\[[^\]]*\]$", "", m.group(3))
-    fn = fn.split(":", 1)[1] if ":" in fn and not fn.startswith("???") else fn.replace("???:", "")
-    if own and "pgswitch::" not in fn:
-        continue
-    if len(fn) > 140:
-        fn = fn[:137] + "..."
-    out.append(f"{m.group(1):>14} {m.group(2):>6}%  {fn}")
-    if len(out) == 10:
-        break
-print("\n".join(out))
-' "$2" || true
+annotate() {  # $1 N dump, $2 2N dump, $3 inclusive|exclusive
+    /usr/bin/python3 "$REPO/bench/callgrind_top.py" "$1" "$2" "$N" "$3" 10 || true
 }
 first=${WORKLOADS%%,*}
 {
@@ -239,19 +217,23 @@ first=${WORKLOADS%%,*}
     echo "\`pgbench -n -S -M extended|prepared -c 1 -t N --random-seed=1\`. Counts include everything pgswitch executes"
     echo "(kernel time excluded): relay, parsing, classification, routing, allocation, syscall wrappers."
     echo
+    echo "Where the instructions go, per statement: for each function, (its Ir in the 2N run − in the"
+    echo "N run) / N, from callgrind_annotate (bench/callgrind_top.py). Inclusive = with callees (main()"
+    echo "and the event loop, ~100 %, left out); exclusive = the function's own instructions."
+    echo
     for w in ${WORKLOADS//,/ }; do
-        echo "## $w, 2N = $((2 * N)) statements (one connection): top 10 functions"
+        echo "## $w: top 10 functions, instructions per statement"
         echo
-        echo "Inclusive Ir (pgswitch functions; % of the run's total):"
-        echo
-        echo '```'
-        annotate "${DUMP_2N[$w]}" yes
-        echo '```'
-        echo
-        echo "Exclusive (self) Ir:"
+        echo "Inclusive:"
         echo
         echo '```'
-        annotate "${DUMP_2N[$w]}" no
+        annotate "${DUMP_N[$w]}" "${DUMP_2N[$w]}" inclusive
+        echo '```'
+        echo
+        echo "Exclusive (self):"
+        echo
+        echo '```'
+        annotate "${DUMP_N[$w]}" "${DUMP_2N[$w]}" exclusive
         echo '```'
         echo
     done
