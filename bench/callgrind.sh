@@ -199,7 +199,7 @@ first=${WORKLOADS%%,*}
 {
     echo "# pgswitch — instructions per statement under callgrind"
     echo
-    echo "$DATE, git $GIT ($BUILDTYPE build), $VG_VER, N = $N."
+    echo "$DATE, git $GIT ($BUILDTYPE build of $PGSWITCH_BIN), $VG_VER, N = $N."
     echo
     echo "| workload | Ir, N statements | Ir, 2N statements | **instructions per statement** = (Ir(2N) − Ir(N)) / N |"
     echo "|---|---:|---:|---:|"
@@ -216,6 +216,8 @@ first=${WORKLOADS%%,*}
     echo "statement text each time); simple_same = one K throughout; extended / prepared ="
     echo "\`pgbench -n -S -M extended|prepared -c 1 -t N --random-seed=1\`. Counts include everything pgswitch executes"
     echo "(kernel time excluded): relay, parsing, classification, routing, allocation, syscall wrappers."
+    echo "Repeat runs on the same binary have differed by up to ±1.5 % (how many reads and epoll"
+    echo "wake-ups a reply takes depends on timing), so only a change beyond ~3 % is a signal."
     echo
     echo "Where the instructions go, per statement: for each function, (its Ir in the 2N run − in the"
     echo "N run) / N, from callgrind_annotate (bench/callgrind_top.py). Inclusive = with callees (main()"
@@ -239,7 +241,7 @@ first=${WORKLOADS%%,*}
     done
 } >"$OUT_MD"
 
-json="{\"date_utc\": \"$DATE\", \"git\": \"$GIT\", \"buildtype\": \"$BUILDTYPE\", \"valgrind\": \"$VG_VER\", \"n\": $N"
+json="{\"date_utc\": \"$DATE\", \"git\": \"$GIT\", \"binary\": \"$PGSWITCH_BIN\", \"buildtype\": \"$BUILDTYPE\", \"valgrind\": \"$VG_VER\", \"n\": $N"
 for w in ${WORKLOADS//,/ }; do
     json+=", \"${w}_ir_per_stmt\": ${PER_STMT[$w]}, \"${w}_ir_n\": ${IR_N[$w]}, \"${w}_ir_2n\": ${IR_2N[$w]}"
 done

@@ -356,7 +356,7 @@ def main():
                                capture_output=True).stdout.strip()
         result = {
             "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "git": git + ("+dirty" if dirty else ""), "label": args.label,
+            "git": git + ("+dirty" if dirty else ""), "binary": args.bin, "label": args.label,
             "pool_mode": args.pool_mode, "pool_size": args.pool_size or None, "workers": args.workers or "default",
             "clients_requested": args.clients, "clients_idle": n, "connect_failures": len(failures),
             "first_failures": failures[:3], "query_before_idle": not args.no_query,
