@@ -13,6 +13,8 @@ help:
 	@echo "  make test           build, run the unit tests and the end-to-end tests (prints 'N passed, M failed')"
 	@echo "  make unit           build, run the unit tests only"
 	@echo "  make bench          build, benchmark pgswitch vs direct, PgBouncer, pgpool-II (bench/README.md; QUICK=1 for a short run)"
+	@echo "  make bench-callgrind  build, instructions per statement under valgrind callgrind (bench/results/callgrind.md)"
+	@echo "  make bench-idle     build, memory per idle client + admin/query latency while idle (CLIENTS=150 POOL_MODE=session)"
 	@echo "  make build          configure ($(BUILD_DIR)/, $(MESON_BUILDTYPE)) and compile"
 	@echo "  make deps           install missing Debian 12 packages (scripts/install_deps.sh)"
 	@echo "  make cluster-start  start the test cluster in .cluster/ (tests/pg_cluster.sh)"
@@ -46,6 +48,15 @@ unit: build
 .PHONY: bench
 bench: build
 	bash bench/run_bench.sh
+
+.PHONY: bench-callgrind bench-idle
+bench-callgrind: build
+	bash bench/callgrind.sh
+
+CLIENTS ?= 150
+POOL_MODE ?= session
+bench-idle: build
+	/usr/bin/python3 bench/idle_clients.py --clients $(CLIENTS) --pool-mode $(POOL_MODE) --md bench/results/idle_clients.md
 
 clean:
 	rm -rf $(BUILD_DIR) .run

@@ -1,6 +1,10 @@
 // pgswitch entry point: command line (SPEC §1), configuration, then the runtime.
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "config.h"
@@ -8,6 +12,35 @@
 #include "runtime.h"
 
 using namespace pgswitch::proxy;
+
+namespace {
+
+/// Every client costs a descriptor (two in session mode, with its server connection), and
+/// the usual soft limit of 1024 would cap pgswitch far below max_client_connections. The
+/// soft limit is raised to the hard limit, which an administrator controls (PgBouncer
+/// leaves this to its service file; nginx has worker_rlimit_nofile).
+void raise_nofile_limit()
+{
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        log::warning("getrlimit(RLIMIT_NOFILE): ", std::strerror(errno));
+        return;
+    }
+    if (lim.rlim_cur >= lim.rlim_max) {
+        log::info("open files limit ", lim.rlim_cur, " (soft = hard)");
+        return;
+    }
+    const auto old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        log::warning("could not raise the open files limit from ", old, " to ", lim.rlim_max, ": ",
+                     std::strerror(errno));
+        return;
+    }
+    log::info("open files limit raised from ", old, " to the hard limit ", lim.rlim_max);
+}
+
+}  // namespace
 
 int main(int argc, char** argv)
 {
@@ -49,6 +82,7 @@ int main(int argc, char** argv)
         std::cout << cmd.config_path << ": configuration OK\n";
         return 0;
     }
+    raise_nofile_limit();
     try {
         Runtime runtime(std::move(*loaded.config), cmd.config_path);
         return runtime.run();
