@@ -133,6 +133,16 @@ std::string literal_free_key(std::string_view sql)
             i = j;
             continue;
         }
+        if (ident_char(c)) {
+            // The rest of a keyword or identifier (digits and $ inside it are
+            // not literals), copied in one go.
+            std::size_t j = i + 1;
+            while (j < n && ident_char(sql[j]))
+                ++j;
+            out.append(sql.data() + i, j - i);
+            i = j;
+            continue;
+        }
         out.push_back(c);
         ++i;
     }
