@@ -96,6 +96,7 @@ admin::Snapshot AdminBridge::snapshot() const
         s.failovers_total = health->failover_history().size();
         if (health->failover_running())
             s.failover.state = "promoting";
+        s.failover.reason = health->failover_problem();
     }
     s.query_latency = runtime_.query_latency();
     s.misroutes_total = runtime_.misroutes();
