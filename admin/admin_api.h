@@ -54,6 +54,9 @@ struct FailoverEvent {
 struct FailoverStatus {
     std::string mode;            ///< "auto" | "manual" | "external"
     std::string state = "idle";  ///< "idle" while no failover runs
+    /// Why writes have no primary right now, or why a claimant was fenced
+    /// ("" while one healthy primary takes writes).
+    std::string reason;
     std::vector<FailoverEvent> history;
 };
 

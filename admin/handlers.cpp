@@ -43,6 +43,7 @@ json backend_json(const BackendStats& b)
         {"queries", {{"reads", b.queries.reads}, {"writes", b.queries.writes}}},
         {"consecutive_failures", v.consecutive_failures},
         {"last_error", v.last_error.empty() ? json(nullptr) : json(v.last_error)},
+        {"fence_reason", v.fence_reason.empty() ? json(nullptr) : json(v.fence_reason)},
     };
     return j;
 }
@@ -201,7 +202,11 @@ Response get_status(const Request&, std::string_view, AdminApi& api)
         {"uptime_s", s.uptime_s},
         {"draining", s.draining},
         {"primary", s.primary ? json(*s.primary) : json(nullptr)},
-        {"failover", {{"mode", s.failover.mode}, {"state", s.failover.state}, {"history", history}}},
+        {"failover",
+         {{"mode", s.failover.mode},
+          {"state", s.failover.state},
+          {"reason", s.failover.reason.empty() ? json(nullptr) : json(s.failover.reason)},
+          {"history", history}}},
         {"backends", backends_json(s)},
         {"clients", {{"active", s.clients_active}, {"max", s.clients_max}}},
         {"routing", routing},

@@ -97,6 +97,7 @@ admin::Snapshot AdminBridge::snapshot() const
         s.failovers_total = health->failover_history().size();
         if (health->failover_running())
             s.failover.state = "promoting";
+        s.failover.reason = health->failover_problem();
     }
     s.query_latency = stats.query_latency;
     s.misroutes_total = stats.misroutes;

@@ -366,7 +366,10 @@ awaitable<bool> ClientSession::connect_primary()
                 break;
             }
             log::warning("session ", id_, ": login to ", target.name, " failed: ", err->message);
-            if (!err->server_error.empty()) {
+            // 57P03 (shutting down, starting up) is a primary passing through a
+            // stop or restart: wait for it, or for the new one, as when refused.
+            const bool transient = err->message.ends_with("(SQLSTATE 57P03)");
+            if (!err->server_error.empty() && !transient) {
                 // The server's own refusal (unknown database, bad parameter...)
                 // says it best: pass it on verbatim.
                 (void)co_await stream_.send(err->server_error);
@@ -596,6 +599,21 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     co_await retry_on_primary(*link);
                 }
                 continue;
+            }
+            // A FATAL on a connection that owes the client nothing, while another
+            // connection's reply is on its way ("terminating connection due to
+            // unexpected postmaster exit" from an idle primary link during a
+            // read on a replica), must not land inside that reply, where the
+            // client would take it for the read's error: drop it; the link
+            // closes silently in server_lost() like any idle one.
+            if (tag == be::Tag::ErrorResponse && link->segments.empty() && !link->unsynced &&
+                std::any_of(links_.begin(), links_.end(),
+                            [&](const auto& other) { return other != link && other->pending_client() > 0; })) {
+                if (auto fields = be::parse_error_fields(f.body);
+                    fields && (fields->severity() == "FATAL" || fields->severity() == "PANIC")) {
+                    log::info("session ", id_, ": idle connection to ", link->backend, " ending: ", fields->message());
+                    continue;
+                }
             }
             const bool hidden = !link->segments.empty() && link->segments.front() != ServerLink::Segment::client;
             // Notices, ParameterStatus and notifications can come at any time

@@ -51,6 +51,7 @@ struct HealthChecker::Node {
     // verdict up/down that check() maintains). Fenced wins over drained.
     bool drained = false;
     bool fenced = false;
+    std::string fence_reason;
 };
 
 HealthChecker::HealthChecker(Runtime& runtime) : runtime_(runtime), wake_(runtime.io())
@@ -151,8 +152,10 @@ void HealthChecker::publish()
     view->generation = ++generation_;
     for (const auto& n : nodes_) {
         view->backends.push_back(n->view);
-        if (n->fenced)
+        if (n->fenced) {
             view->backends.back().state = routing::BackendState::fenced;
+            view->backends.back().fence_reason = n->fence_reason;
+        }
         else if (n->drained)
             view->backends.back().state = routing::BackendState::drained;
     }
@@ -174,15 +177,20 @@ bool HealthChecker::set_drained(std::string_view name, bool drained)
     return false;
 }
 
-bool HealthChecker::set_fenced(std::string_view name, bool fenced)
+bool HealthChecker::set_fenced(std::string_view name, bool fenced, std::string reason)
 {
     for (auto& n : nodes_) {
         if (n->config.name != name)
             continue;
-        if (n->fenced != fenced)
-            log::info("backend ", n->config.name, fenced ? " fenced: no traffic until an operator enables it"
-                                                         : " fence lifted");
+        if (n->fenced != fenced) {
+            if (fenced)
+                log::info("backend ", n->config.name, " fenced (", reason,
+                          "): no traffic until an operator enables it");
+            else
+                log::info("backend ", n->config.name, " fence lifted");
+        }
         n->fenced = fenced;
+        n->fence_reason = fenced ? std::move(reason) : std::string();
         publish();
         return true;
     }
@@ -218,13 +226,16 @@ awaitable<void> HealthChecker::apply_failover_policy()
     if (failover_running_)
         co_return;
     // Remember which node writes go to: a failover replaces exactly that one.
-    for (const auto& n : nodes_)
-        if (n->view.role == routing::Role::primary && n->view.state == routing::BackendState::up && !n->fenced) {
-            if (last_primary_ && *last_primary_ != n->config.name)
-                log::info("primary is now ", n->config.name);
-            last_primary_ = n->config.name;
-        }
+    // Only while a single node claims the role: when a second one appears
+    // (a replica promoted behind pgswitch's back), the one writes went to
+    // stays the primary and the newcomer is the one fenced.
+    if (const auto sole = routing::sole_primary(failover_input())) {
+        if (last_primary_ && *last_primary_ != *sole)
+            log::info("primary is now ", *sole);
+        last_primary_ = *sole;
+    }
     const auto d = routing::next_failover_action(failover_input());
+    problem_ = d.reason.ends_with("\" is healthy") ? std::string() : d.reason;
     if (d.reason != last_reason_) {
         last_reason_ = d.reason;
         if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
@@ -235,7 +246,7 @@ awaitable<void> HealthChecker::apply_failover_policy()
         break;
     case routing::FailoverDecision::Kind::fence:
         log::warning("failover: ", d.reason);
-        (void)set_fenced(d.candidate, true);
+        (void)set_fenced(d.candidate, true, d.reason);
         break;
     case routing::FailoverDecision::Kind::promote:
         co_await promote(d.candidate, d.old_primary, d.reason);
@@ -283,8 +294,11 @@ awaitable<void> HealthChecker::promote(std::string candidate, std::string old_pr
     log::warning("failover: ", reason, "; promoting ", candidate);
     // Fence first: whatever happens next, the old primary gets no more
     // traffic, even if it comes back (never two primaries).
-    if (!old_primary.empty())
-        (void)set_fenced(old_primary, true);
+    if (!old_primary.empty()) {
+        std::string why = "old primary, replaced by \"" + candidate + "\" (" + reason +
+                          "); re-join it as a replica, then POST /backends/" + old_primary + "/enable";
+        (void)set_fenced(old_primary, true, std::move(why));
+    }
 
     bool promoted = false;
     if (target && target->conn && target->conn->is_open() && !target->checking) {

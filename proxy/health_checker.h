@@ -36,6 +36,9 @@ public:
     [[nodiscard]] std::optional<std::string> manual_failover(std::optional<std::string> target);
     [[nodiscard]] const std::vector<FailoverRecord>& failover_history() const noexcept { return history_; }
     [[nodiscard]] bool failover_running() const noexcept { return failover_running_; }
+    /// The failover policy's current complaint (no primary, several primaries),
+    /// "" while one healthy primary takes writes: /status failover.reason.
+    [[nodiscard]] const std::string& failover_problem() const noexcept { return problem_; }
 
     explicit HealthChecker(Runtime& runtime);
     ~HealthChecker();
@@ -56,7 +59,7 @@ public:
     /// Returns false for an unknown name. Publishes a new view.
     bool set_drained(std::string_view name, bool drained);
     /// Fences a backend (an old primary after failover) or lifts the fence.
-    bool set_fenced(std::string_view name, bool fenced);
+    bool set_fenced(std::string_view name, bool fenced, std::string reason = "fenced by pgswitch");
 
 private:
     struct Node;
@@ -74,6 +77,7 @@ private:
     std::uint64_t generation_ = 0;
     std::optional<std::string> last_primary_;
     std::string last_reason_;
+    std::string problem_;
     bool failover_running_ = false;
     std::vector<FailoverRecord> history_;
 };

@@ -47,6 +47,8 @@ struct BackendView {
     /// Replica only: too far behind to get reads. Set with hysteresis by
     /// update_lagging(), so a replica hovering at the limit does not flap.
     bool lagging = false;
+    /// Why the backend is fenced ("" when it is not): shown by /status.
+    std::string fence_reason;
 };
 
 /// Hysteresis for max_replica_lag_bytes: a replica starts lagging above the

@@ -22,6 +22,19 @@ std::optional<std::string> best_promotion_candidate(const FailoverInput& in)
     return best->name;
 }
 
+std::optional<std::string> sole_primary(const FailoverInput& in)
+{
+    std::optional<std::string> found;
+    for (const auto& n : in.nodes) {
+        if (n.role != Role::primary || !n.healthy || n.fenced)
+            continue;
+        if (found)
+            return std::nullopt;
+        found = n.name;
+    }
+    return found;
+}
+
 FailoverDecision next_failover_action(const FailoverInput& in)
 {
     FailoverDecision d;

@@ -45,6 +45,12 @@ struct FailoverDecision {
 /// received (then replayed, then by name for a stable answer).
 [[nodiscard]] std::optional<std::string> best_promotion_candidate(const FailoverInput& in);
 
+/// The node writes go to: the one healthy, unfenced node reporting primary.
+/// nullopt when none or several claim the role, so that a replica promoted
+/// behind pgswitch's back never takes over FailoverInput::last_primary (the
+/// caller keeps the previous value, and next_failover_action fences the newcomer).
+[[nodiscard]] std::optional<std::string> sole_primary(const FailoverInput& in);
+
 /// What to do now. `auto` promotes when no healthy primary remains and one
 /// was seen before (never at start-up with no primary: that is a
 /// configuration problem, not a failure); `manual` and `external` never

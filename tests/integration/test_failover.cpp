@@ -9,6 +9,9 @@
 #include <libpq-fe.h>
 #include <signal.h>
 
+#include <cstdio>
+#include <optional>
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -56,11 +59,302 @@ struct OwnCluster {
         in >> pid;
         return pid;
     }
+    /// pg_ctl -D <node's data> <args> as the postgres user; returns its exit status.
+    int pg_ctl(const std::string& node, const std::string& args) const
+    {
+        const std::string key = node == "primary" ? "PRIMARY" : "REPLICA" + node.substr(7);
+        const std::string cmd = env.get("PG_RUNAS") + " " + env.get("PGBIN") + "/pg_ctl -D " + env.get(key + "_DATA") +
+                                " -l " + env.get(key + "_LOG") + " -w -t 60 " + args + " > " + dir + "/pg_ctl.out 2>&1";
+        return std::system(cmd.c_str());
+    }
+    int port_of(const std::string& node) const
+    {
+        return node == "primary" ? env.primary_port() : env.replica_port(std::stoi(node.substr(7)));
+    }
+    bool in_recovery(int port) const
+    {
+        Conn c = superuser(port);
+        Result r = exec_ok(c.get(), "SELECT pg_is_in_recovery()", PGRES_TUPLES_OK);
+        return std::string(PQgetvalue(r.get(), 0, 0)) == "t";
+    }
 };
+
+const char* const node_names[] = {"primary", "replica1", "replica2"};
+
+/// GET /status as JSON (fails the test unless 200).
+nlohmann::json status(const Proxy& px)
+{
+    auto r = http::get(px.admin_port(), "/status");
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    return r.json();
+}
+
+nlohmann::json backend_status(const Proxy& px, const std::string& name)
+{
+    const auto st = status(px);  // a named local: the loop must not walk a destroyed temporary
+    for (const auto& b : st["backends"])
+        if (b["name"] == name)
+            return b;
+    FAIL("no backend " << name << " in /status");
+    return {};
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+template <class F>
+bool eventually(F&& cond, std::chrono::milliseconds limit)
+{
+    const auto until = Clock::now() + limit;
+    for (;;) {
+        if (cond())
+            return true;
+        if (Clock::now() >= until)
+            return false;
+        std::this_thread::sleep_for(20ms);
+    }
+}
+
+/// One write through pgswitch on a fresh connection; the port of the server
+/// that ran it, or 0 when it failed.
+int write_through(const Proxy& px, const std::string& table, int id)
+{
+    Conn c(PQconnectdb(px.conninfo().c_str()));
+    if (PQstatus(c.get()) != CONNECTION_OK)
+        return 0;
+    Result r(PQexec(c.get(), ("INSERT INTO " + table + " VALUES (" + std::to_string(id) +
+                              ") RETURNING inet_server_port()").c_str()));
+    return PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r.get(), 0, 0)) : 0;
+}
+
+/// A writer loop committing sequential ids (recording every acknowledged
+/// one) and a reader loop, both through pgswitch, each on one connection
+/// (reconnecting when it breaks). mark() starts a new "event" (a kill, a
+/// stop): write errors and the first successful write are counted from it.
+class Load {
+public:
+    Load(const Proxy& px, std::string table) : px_(px), table_(std::move(table)) {}
+    ~Load() { finish(); }
+
+    void start()
+    {
+        writer_ = std::thread([this] { write_loop(); });
+        reader_ = std::thread([this] { read_loop(); });
+    }
+    bool wait_acked(std::size_t n, std::chrono::milliseconds limit)
+    {
+        return eventually([&] { std::lock_guard lk(mu_); return acked_.size() >= n; }, limit);
+    }
+    /// `old_port`: the server the event hits; a write it still acknowledges
+    /// (an orphaned backend finishing after kill -9 of its postmaster, or
+    /// before a clean stop got to it) does not count as writes resuming.
+    Clock::time_point mark(int old_port)
+    {
+        std::lock_guard lk(mu_);
+        const auto now = Clock::now();
+        event_at_ = now.time_since_epoch().count();
+        old_port_ = old_port;
+        first_write_after_.reset();
+        write_errors_after_.clear();
+        acked_by_old_after_ = 0;
+        return now;
+    }
+    std::size_t acked_by_old_after() { std::lock_guard lk(mu_); return acked_by_old_after_; }
+    /// Milliseconds from `event` to the first write started after it that
+    /// succeeded on another server than the one the event hit (or on any,
+    /// with mark(0)); nullopt when none within `limit`.
+    std::optional<double> wait_first_write(Clock::time_point event, std::chrono::milliseconds limit)
+    {
+        std::optional<double> ms;
+        eventually(
+            [&] {
+                std::lock_guard lk(mu_);
+                if (first_write_after_)
+                    ms = std::chrono::duration<double, std::milli>(*first_write_after_ - event).count();
+                return ms.has_value();
+            },
+            limit);
+        return ms;
+    }
+    void finish()
+    {
+        stop_ = true;
+        if (writer_.joinable())
+            writer_.join();
+        if (reader_.joinable())
+            reader_.join();
+    }
+    std::set<int> acked() { std::lock_guard lk(mu_); return acked_; }
+    std::vector<std::string> write_errors_after() { std::lock_guard lk(mu_); return write_errors_after_; }
+    std::vector<std::string> read_errors() { std::lock_guard lk(mu_); return read_errors_; }
+    std::size_t reads() const { return reads_; }
+
+private:
+    void write_loop()
+    {
+        Conn c = connect(px_.conninfo());
+        for (int id = 1; !stop_; ++id) {
+            const auto started = Clock::now().time_since_epoch().count();
+            Result r(PQexec(c.get(), ("INSERT INTO " + table_ + " VALUES (" + std::to_string(id) +
+                                      ") RETURNING inet_server_port()").c_str()));
+            std::lock_guard lk(mu_);
+            const bool after_event = event_at_ != 0 && started > event_at_;
+            if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
+                acked_.insert(id);
+                const bool on_old = std::atoi(PQgetvalue(r.get(), 0, 0)) == old_port_;
+                if (after_event && on_old)
+                    ++acked_by_old_after_;
+                if (after_event && !on_old && !first_write_after_)
+                    first_write_after_ = Clock::now();
+            } else if (after_event) {
+                write_errors_after_.push_back(errmsg(c.get()));
+            }
+            if (PQstatus(c.get()) != CONNECTION_OK) {
+                std::this_thread::sleep_for(20ms);  // pace reconnects; not a condition wait
+                c = Conn(PQconnectdb(px_.conninfo().c_str()));
+            }
+        }
+    }
+    void read_loop()
+    {
+        Conn c = connect(px_.conninfo());
+        while (!stop_) {
+            Result r(PQexec(c.get(), "SELECT count(*) FROM pg_class"));
+            if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
+                ++reads_;
+            } else {
+                std::lock_guard lk(mu_);
+                read_errors_.push_back(errmsg(c.get()));
+                if (PQstatus(c.get()) != CONNECTION_OK) {
+                    std::this_thread::sleep_for(20ms);  // pace reconnects
+                    c = Conn(PQconnectdb(px_.conninfo().c_str()));
+                }
+            }
+        }
+    }
+
+    const Proxy& px_;
+    std::string table_;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::size_t> reads_{0};
+    std::mutex mu_;
+    Clock::time_point::rep event_at_ = 0;
+    int old_port_ = 0;
+    std::size_t acked_by_old_after_ = 0;
+    std::set<int> acked_;
+    std::vector<std::string> write_errors_after_, read_errors_;
+    std::optional<Clock::time_point> first_write_after_;
+    std::thread writer_, reader_;
+};
+
+/// What a user checks after a failover, among the `survivors`: exactly one
+/// is primary, it has every acknowledged id (`lost` = how many it lacks),
+/// and every other survivor streams from it (a row written on it after the
+/// failover reaches them). Returns the new primary's name.
+std::string check_one_primary_and_followers(const OwnCluster& cl, const std::vector<std::string>& survivors,
+                                            const std::string& table, const std::set<int>& acked, int& lost)
+{
+    std::string primary;
+    int primaries = 0;
+    for (const auto& n : survivors)
+        if (!cl.in_recovery(cl.port_of(n))) {
+            ++primaries;
+            primary = n;
+        }
+    REQUIRE_MESSAGE(primaries == 1, primaries << " primaries among the survivors");
+    static int marker = -1;
+    const int my_marker = --marker;
+    {
+        Conn c = cl.superuser(cl.port_of(primary));
+        Result r = exec_ok(c.get(), "SELECT id FROM " + table, PGRES_TUPLES_OK);
+        std::set<int> present;
+        for (int i = 0; i < PQntuples(r.get()); ++i)
+            present.insert(std::atoi(PQgetvalue(r.get(), i, 0)));
+        lost = 0;
+        for (int id : acked)
+            lost += present.count(id) == 0;
+        exec_ok(c.get(), "INSERT INTO " + table + " VALUES (" + std::to_string(my_marker) + ")");
+    }
+    for (const auto& n : survivors) {
+        if (n == primary)
+            continue;
+        Conn c = cl.superuser(cl.port_of(n));
+        const bool seen = eventually(
+            [&] {
+                Result r(PQexec(c.get(), ("SELECT 1 FROM " + table + " WHERE id = " + std::to_string(my_marker)).c_str()));
+                return PQresultStatus(r.get()) == PGRES_TUPLES_OK && PQntuples(r.get()) == 1;
+            },
+            15s);
+        CHECK_MESSAGE(seen, n << " did not receive a row written on the new primary " << primary);
+    }
+    return primary;
+}
+
+int env_int(const char* name, int fallback)
+{
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : fallback;
+}
 
 }  // namespace
 
 TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica, reads never fail, nothing acknowledged is lost")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    // bench/failover_bench.sh repeats this test with other health intervals
+    // (PGSWITCH_FAILOVER_INTERVAL_MS) and collects the FAILOVER_RESULT lines.
+    const int interval_ms = env_int("PGSWITCH_FAILOVER_INTERVAL_MS", 200);
+    OwnCluster cl(/*sync=*/true);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = interval_ms;
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_ids (id int PRIMARY KEY)");
+    }
+    Load load(px, "fo_ids");
+    load.start();
+    // Let some writes land, then kill the primary's postmaster without warning.
+    REQUIRE(load.wait_acked(50, 10s));
+    const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
+    REQUIRE(pm > 0);
+    const auto kill_time = load.mark(cl.env.primary_port());
+    REQUIRE(::kill(pm, SIGKILL) == 0);
+
+    const auto resume_ms = load.wait_first_write(kill_time, 20s);
+    REQUIRE_MESSAGE(resume_ms, "no write succeeded within 20 s of the kill\n" << px.log_text());
+    // Keep both loops going a little on the new primary.
+    REQUIRE(load.wait_acked(load.acked().size() + 20, 10s));
+    load.finish();
+
+    const auto write_errors = load.write_errors_after();
+    const auto read_errors = load.read_errors();
+    int lost = -1;
+    const auto acked = load.acked();
+    const auto primary = check_one_primary_and_followers(cl, {"replica1", "replica2"}, "fo_ids", acked, lost);
+    MESSAGE("failover: first successful write " << *resume_ms << " ms after kill -9; write errors after the kill: "
+                                                << write_errors.size() << "; read errors: " << read_errors.size()
+                                                << "; acknowledged writes: " << acked.size() << " ("
+                                                << load.acked_by_old_after()
+                                                << " acknowledged by the old primary's orphaned backend after the kill); lost: "
+                                                << lost);
+    std::printf("FAILOVER_RESULT interval_ms=%d resume_ms=%.0f write_errors=%zu read_errors=%zu lost=%d acked=%zu "
+                "reads=%zu acked_by_old_after_kill=%zu\n",
+                interval_ms, *resume_ms, write_errors.size(), read_errors.size(), lost, acked.size(), load.reads(),
+                load.acked_by_old_after());
+    std::fflush(stdout);
+    CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
+    // Only a write in flight at the instant of the kill may fail (connection lost).
+    CHECK_MESSAGE(write_errors.size() <= 1, "write errors: " << (write_errors.empty() ? "" : write_errors.front()));
+    CHECK_MESSAGE(lost == 0, lost << " acknowledged commits are missing on the new primary");
+    const auto st = status(px);
+    CHECK(st["primary"] == primary);
+    CHECK(st["failover"]["history"].size() == 1);
+    CHECK(backend_status(px, "primary")["state"] == "fenced");
+    CHECK(px.log_text(0, 1 << 20).find("is the new primary") != std::string::npos);
+}
+
+TEST_CASE("failover: clean stop of the primary (pg_ctl stop -m fast); writes resume, reads never fail, nothing acknowledged is lost")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     OwnCluster cl(/*sync=*/true);
@@ -71,131 +365,404 @@ TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica
     px.start();
     {
         Conn c = connect_ok(px.conninfo());
-        exec_ok(c.get(), "CREATE TABLE fo_ids (id int PRIMARY KEY)");
+        exec_ok(c.get(), "CREATE TABLE fo_stop (id int PRIMARY KEY)");
     }
+    Load load(px, "fo_stop");
+    load.start();
+    REQUIRE(load.wait_acked(50, 10s));
+    const auto stop_time = load.mark(cl.env.primary_port());
+    REQUIRE_MESSAGE(cl.pg_ctl("primary", "-m fast stop") == 0, "pg_ctl stop failed");
+    const auto stopped_ms = std::chrono::duration<double, std::milli>(Clock::now() - stop_time).count();
 
-    std::atomic<bool> stop{false};
-    std::atomic<Clock::time_point::rep> killed_at{0};
-    std::mutex mu;
-    std::set<int> acked;
-    std::vector<std::string> write_errors_after_kill, read_errors;
-    std::optional<Clock::time_point> first_write_after_kill;
+    const auto resume_ms = load.wait_first_write(stop_time, 20s);
+    REQUIRE_MESSAGE(resume_ms, "no write succeeded within 20 s of the stop\n" << px.log_text());
+    REQUIRE(load.wait_acked(load.acked().size() + 20, 10s));
+    load.finish();
 
-    std::thread writer([&] {
+    const auto write_errors = load.write_errors_after();
+    const auto read_errors = load.read_errors();
+    int lost = -1;
+    const auto acked = load.acked();
+    const auto primary = check_one_primary_and_followers(cl, {"replica1", "replica2"}, "fo_stop", acked, lost);
+    for (const auto& e : write_errors)
+        MESSAGE("write error after the stop: " << e);
+    MESSAGE("clean stop: pg_ctl stop took " << stopped_ms << " ms; first successful write " << *resume_ms
+                                            << " ms after the stop began (on the new primary; "
+                                            << load.acked_by_old_after()
+                                            << " writes the old one acknowledged while stopping); write errors: " << write_errors.size()
+                                            << "; read errors: " << read_errors.size() << "; acknowledged: "
+                                            << acked.size() << "; lost: " << lost);
+    CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
+    // A fast shutdown ends the writer's server connection (57P01) for the
+    // statement in flight at most; nothing else may fail.
+    CHECK_MESSAGE(write_errors.size() <= 1, "write errors: " << (write_errors.empty() ? "" : write_errors.front()));
+    CHECK_MESSAGE(lost == 0, lost << " acknowledged commits are missing on the new primary");
+    const auto st = status(px);
+    CHECK(st["primary"] == primary);
+    CHECK(st["failover"]["history"].size() == 1);
+    CHECK(backend_status(px, "primary")["state"] == "fenced");
+}
+
+TEST_CASE("failover: a second failover (kill -9 of the promoted primary) promotes the last replica; writes resume, nothing acknowledged is lost")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/true);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    Proxy px(o);
+    px.start();
+    {
         Conn c = connect_ok(px.conninfo());
-        for (int id = 1; !stop; ++id) {
-            const auto started = Clock::now();
-            Result r(PQexec(c.get(), ("INSERT INTO fo_ids VALUES (" + std::to_string(id) + ")").c_str()));
-            std::lock_guard lk(mu);
-            const auto k = killed_at.load();
-            const bool after_kill = k != 0 && started.time_since_epoch().count() > k;
-            if (PQresultStatus(r.get()) == PGRES_COMMAND_OK) {
-                acked.insert(id);
-                if (after_kill && !first_write_after_kill)
-                    first_write_after_kill = Clock::now();
-            } else if (after_kill) {
-                write_errors_after_kill.push_back(errmsg(c.get()));
-            }
-            if (PQstatus(c.get()) != CONNECTION_OK) {
-                std::this_thread::sleep_for(20ms);  // pace reconnects; not a condition wait
-                c = Conn(PQconnectdb(px.conninfo().c_str()));
-            }
-        }
-    });
-    std::thread reader([&] {
-        Conn c = connect_ok(px.conninfo());
-        while (!stop) {
-            Result r(PQexec(c.get(), "SELECT count(*) FROM pg_class"));
-            if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
-                std::lock_guard lk(mu);
-                read_errors.push_back(errmsg(c.get()));
-                if (PQstatus(c.get()) != CONNECTION_OK)
-                    c = Conn(PQconnectdb(px.conninfo().c_str()));
-            }
-        }
-    });
-
-    // Let some writes land, then kill the primary's postmaster without warning.
-    const auto deadline0 = Clock::now() + 10s;
-    while (Clock::now() < deadline0) {
-        std::lock_guard lk(mu);
-        if (acked.size() >= 50)
-            break;
+        exec_ok(c.get(), "CREATE TABLE fo_twice (id int PRIMARY KEY)");
     }
+    Load load(px, "fo_twice");
+    load.start();
+    REQUIRE(load.wait_acked(50, 10s));
+
+    // First failover.
+    const pid_t pm1 = cl.postmaster_pid("PRIMARY_DATA");
+    REQUIRE(pm1 > 0);
+    const auto kill1 = load.mark(cl.env.primary_port());
+    REQUIRE(::kill(pm1, SIGKILL) == 0);
+    const auto resume1 = load.wait_first_write(kill1, 20s);
+    REQUIRE_MESSAGE(resume1, "no write within 20 s of the first kill\n" << px.log_text());
+    const auto errors1 = load.write_errors_after().size();
+    int lost1 = -1;
+    const auto first = check_one_primary_and_followers(cl, {"replica1", "replica2"}, "fo_twice", load.acked(), lost1);
+    CHECK(lost1 == 0);
+    const std::string last = first == "replica1" ? "replica2" : "replica1";
+    REQUIRE(eventually([&] { return status(px)["primary"] == first; }, 5s));
+
+    // The operator makes the remaining replica synchronous again on the new
+    // primary, so that the second failover is held to "nothing acknowledged lost" too.
+    {
+        Conn c = cl.superuser(cl.port_of(first));
+        exec_ok(c.get(), "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (" + last + ")'");
+        exec_ok(c.get(), "SELECT pg_reload_conf()", PGRES_TUPLES_OK);
+        REQUIRE_MESSAGE(eventually(
+                            [&] {
+                                return query_value(c.get(), "SELECT count(*) FROM pg_stat_replication WHERE "
+                                                            "sync_state IN ('sync', 'quorum')") == "1";
+                            },
+                            15s),
+                        last << " never became a synchronous standby of " << first);
+    }
+    REQUIRE(load.wait_acked(load.acked().size() + 20, 10s));
+
+    // Second failover: kill the promoted primary.
+    const pid_t pm2 = cl.postmaster_pid(first == "replica1" ? "REPLICA1_DATA" : "REPLICA2_DATA");
+    REQUIRE(pm2 > 0);
+    const auto kill2 = load.mark(cl.port_of(first));
+    REQUIRE(::kill(pm2, SIGKILL) == 0);
+    const auto resume2 = load.wait_first_write(kill2, 20s);
+    REQUIRE_MESSAGE(resume2, "no write within 20 s of the second kill\n" << px.log_text(0, 1 << 20));
+    REQUIRE(load.wait_acked(load.acked().size() + 20, 10s));
+    load.finish();
+    const auto errors2 = load.write_errors_after().size();
+    const auto read_errors = load.read_errors();
+    int lost2 = -1;
+    const auto acked = load.acked();
+    CHECK(check_one_primary_and_followers(cl, {last}, "fo_twice", acked, lost2) == last);
+    MESSAGE("two failovers: first write " << *resume1 << " ms after the first kill (" << errors1 << " write errors), "
+                                          << *resume2 << " ms after the second (" << errors2 << " write errors); "
+                                          << "read errors: " << read_errors.size() << "; acknowledged: " << acked.size()
+                                          << "; lost: " << lost2);
+    CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
+    CHECK(errors1 <= 1);
+    CHECK(errors2 <= 1);
+    CHECK_MESSAGE(lost2 == 0, lost2 << " acknowledged commits are missing on the last primary");
+    const auto st = status(px);
+    CHECK(st["primary"] == last);
+    REQUIRE(st["failover"]["history"].size() == 2);
+    CHECK(st["failover"]["history"][0]["to"] == first);
+    CHECK(st["failover"]["history"][1]["from"] == first);
+    CHECK(st["failover"]["history"][1]["to"] == last);
+    CHECK(backend_status(px, "primary")["state"] == "fenced");
+    CHECK(backend_status(px, first)["state"] == "fenced");
+}
+
+TEST_CASE("failover: asynchronous replication promotes the replica that received the most WAL")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_async (id int PRIMARY KEY)");
+    }
+    // replica1 would win a tie (by name): freeze its WAL receiver so that
+    // replica2 is the one that has received more.
+    pid_t walreceiver = 0;
+    {
+        Conn c = cl.superuser(cl.env.replica_port(1));
+        REQUIRE(eventually([&] { return query_value(c.get(), "SELECT count(*) FROM pg_stat_wal_receiver") == "1"; }, 10s));
+        walreceiver = std::atoi(query_value(c.get(), "SELECT pid FROM pg_stat_wal_receiver").c_str());
+    }
+    REQUIRE(walreceiver > 0);
+    REQUIRE(::kill(walreceiver, SIGSTOP) == 0);
+    struct Resume {
+        pid_t pid;
+        ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{walreceiver};
+
+    std::string primary_lsn;
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "INSERT INTO fo_async SELECT g FROM generate_series(1, 1000) g");
+        Conn p = cl.superuser(cl.env.primary_port());
+        primary_lsn = query_value(p.get(), "SELECT pg_current_wal_lsn()::text");
+    }
+    // replica2 has all of it; replica1 does not (as pgswitch's checks will see).
+    {
+        Conn r2 = cl.superuser(cl.env.replica_port(2));
+        REQUIRE(eventually([&] {
+            return query_value(r2.get(), "SELECT pg_last_wal_receive_lsn() >= '" + primary_lsn + "'::pg_lsn") == "t";
+        }, 10s));
+        Conn r1 = cl.superuser(cl.env.replica_port(1));
+        REQUIRE(query_value(r1.get(), "SELECT pg_last_wal_receive_lsn() < '" + primary_lsn + "'::pg_lsn") == "t");
+    }
+    // pgswitch has seen the positions (its replica lag is its own figure).
+    REQUIRE(eventually([&] {
+        auto b = backend_status(px, "replica1");
+        return b["lag_bytes"].is_number() && b["lag_bytes"].get<std::uint64_t>() > 0;
+    }, 5s));
+
     const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
     REQUIRE(pm > 0);
-    const auto kill_time = Clock::now();
-    killed_at = kill_time.time_since_epoch().count();
     REQUIRE(::kill(pm, SIGKILL) == 0);
-
-    const auto deadline = Clock::now() + 20s;
-    for (;;) {
-        {
-            std::lock_guard lk(mu);
-            if (first_write_after_kill)
-                break;
-        }
-        REQUIRE_MESSAGE(Clock::now() < deadline, "no write succeeded within 20 s of the kill\n" << px.log_text());
-        std::this_thread::sleep_for(10ms);
-    }
-    // Keep both loops going a little on the new primary.
-    const auto settle = Clock::now() + 1s;
-    while (Clock::now() < settle)
-        std::this_thread::sleep_for(10ms);
-    stop = true;
-    writer.join();
-    reader.join();
-
-    const auto resume_ms = std::chrono::duration<double, std::milli>(*first_write_after_kill - kill_time).count();
-    MESSAGE("failover: first successful write " << resume_ms << " ms after kill -9; write errors after the kill: "
-                                                << write_errors_after_kill.size() << "; read errors: " << read_errors.size()
-                                                << "; acknowledged writes: " << acked.size());
-    CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
-    // Only a write in flight at the instant of the kill may fail (connection lost).
-    CHECK_MESSAGE(write_errors_after_kill.size() <= 1,
-                  "write errors: " << (write_errors_after_kill.empty() ? "" : write_errors_after_kill.front()));
-
-    // Exactly one primary among the survivors, and it has every acknowledged id.
-    int primaries = 0;
-    int new_primary_port = 0, other_port = 0;
-    for (int port : {cl.env.replica_port(1), cl.env.replica_port(2)}) {
-        Conn c = cl.superuser(port);
-        Result r = exec_ok(c.get(), "SELECT pg_is_in_recovery()", PGRES_TUPLES_OK);
-        if (std::string(PQgetvalue(r.get(), 0, 0)) == "f") {
-            ++primaries;
-            new_primary_port = port;
-        } else {
-            other_port = port;
-        }
-    }
-    REQUIRE(primaries == 1);
+    REQUIRE_MESSAGE(eventually([&] { return status(px)["failover"]["history"].size() == 1; }, 20s),
+                    px.log_text(0, 1 << 20));
+    const auto st = status(px);
+    CHECK(st["failover"]["history"][0]["to"] == "replica2");
+    CHECK(st["failover"]["history"][0]["reason"].get<std::string>().find("bytes of WAL the old primary had") !=
+          std::string::npos);
+    CHECK_FALSE(cl.in_recovery(cl.env.replica_port(2)));
+    CHECK(cl.in_recovery(cl.env.replica_port(1)));
+    // Every row is on the promoted replica, and writes go there.
     {
-        Conn c = cl.superuser(new_primary_port);
-        Result r = exec_ok(c.get(), "SELECT id FROM fo_ids", PGRES_TUPLES_OK);
-        std::set<int> present;
-        for (int i = 0; i < PQntuples(r.get()); ++i)
-            present.insert(std::atoi(PQgetvalue(r.get(), i, 0)));
-        int missing = 0;
-        for (int id : acked)
-            missing += present.count(id) == 0;
-        CHECK_MESSAGE(missing == 0, missing << " acknowledged commits are missing on the new primary");
-        exec_ok(c.get(), "INSERT INTO fo_ids VALUES (-1)");
+        Conn c = cl.superuser(cl.env.replica_port(2));
+        CHECK(query_value(c.get(), "SELECT count(*) FROM fo_async") == "1000");
     }
-    // The remaining replica streams from the new primary: a row written after the failover reaches it.
+    CHECK(eventually([&] { return write_through(px, "fo_async", 5000) == cl.env.replica_port(2); }, 10s));
+}
+
+TEST_CASE("failover: external mode follows a replica promoted by hand within 2 health intervals, and never promotes")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    const int interval_ms = 500;
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = interval_ms;
+    o.extra_toml = "[failover]\nmode = \"external\"\n";
+    Proxy px(o);
+    px.start();
     {
-        Conn c = cl.superuser(other_port);
-        const auto until = Clock::now() + 15s;
-        bool seen = false;
-        while (!seen && Clock::now() < until) {
-            Result r(PQexec(c.get(), "SELECT 1 FROM fo_ids WHERE id = -1"));
-            seen = PQresultStatus(r.get()) == PGRES_TUPLES_OK && PQntuples(r.get()) == 1;
-            if (!seen)
-                std::this_thread::sleep_for(50ms);
-        }
-        CHECK_MESSAGE(seen, "the remaining replica did not receive a row written on the new primary");
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_ext (id int)");
     }
-    // The old primary is fenced in pgswitch's view; the history says what happened.
-    CHECK(px.log_text(0, 1 << 20).find("is the new primary") != std::string::npos);
+    REQUIRE(cl.pg_ctl("primary", "-m fast stop") == 0);
+    // pgswitch sees the primary down and promotes nothing by itself.
+    REQUIRE_MESSAGE(eventually([&] { return backend_status(px, "primary")["state"] == "down"; }, 10s),
+                    px.log_text());
+    // Two more intervals: an auto-mode checker would have promoted by now.
+    REQUIRE(eventually([&] { return backend_status(px, "primary")["consecutive_failures"].get<int>() >= 6; }, 10s));
+    auto st = status(px);
+    CHECK(st["primary"].is_null());
+    CHECK(st["failover"]["history"].empty());
+    CHECK(st["failover"]["reason"].get<std::string>().find("external") != std::string::npos);
+    CHECK(cl.in_recovery(cl.env.replica_port(1)));
+    CHECK(cl.in_recovery(cl.env.replica_port(2)));
+
+    // The operator (or another tool) promotes replica1; a client connecting
+    // right after waits (failover.wait_for_primary_ms) until pgswitch follows.
+    {
+        Conn r1 = cl.superuser(cl.env.replica_port(1));
+        REQUIRE(query_value(r1.get(), "SELECT pg_promote(true, 60)") == "t");
+    }
+    const auto promoted = Clock::now();
+    int port = write_through(px, "fo_ext", 1);
+    if (port == 0)  // only to tell how late it was; the bound below still applies
+        eventually([&] { return (port = write_through(px, "fo_ext", 2)) != 0; }, 10s);
+    const auto follow_ms = std::chrono::duration<double, std::milli>(Clock::now() - promoted).count();
+    MESSAGE("external mode: first write through pgswitch on the promoted replica " << follow_ms
+                                                                                  << " ms after pg_promote() returned "
+                                                                                     "(health.interval_ms = "
+                                                                                  << interval_ms << ")");
+    std::printf("EXTERNAL_FOLLOW_MS %.0f interval_ms=%d\n", follow_ms, interval_ms);
+    std::fflush(stdout);
+    CHECK(port == cl.env.replica_port(1));
+    CHECK(follow_ms <= 2 * interval_ms + 250);
+    st = status(px);
+    CHECK(st["primary"] == "replica1");
+    CHECK(st["failover"]["history"].empty());  // followed, not a failover of pgswitch's
+    CHECK(st["failover"]["reason"].is_null());
+}
+
+TEST_CASE("failover: a replica promoted while the primary runs is fenced (auto mode), and /status says why")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    Proxy px(o);
+    px.start();
+    Conn c = connect_ok(px.conninfo());
+    exec_ok(c.get(), "CREATE TABLE fo_two (id int)");
+    {
+        Result r = exec_ok(c.get(), "INSERT INTO fo_two VALUES (1) RETURNING inet_server_port()", PGRES_TUPLES_OK);
+        REQUIRE(std::atoi(PQgetvalue(r.get(), 0, 0)) == cl.env.primary_port());
+    }
+    {
+        Conn r1 = cl.superuser(cl.env.replica_port(1));
+        REQUIRE(query_value(r1.get(), "SELECT pg_promote(true, 60)") == "t");
+    }
+    REQUIRE_MESSAGE(eventually([&] { return backend_status(px, "replica1")["state"] == "fenced"; }, 10s),
+                    px.log_text());
+    const auto b = backend_status(px, "replica1");
+    CHECK(b["role"] == "primary");
+    REQUIRE(b["fence_reason"].is_string());
+    CHECK(b["fence_reason"].get<std::string>().find("claims to be primary") != std::string::npos);
+    const auto st = status(px);
+    CHECK(st["primary"] == "primary");
+    CHECK(st["failover"]["history"].empty());
+    CHECK(backend_status(px, "primary")["state"] == "up");
+    // Writes keep going to the primary, on the old session and on new ones; no read goes to the fenced node.
+    for (int i = 0; i < 5; ++i) {
+        Result r = exec_ok(c.get(), "INSERT INTO fo_two VALUES (2) RETURNING inet_server_port()", PGRES_TUPLES_OK);
+        CHECK(std::atoi(PQgetvalue(r.get(), 0, 0)) == cl.env.primary_port());
+        CHECK(write_through(px, "fo_two", 3) == cl.env.primary_port());
+        Conn rd = connect_ok(px.conninfo());
+        CHECK(std::atoi(query_value(rd.get(), "SELECT inet_server_port()").c_str()) != cl.env.replica_port(1));
+    }
+}
+
+TEST_CASE("failover: external mode with two primaries sends no write anywhere until one remains, and /status says why")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    o.extra_toml = "[failover]\nmode = \"external\"\nwait_for_primary_ms = 500\n";
+    Proxy px(o);
+    px.start();
+    Conn c = connect_ok(px.conninfo());
+    exec_ok(c.get(), "CREATE TABLE fo_ext2 (id int)");
+    exec_ok(c.get(), "INSERT INTO fo_ext2 VALUES (1)");
+    {
+        Conn r1 = cl.superuser(cl.env.replica_port(1));
+        REQUIRE(query_value(r1.get(), "SELECT pg_promote(true, 60)") == "t");
+    }
+    REQUIRE_MESSAGE(eventually(
+                        [&] {
+                            const auto r = status(px)["failover"]["reason"];
+                            return r.is_string() && r.get<std::string>().find("more than one node") != std::string::npos;
+                        },
+                        10s),
+                    px.log_text());
+    auto st = status(px);
+    CHECK(st["primary"].is_null());
+    CHECK(st["failover"]["reason"].get<std::string>().find("more than one node") != std::string::npos);
+    // No write reaches either node: not on the session that wrote before, not on a new one.
+    {
+        Result r(PQexec(c.get(), "INSERT INTO fo_ext2 VALUES (2)"));
+        CHECK(PQresultStatus(r.get()) != PGRES_COMMAND_OK);
+    }
+    CHECK(write_through(px, "fo_ext2", 3) == 0);
+    for (int port : {cl.env.primary_port(), cl.env.replica_port(1)}) {
+        Conn s = cl.superuser(port);
+        CHECK_MESSAGE(query_value(s.get(), "SELECT count(*) FROM fo_ext2 WHERE id > 1") == "0", "port " << port);
+    }
+    // The old primary goes away: the one that remains takes the writes.
+    REQUIRE(cl.pg_ctl("primary", "-m fast stop") == 0);
+    int port = 0;
+    CHECK(eventually([&] { return (port = write_through(px, "fo_ext2", 4)) != 0; }, 10s));
+    CHECK(port == cl.env.replica_port(1));
+    st = status(px);
+    CHECK(st["primary"] == "replica1");
+    CHECK(st["failover"]["reason"].is_null());
+}
+
+TEST_CASE("failover: a restart of the primary that comes straight back is not a failover")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    // SPEC §4: down after failure_threshold failed checks in a row. Failed
+    // checks are repeated every 100 ms (burst), so the threshold is the time
+    // a restart may take; 20 x 100 ms = 2 s is well above a fast restart here
+    // (measured and printed below). With the default failure_threshold = 3 a
+    // restart longer than ~0.2-0.3 s is a dead server (see bench/results/failover.md;
+    // PGSWITCH_RESTART_FAILURE_THRESHOLD=3 runs this test with the default to show it).
+    const int threshold = env_int("PGSWITCH_RESTART_FAILURE_THRESHOLD", 20);
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    o.health_extra = "failure_threshold = " + std::to_string(threshold) + "\n";
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_restart (id int)");
+    }
+    Load load(px, "fo_restart");
+    load.start();
+    REQUIRE(load.wait_acked(20, 10s));
+    // Measure how long the primary refuses connections, from outside.
+    std::atomic<bool> probing{true};
+    std::atomic<Clock::time_point::rep> first_fail{0}, last_fail{0};
+    std::thread prober([&] {
+        const std::string ci = "host=127.0.0.1 port=" + std::to_string(cl.env.primary_port()) +
+                               " dbname=app user=postgres password=postgres connect_timeout=2 sslmode=disable";
+        while (probing) {
+            Conn p(PQconnectdb(ci.c_str()));
+            if (PQstatus(p.get()) != CONNECTION_OK) {
+                const auto now = Clock::now().time_since_epoch().count();
+                if (first_fail == 0)
+                    first_fail = now;
+                last_fail = now;
+            }
+            std::this_thread::sleep_for(5ms);  // probe pacing
+        }
+    });
+    const auto restart_at = load.mark(0);
+    const int rc = cl.pg_ctl("primary", "-m fast restart");
+    const auto restart_ms = std::chrono::duration<double, std::milli>(Clock::now() - restart_at).count();
+    const auto resume = load.wait_first_write(restart_at, 15s);
+    REQUIRE(load.wait_acked(load.acked().size() + 20, 10s));
+    probing = false;
+    prober.join();
+    load.finish();
+    REQUIRE(rc == 0);
+    const double outage_ms =
+        first_fail ? std::chrono::duration<double, std::milli>(Clock::duration(last_fail - first_fail)).count() : 0;
+    MESSAGE("restart: pg_ctl restart -m fast took " << restart_ms << " ms; connections refused for " << outage_ms
+                                                    << " ms; first write " << (resume ? *resume : -1)
+                                                    << " ms after; write errors: " << load.write_errors_after().size()
+                                                    << "; read errors: " << load.read_errors().size());
+    std::printf("RESTART_RESULT failure_threshold=%d restart_ms=%.0f refused_ms=%.0f failovers=%zu\n", threshold,
+                restart_ms, outage_ms, status(px)["failover"]["history"].size());
+    std::fflush(stdout);
+    REQUIRE_MESSAGE(outage_ms < threshold * 100 - 500,
+                    "the restart took longer than the failure threshold allows: this test needs a faster restart");
+    CHECK(resume.has_value());
+    CHECK(load.read_errors().empty());
+    const auto st = status(px);
+    CHECK(st["primary"] == "primary");
+    CHECK(st["failover"]["history"].empty());
+    CHECK(backend_status(px, "primary")["state"] == "up");
+    CHECK(cl.in_recovery(cl.env.replica_port(1)));
+    CHECK(cl.in_recovery(cl.env.replica_port(2)));
+    CHECK(write_through(px, "fo_restart", -1) == cl.env.primary_port());
+    const auto log = px.log_text(0, 1 << 20);
+    CHECK(log.find("is down") == std::string::npos);
+    CHECK(log.find("promoting") == std::string::npos);
 }
 
 TEST_CASE("failover: one terminated server connection (57P01) ends only its session, never a failover")

@@ -97,3 +97,23 @@ TEST_CASE("never two primaries: the newcomer is fenced, except in external mode"
     back.last_primary = "pg3";
     CHECK(next_failover_action(back).kind == Kind::none);
 }
+
+TEST_CASE("a replica promoted behind pgswitch's back does not become the primary writes go to")
+{
+    // Configuration order puts the newcomer last: a "last one seen wins" rule
+    // would make it the primary and fence the real one.
+    auto in = cluster(true);
+    CHECK(sole_primary(in) == std::optional<std::string>("pg1"));
+    in.nodes[2].role = Role::primary;
+    CHECK_FALSE(sole_primary(in).has_value());
+    auto d = next_failover_action(in);  // last_primary stays pg1
+    CHECK(d.kind == Kind::fence);
+    CHECK(d.candidate == "pg3");
+    CHECK(d.reason.find("claims to be primary") != std::string::npos);
+    // Once fenced, pg1 is again the sole primary.
+    in.nodes[2].fenced = true;
+    CHECK(sole_primary(in) == std::optional<std::string>("pg1"));
+    // No primary at all: none.
+    auto dead = cluster(false);
+    CHECK_FALSE(sole_primary(dead).has_value());
+}
