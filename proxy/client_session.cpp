@@ -6,6 +6,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
+#include "routing/failover_policy.h"
 #include "routing/literal_key.h"
 #include "runtime.h"
 
@@ -599,6 +600,16 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     co_await retry_on_primary(*link);
                 }
                 continue;
+            }
+            if (tag == be::Tag::ErrorResponse) {
+                // A fast shutdown says so on every connection: tell the health
+                // checker, so a restart that comes straight back is no failover.
+                if (auto fields = be::parse_error_fields(f.body);
+                    fields && fields->severity() == "FATAL" && fields->sqlstate() == "57P01") {
+                    const std::string said = std::string(fields->message()) + " (SQLSTATE 57P01)";
+                    if (routing::announces_restart(said))
+                        runtime_.report_restart_announced(link->backend);
+                }
             }
             // A FATAL on a connection that owes the client nothing, while another
             // connection's reply is on its way ("terminating connection due to

@@ -271,6 +271,7 @@ private:
         at_least("health.interval_ms", h.interval_ms, 1);
         at_least("health.timeout_ms", h.timeout_ms, 1);
         at_least("health.failure_threshold", h.failure_threshold, 1);
+        at_least("health.restart_grace_ms", h.restart_grace_ms, 0);
         if (h.user.empty()) error("health.user", "must not be empty");
         if (h.database.empty()) error("health.database", "must not be empty");
     }
@@ -520,6 +521,7 @@ private:
                     {{"interval_ms", int32(h.interval_ms)},
                      {"timeout_ms", int32(h.timeout_ms)},
                      {"failure_threshold", int32(h.failure_threshold)},
+                     {"restart_grace_ms", int32(h.restart_grace_ms)},
                      {"user", str(h.user)},
                      {"password", str(h.password)},
                      {"database", str(h.database)}});

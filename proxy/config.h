@@ -54,6 +54,10 @@ struct HealthSettings {
     int interval_ms = 1000;
     int timeout_ms = 1000;
     int failure_threshold = 3;
+    /// A backend whose failed checks say it is shutting down or starting up
+    /// (57P03, or 57P01 "administrator command") is not down before this
+    /// long: a restart that comes straight back is not a failover. 0 = off.
+    int restart_grace_ms = 2000;
     std::string user = "postgres";
     std::string password;
     std::string database = "postgres";

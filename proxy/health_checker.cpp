@@ -52,6 +52,9 @@ struct HealthChecker::Node {
     bool drained = false;
     bool fenced = false;
     std::string fence_reason;
+    /// When a failed check first said the server is stopping/starting on
+    /// purpose (restart grace), since it last passed.
+    std::optional<std::chrono::steady_clock::time_point> restart_announced;
 };
 
 HealthChecker::HealthChecker(Runtime& runtime) : runtime_(runtime), wake_(runtime.io())
@@ -122,6 +125,13 @@ void HealthChecker::stop() noexcept
 void HealthChecker::check_now() noexcept
 {
     wake_.cancel();
+}
+
+void HealthChecker::restart_announced(const std::string& backend)
+{
+    for (auto& n : nodes_)
+        if (n->config.name == backend && !n->restart_announced)
+            n->restart_announced = std::chrono::steady_clock::now();
 }
 
 void HealthChecker::publish()
@@ -443,6 +453,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
                     node->view.state = routing::BackendState::up;
                 node->view.consecutive_failures = 0;
                 node->view.last_error.clear();
+                node->restart_announced.reset();
             }
         }
     }
@@ -452,8 +463,21 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
         node->conn.reset();
         ++node->view.consecutive_failures;
         node->view.last_error = failure;
+        const auto now = std::chrono::steady_clock::now();
+        if (!node->restart_announced && routing::announces_restart(failure))
+            node->restart_announced = now;
+        if (node->restart_announced && node->view.consecutive_failures == 1) {
+            if (node->view.state == routing::BackendState::up && h.restart_grace_ms > 0)
+                log::info("backend ", node->config.name, " is stopping or restarting (", failure,
+                          "): waiting up to health.restart_grace_ms = ", h.restart_grace_ms,
+                          " ms for it before it counts as down");
+        }
+        std::optional<std::chrono::milliseconds> since_announced;
+        if (node->restart_announced)
+            since_announced = std::chrono::duration_cast<std::chrono::milliseconds>(now - *node->restart_announced);
         if (node->view.state == routing::BackendState::up &&
-            node->view.consecutive_failures >= h.failure_threshold) {
+            routing::is_down(node->view.consecutive_failures, h.failure_threshold, since_announced,
+                             std::chrono::milliseconds(h.restart_grace_ms))) {
             node->view.state = routing::BackendState::down;
             log::warning("backend ", node->config.name, " is down after ", node->view.consecutive_failures,
                          " failed checks: ", failure);

@@ -47,6 +47,10 @@ public:
     void stop() noexcept;
     /// Starts the next round now instead of at the end of the interval.
     void check_now() noexcept;
+    /// A session's server connection to `backend` ended with a fast-shutdown
+    /// FATAL (57P01 "administrator command"): the server is stopping on
+    /// purpose, so health.restart_grace_ms applies to its failed checks.
+    void restart_announced(const std::string& backend);
     /// Reconciles the backend list after a reload: kept names keep their
     /// state and connection, new ones start unknown, removed ones go.
     void set_backends(const std::vector<BackendConfig>& backends);

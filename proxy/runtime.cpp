@@ -229,6 +229,14 @@ void Runtime::session_ended(std::uint64_t id) noexcept
         asio::post(io_, [this] { finish_if_drained(); });
 }
 
+void Runtime::report_restart_announced(const std::string& backend)
+{
+    asio::post(io_, [this, backend] {
+        if (health_)
+            health_->restart_announced(backend);
+    });
+}
+
 std::vector<std::shared_ptr<ClientSession>> Runtime::live_sessions(const Worker* w) const
 {
     std::vector<std::shared_ptr<ClientSession>> out;

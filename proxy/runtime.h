@@ -77,6 +77,9 @@ public:
     /// Asks the health checker for an immediate round (the data path saw a
     /// server connection fail).
     void request_health_check() noexcept;
+    /// From a session: `backend` said it is shutting down on purpose (see
+    /// HealthChecker::restart_announced).
+    void report_restart_announced(const std::string& backend);
     [[nodiscard]] std::uint64_t next_session_id() noexcept { return ++last_session_id_; }
     /// Event-loop workers running sessions (proxy.workers; 0 = one per core).
     [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }

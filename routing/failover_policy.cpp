@@ -86,4 +86,19 @@ FailoverDecision next_failover_action(const FailoverInput& in)
     return d;
 }
 
+bool announces_restart(std::string_view failure) noexcept
+{
+    return failure.find("SQLSTATE 57P03") != std::string_view::npos ||
+           (failure.find("SQLSTATE 57P01") != std::string_view::npos &&
+            failure.find("administrator command") != std::string_view::npos);
+}
+
+bool is_down(int failures, int threshold, std::optional<std::chrono::milliseconds> since_announced,
+             std::chrono::milliseconds grace) noexcept
+{
+    if (failures < threshold)
+        return false;
+    return !since_announced || *since_announced >= grace;
+}
+
 }  // namespace pgswitch::routing

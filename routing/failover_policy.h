@@ -2,6 +2,9 @@
 // checker observed: no I/O, no clocks. The health checker executes it.
 #pragma once
 
+#include <chrono>
+#include <string_view>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,5 +60,19 @@ struct FailoverDecision {
 /// promote by themselves. A second claimant to the primary role is fenced in
 /// auto/manual mode (never two primaries); external mode only reports it.
 [[nodiscard]] FailoverDecision next_failover_action(const FailoverInput& in);
+
+/// Whether a failed health check's error says the server is stopping or
+/// starting on purpose: 57P03 ("the database system is shutting down",
+/// "... is starting up") or 57P01 "terminating connection due to
+/// administrator command" (a fast shutdown). A killed postmaster shows neither:
+/// its connections are refused or end with "unexpected postmaster exit".
+[[nodiscard]] bool announces_restart(std::string_view failure) noexcept;
+
+/// The health verdict after `failures` failed checks in a row: down at
+/// `threshold`, except while a backend that announced a shutdown (see
+/// announces_restart) is within `grace` of that announcement: a restart
+/// that comes straight back is not a dead server.
+[[nodiscard]] bool is_down(int failures, int threshold, std::optional<std::chrono::milliseconds> since_announced,
+                           std::chrono::milliseconds grace) noexcept;
 
 }  // namespace pgswitch::routing

@@ -117,3 +117,24 @@ TEST_CASE("a replica promoted behind pgswitch's back does not become the primary
     auto dead = cluster(false);
     CHECK_FALSE(sole_primary(dead).has_value());
 }
+
+TEST_CASE("a server that announced a restart gets the grace period before it is down; a killed one does not")
+{
+    using std::chrono::milliseconds;
+    CHECK(announces_restart("the database system is shutting down (SQLSTATE 57P03)"));
+    CHECK(announces_restart("the database system is starting up (SQLSTATE 57P03)"));
+    CHECK(announces_restart("terminating connection due to administrator command (SQLSTATE 57P01)"));
+    CHECK_FALSE(announces_restart("terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)"));
+    CHECK_FALSE(announces_restart("could not connect to 127.0.0.1:5432: Connection refused"));
+    CHECK_FALSE(announces_restart("server closed the connection during login"));
+
+    // No announcement: down at the threshold.
+    CHECK_FALSE(is_down(2, 3, std::nullopt, milliseconds(5000)));
+    CHECK(is_down(3, 3, std::nullopt, milliseconds(5000)));
+    // Announced 1 s ago with a 5 s grace: not down yet, however many checks failed.
+    CHECK_FALSE(is_down(30, 3, milliseconds(1000), milliseconds(5000)));
+    // The grace ran out: down.
+    CHECK(is_down(30, 3, milliseconds(5000), milliseconds(5000)));
+    // Grace 0 turns the rule off.
+    CHECK(is_down(3, 3, milliseconds(0), milliseconds(0)));
+}
