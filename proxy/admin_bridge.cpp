@@ -74,12 +74,23 @@ admin::Snapshot AdminBridge::snapshot() const
             for (const auto& link : session.links)
                 if (link.backend == v.name)
                     ++(link.busy ? b.connections.active : b.connections.idle);
+        // Transaction pooling: connections waiting in the pool are idle (the
+        // lent ones are counted through the sessions above).
+        const auto pooled = const_cast<Runtime&>(runtime_).pool().counts(v.name);
+        b.connections.idle += static_cast<std::uint64_t>(pooled.idle);
         const auto [reads, writes] = runtime_.query_counts(v.name);
         b.queries = {reads, writes};
         s.backends.push_back(std::move(b));
     }
     s.clients_active = runtime_.client_count();
     s.clients_max = static_cast<std::uint64_t>(cfg.proxy.max_client_connections);
+    {
+        const auto pooled = const_cast<Runtime&>(runtime_).pool().counts();
+        s.pool.open = static_cast<std::uint64_t>(pooled.open);
+        s.pool.idle = static_cast<std::uint64_t>(pooled.idle);
+        s.pool.waiting = static_cast<std::uint64_t>(pooled.waiting);
+        s.pool.size = static_cast<std::uint64_t>(cfg.proxy.pool_size);
+    }
     const auto& cache = const_cast<Runtime&>(runtime_).statement_cache();
     s.statement_cache = {cache.hits(), cache.misses(), cache.size(), cache.capacity()};
     s.failover.mode = std::string(to_string(cfg.failover.mode));

@@ -14,6 +14,7 @@
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
+#include "server_pool.h"
 #include "pg_wire/auth.h"
 #include "routing/cluster_view.h"
 #include "routing/function_catalog.h"
@@ -59,6 +60,8 @@ public:
     /// TLS context when proxy.tls_cert/tls_key are set, else null.
     [[nodiscard]] asio::ssl::context* tls() noexcept { return tls_.get(); }
     [[nodiscard]] CancelRegistry& cancels() noexcept { return cancels_; }
+    /// Transaction pooling's server connections (proxy.pool_mode = "transaction").
+    [[nodiscard]] ServerPool& pool() noexcept { return pool_; }
     [[nodiscard]] bool draining() const noexcept { return draining_; }
     /// Counts a logged-in client against max_client_connections.
     [[nodiscard]] bool try_admit_client();
@@ -142,6 +145,7 @@ private:
     asio::signal_set signals_;
     asio::steady_timer shutdown_timer_;
     CancelRegistry cancels_;
+    ServerPool pool_;
     std::unordered_map<std::uint64_t, std::weak_ptr<ClientSession>> sessions_;
     std::unordered_map<std::uint64_t, std::chrono::steady_clock::time_point> session_started_at_;  // admin
     std::size_t clients_ = 0;

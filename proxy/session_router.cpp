@@ -196,6 +196,8 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     for (const auto& l : links_)
         if (!l->dead && l->backend == backend.name)
             co_return l;
+    if (pooling_)
+        co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
     link->backend = backend.name;
     link->role = backend.role;
@@ -268,6 +270,13 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
         if (d.backend) {
             const auto target = view->backends[*d.backend];
             auto link = co_await link_to(target);
+            if (!link && pool_timed_out_) {
+                // Transaction pooling: every connection stayed busy (issue 5).
+                const std::string message = "no server connection to \"" + target.name +
+                                            "\" became free within proxy.query_wait_timeout_ms";
+                co_await reject_request(sqlstate::too_many_connections, message);
+                co_return nullptr;
+            }
             if (!link && !rr.write) {
                 // A replica we could not reach: another one serves the read,
                 // else the primary.
