@@ -85,6 +85,7 @@ void ClientSession::start()
 void ClientSession::push_client_segment(ServerLink& link)
 {
     link.segments.push_back(ServerLink::Segment::client);
+    link.used = true;
     link.started.push_back(std::chrono::steady_clock::now());
     runtime_.add_in_flight(link.backend, 1);
 }
@@ -328,7 +329,13 @@ awaitable<void> ClientSession::run()
     if (!co_await authenticate(settings->config.find_user(user_)))
         co_return;
     pooling_ = settings->config.proxy.pool_mode == PoolMode::transaction;
-    if (!co_await (pooling_ ? login_pooled() : connect_primary()))
+    // (Two statements, not a conditional inside co_await: g++ 12 bug.)
+    bool logged_in = false;
+    if (pooling_)
+        logged_in = co_await login_pooled();
+    else
+        logged_in = co_await connect_primary();
+    if (!logged_in)
         co_return;
     login_deadline.cancel();
     log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_);

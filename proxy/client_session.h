@@ -75,6 +75,7 @@ struct ServerLink {
     /// (its conn is in `conn` meanwhile); null for a session's own connection.
     std::unique_ptr<PooledConnection> lease;
     bool released = false;          ///< given back to the pool: no longer the session's
+    bool used = false;              ///< a client request was sent since it was borrowed
     // What close() saw, for settle_link(): replies owed, a transaction open,
     // session-level state (pins) living here.
     bool owed_at_close = false;

@@ -78,7 +78,9 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::borrow_link(const routing:
 
 awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
 {
-    if (!link.lease || closed_ || link.dead)
+    // Not before the request it was borrowed for went out: the pump's first
+    // round runs before the session has written anything.
+    if (!link.lease || !link.used || closed_ || link.dead)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.

@@ -9,6 +9,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
+#include "routing/server_prepared.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -382,6 +383,11 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
             if (st.execute_name) {
                 const auto* sp = state_.sql_prepared(*st.execute_name);
                 auto it = link.state.sql_prepared.find(*st.execute_name);
+                if (!sp && it != link.state.sql_prepared.end() && it->second == routing::foreign_version) {
+                    // Another client's (transaction pooling): gone before this EXECUTE.
+                    script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
+                    link.state.sql_prepared.erase(it);
+                }
                 if (sp && (it == link.state.sql_prepared.end() || it->second != sp->version)) {
                     if (it != link.state.sql_prepared.end())
                         script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
@@ -434,6 +440,14 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
             continue;
         }
         const auto* ps = state_.statement(name);
+        if (!ps && it != link.state.statements.end() && it->second == routing::foreign_version) {
+            // Another client's statement of that name (transaction pooling):
+            // this client has none, so the server must say so (26000).
+            fe::build_close(hidden_, 'S', name);
+            link.state.statements.erase(it);
+            parsed = true;
+            continue;
+        }
         if (!ps || (it != link.state.statements.end() && it->second == ps->version))
             continue;
         if (it != link.state.statements.end())

@@ -279,6 +279,8 @@ TEST_CASE("pooling: two clients, one statement name, different texts, across poo
     Result rc(PQexecPrepared(c.get(), "S_1", 1, params, nullptr, nullptr, 0));
     CHECK(PQresultStatus(rc.get()) == PGRES_FATAL_ERROR);
     CHECK(sqlstate(rc.get()) == "26000");
+    Result rq(PQexec(c.get(), "EXECUTE q"));
+    CHECK(sqlstate(rq.get()) == "26000");
     CHECK(query_value(c.get(), "SELECT 1") == "1");
 }
 
@@ -293,7 +295,7 @@ TEST_CASE("pooling: a client killed mid-transaction leaves no open transaction a
     px.start();
 
     auto kill_in_transaction = [&](const std::string& last_step) {
-        Conn k = px.connect_app("application_name=pool_kill");
+        Conn k = px.connect_app();  // same parameters as `next` below: same pooled connections
         exec_ok(k.get(), "BEGIN");
         const std::string pid = query_value(k.get(), "SELECT pg_backend_pid()");
         exec_ok(k.get(), "INSERT INTO pool_kill VALUES (1)");
