@@ -57,7 +57,10 @@ bool ServerPool::stale(BackendConnection& conn)
 
 awaitable<ServerPool::Acquired> ServerPool::acquire(const Request& req)
 {
-    const auto key = group_key(req.backend, req.startup.user, req.startup.database);
+    // The address is part of the key: a backend re-added under the same name
+    // elsewhere (admin API) must not get the old server's connections.
+    const auto key = group_key(req.backend + '@' + req.host + ':' + std::to_string(req.port), req.startup.user,
+                               req.startup.database);
     auto& g = groups_[key];
     g.backend = req.backend;
 

@@ -382,3 +382,53 @@ TEST_CASE("pooling: temp tables pin a client to its connection; admin reports th
         idle += bk["connections"]["idle"].get<std::uint64_t>();
     CHECK(idle >= 1);  // pooled connections nobody holds
 }
+
+TEST_CASE("pooling: a cancel reaches the pooled connection running the client's query")
+{
+    E2E_SKIP_IF_DIRECT("transaction pooling is pgswitch's");
+    const auto& env = cluster();
+    Proxy px(pooled(2));
+    px.start();
+    Conn c = px.connect_app();
+    Conn other = px.connect_app();
+    Conn direct = connect_ok(server_conninfo(env.primary_port()));
+    // The pid a client is given is pgswitch's own in this mode.
+    const std::string given = std::to_string(PQbackendPID(c.get()));
+
+    exec_ok(c.get(), "BEGIN");  // on the primary, where pg_stat_activity shows it
+    REQUIRE(PQsendQuery(c.get(), "SELECT pg_sleep(30)") == 1);
+    const auto started_by = Clock::now() + 5s;
+    std::string running = "0";
+    while (running == "0" && Clock::now() < started_by) {
+        running = query_value(direct.get(), "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+                                            "query = 'SELECT pg_sleep(30)'");
+        if (running == "0")
+            std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(running == "1");
+    PGcancel* cancel = PQgetCancel(c.get());
+    REQUIRE(cancel != nullptr);
+    char err[256] = {0};
+    const auto cancel_at = Clock::now();
+    const int ok = PQcancel(cancel, err, sizeof err);
+    PQfreeCancel(cancel);
+    REQUIRE_MESSAGE(ok == 1, "PQcancel: " << std::string(err));
+    REQUIRE_MESSAGE(wait_readable(PQsocket(c.get()), cancel_at + 2s), "query not cancelled within 2 s");
+    std::string state;
+    for (;;) {
+        while (PQisBusy(c.get())) {
+            REQUIRE_MESSAGE(wait_readable(PQsocket(c.get()), cancel_at + 2s), "result not complete within 2 s");
+            REQUIRE(PQconsumeInput(c.get()) == 1);
+        }
+        Result r(PQgetResult(c.get()));
+        if (!r)
+            break;
+        if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR)
+            state = sqlstate(r.get());
+    }
+    CHECK(state == "57014");
+    exec_ok(c.get(), "ROLLBACK");
+    CHECK(query_value(c.get(), "SELECT 'still here'") == "still here");
+    CHECK(query_value(other.get(), "SELECT 2") == "2");
+    CHECK(given != "0");
+}
