@@ -175,6 +175,9 @@ awaitable<void> ClientSession::settle_link(std::shared_ptr<ServerLink> link)
     // broken stream: no cheap way to bring it back in step, so it is closed.
     if (!pc->conn || !pc->conn->is_open() || link->dead || link->owed_at_close || link->server_sent_fatal ||
         pc->conn->decoder().buffered() != 0 || end_ == SessionEnd::backend_lost) {
+        if (pc->conn && pc->conn->is_open() && !link->dead)
+            log::info("session ", id_, ": closing its server connection to ", link->backend,
+                      ": the client left in the middle of a request");
         pool.discard(std::move(pc));
         co_return;
     }

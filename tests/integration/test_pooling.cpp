@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <array>
 #include <regex>
 #include <set>
 #include <string>
@@ -336,6 +337,37 @@ TEST_CASE("pooling: a client killed mid-transaction leaves no open transaction a
     SUBCASE("in the middle of a running statement: the connection is dropped")
     {
         (void)kill_in_transaction("SELECT pg_sleep(30)");
+        Conn next = px.connect_app();
+        exec_ok(next.get(), "BEGIN");
+        CHECK(query_value(next.get(), "SELECT count(*) FROM pool_kill") == "0");
+        exec_ok(next.get(), "COMMIT");
+    }
+    SUBCASE("in the middle of an extended-protocol request (Flush, no Sync yet): the connection is dropped")
+    {
+        Conn k = px.connect_app();
+        exec_ok(k.get(), "BEGIN");
+        REQUIRE(PQenterPipelineMode(k.get()) == 1);
+        REQUIRE(PQsendQueryParams(k.get(), "INSERT INTO pool_kill VALUES ($1::int)", 1, nullptr,
+                                  std::array<const char*, 1>{"5"}.data(), nullptr, nullptr, 0) == 1);
+        REQUIRE(PQsendFlushRequest(k.get()) == 1);
+        REQUIRE(PQflush(k.get()) == 0);
+        // Its result arrives (the INSERT ran, unsynced), then the client vanishes.
+        REQUIRE(wait_readable(PQsocket(k.get()), Clock::now() + 5s));
+        ::shutdown(PQsocket(k.get()), SHUT_RDWR);
+        Conn next = px.connect_app();
+        exec_ok(next.get(), "BEGIN");
+        CHECK(query_value(next.get(), "SELECT count(*) FROM pool_kill") == "0");
+        exec_ok(next.get(), "COMMIT");
+    }
+    SUBCASE("in COPY FROM STDIN: the connection is dropped")
+    {
+        Conn k = px.connect_app();
+        exec_ok(k.get(), "BEGIN");
+        exec_ok(k.get(), "COPY pool_kill FROM STDIN", PGRES_COPY_IN);
+        const std::string rows = "1\n2\n3\n";
+        REQUIRE(PQputCopyData(k.get(), rows.data(), static_cast<int>(rows.size())) == 1);
+        REQUIRE(PQflush(k.get()) == 0);
+        ::shutdown(PQsocket(k.get()), SHUT_RDWR);
         Conn next = px.connect_app();
         exec_ok(next.get(), "BEGIN");
         CHECK(query_value(next.get(), "SELECT count(*) FROM pool_kill") == "0");
