@@ -97,6 +97,7 @@ awaitable<ServerPool::Acquired> ServerPool::acquire(const Request& req)
     }
 
     // Everything is lent out: wait for release() or discard(), or time out.
+    log::debug("pool ", req.backend, ": all ", g.open, " connections busy, waiting (", g.waiters.size(), " ahead)");
     auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
     waiter->timer.expires_after(req.wait_timeout);
     g.waiters.push_back(waiter);

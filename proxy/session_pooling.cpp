@@ -84,7 +84,8 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.
-    if (!link.segments.empty() || link.unsynced || link.swallowing_retry || retrying_ || link.conn->decoder().buffered() != 0)
+    if (!link.segments.empty() || link.unsynced || link.swallowing_retry || retrying_ ||
+        link.conn->decoder().buffered() != 0)
         co_return false;
     if (active_.get() == &link && tx_status_ != wire::TxStatus::idle)
         co_return false;

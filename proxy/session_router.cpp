@@ -172,6 +172,10 @@ void ClientSession::analyze_request()
                     const auto* ps = state_.statement(b->statement);
                     // Unknown to us: the primary answers "does not exist" as the server would.
                     info_.write = info_.write || !ps || ps->write;
+                    // Executing a prepared BEGIN/COMMIT (pgbench -M prepared) opens or
+                    // ends a transaction just as the Query would: route it so.
+                    if (ps)
+                        merge(*routing::classify_cached(cache, ps->query, catalog.get()));
                 }
             }
             break;

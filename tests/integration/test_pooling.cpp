@@ -464,3 +464,26 @@ TEST_CASE("pooling: a cancel reaches the pooled connection running the client's 
     CHECK(query_value(other.get(), "SELECT 2") == "2");
     CHECK(given != "0");
 }
+
+TEST_CASE("pgbench -M prepared TPC-B: a prepared BEGIN opens its transaction on the primary (both pool modes)")
+{
+    E2E_SKIP_IF_DIRECT("routing is pgswitch's");
+    pgbench_init();
+    // Until this was fixed, a Bind of a prepared "BEGIN" went to a replica like
+    // any read, and the UPDATEs after it failed there with 25006.
+    auto run = [](const Proxy& px) {
+        CommandResult r = run_pgbench(px, {"-M", "prepared", "-c", "4", "-j", "4", "-t", "20"});
+        INFO("pgbench output:\n" << r.output);
+        check_clean_run(r);
+    };
+    SUBCASE("session mode") { run(shared_proxy()); }
+    SUBCASE("transaction mode")
+    {
+        // pgbench 15 prepares synchronously on first use, blocking its thread:
+        // one thread per client and a pool as large as the client count keep
+        // one client's prepare from waiting on another's open transaction.
+        Proxy px(pooled(4));
+        px.start();
+        run(px);
+    }
+}
