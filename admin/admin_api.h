@@ -61,6 +61,14 @@ struct FailoverStatus {
 };
 
 /// Everything the read-only endpoints show, taken at one instant.
+/// Transaction pooling's server connections (all zero in session mode).
+struct PoolStats {
+    std::uint64_t open = 0;     ///< idle + lent + being opened
+    std::uint64_t idle = 0;
+    std::uint64_t waiting = 0;  ///< requests queued for a connection
+    std::uint64_t size = 0;     ///< proxy.pool_size (per backend per user and database)
+};
+
 struct Snapshot {
     std::string version;
     double uptime_s = 0;
@@ -69,6 +77,7 @@ struct Snapshot {
     std::vector<BackendStats> backends;   ///< configuration order
     std::uint64_t clients_active = 0;
     std::uint64_t clients_max = 0;
+    PoolStats pool;
     StatementCacheStats statement_cache;
     FailoverStatus failover;
     std::uint64_t failovers_total = 0;

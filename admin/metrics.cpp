@@ -166,6 +166,14 @@ std::string render_prometheus(const Snapshot& s)
     w.family("pgswitch_max_client_connections", "gauge", "proxy.max_client_connections");
     w.sample("pgswitch_max_client_connections", {}, s.clients_max);
 
+    w.family("pgswitch_pool_server_connections", "gauge",
+             "Transaction pooling: pooled server connections, by state (open = idle + lent + opening)");
+    w.sample("pgswitch_pool_server_connections", {"state", "open"}, s.pool.open);
+    w.sample("pgswitch_pool_server_connections", {"state", "idle"}, s.pool.idle);
+    w.family("pgswitch_pool_waiting_requests", "gauge", "Transaction pooling: requests waiting for a server connection");
+    w.sample("pgswitch_pool_waiting_requests", {}, s.pool.waiting);
+    w.family("pgswitch_pool_size", "gauge", "proxy.pool_size");
+    w.sample("pgswitch_pool_size", {}, s.pool.size);
     w.family("pgswitch_server_connections", "gauge", "Server connections held, by backend and state (active, idle)");
     for (const auto& b : s.backends) {
         w.sample("pgswitch_server_connections", {"backend", b.view.name, "state", "active"}, b.connections.active);

@@ -67,7 +67,12 @@ admin::Snapshot AdminBridge::snapshot() const
         s.primary = view->backends[*p].name;
 
     const auto sessions = runtime_.session_infos();
-    const auto stats = runtime_.stats();
+    std::vector<std::string> names;
+    for (const auto& v : view->backends)
+        names.push_back(v.name);
+    const auto stats = runtime_.stats(names);
+    const auto& pooled = stats.pool_by_backend;
+    const auto& pool_total = stats.pool_total;
     for (const auto& v : view->backends) {
         admin::BackendStats b;
         b.view = v;
@@ -75,12 +80,20 @@ admin::Snapshot AdminBridge::snapshot() const
             for (const auto& link : session.links)
                 if (link.backend == v.name)
                     ++(link.busy ? b.connections.active : b.connections.idle);
+        // Transaction pooling: connections waiting in the pools are idle (the
+        // lent ones are counted through the sessions above).
+        if (auto it = pooled.find(v.name); it != pooled.end())
+            b.connections.idle += static_cast<std::uint64_t>(it->second.idle);
         if (auto it = stats.queries.find(v.name); it != stats.queries.end())
             b.queries = {it->second.reads, it->second.writes};
         s.backends.push_back(std::move(b));
     }
     s.clients_active = runtime_.client_count();
     s.clients_max = static_cast<std::uint64_t>(cfg.proxy.max_client_connections);
+    s.pool.open = static_cast<std::uint64_t>(pool_total.open);
+    s.pool.idle = static_cast<std::uint64_t>(pool_total.idle);
+    s.pool.waiting = static_cast<std::uint64_t>(pool_total.waiting);
+    s.pool.size = static_cast<std::uint64_t>(cfg.proxy.pool_size);
     // Each worker has its own cache: the figures are sums over workers.
     s.statement_cache = {stats.cache_hits, stats.cache_misses, stats.cache_size, stats.cache_capacity};
     s.failover.mode = std::string(to_string(cfg.failover.mode));

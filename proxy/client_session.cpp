@@ -86,6 +86,7 @@ void ClientSession::start()
 void ClientSession::push_client_segment(ServerLink& link)
 {
     link.segments.push_back(ServerLink::Segment::client);
+    link.used = true;
     link.started.push_back(std::chrono::steady_clock::now());
     runtime_.add_in_flight(link.backend, 1);
 }
@@ -109,12 +110,14 @@ void ClientSession::close() noexcept
     closed_ = true;
     stream_.close();
     for (auto& link : links_) {
+        if (link->lease && link->conn)
+            detach_leased(*link);
         for (auto seg : link->segments)
             if (seg == ServerLink::Segment::client)
                 runtime_.add_in_flight(link->backend, -1);
         link->segments.clear();
         link->started.clear();
-        if (link->conn)
+        if (link->conn && !link->lease)
             link->conn->close();
     }
     drained_.cancel();
@@ -329,7 +332,14 @@ awaitable<void> ClientSession::run()
     const auto settings = runtime_.settings();
     if (!co_await authenticate(settings->config.find_user(user_)))
         co_return;
-    if (!co_await connect_primary())
+    pooling_ = settings->config.proxy.pool_mode == PoolMode::transaction;
+    // (Two statements, not a conditional inside co_await: g++ 12 bug.)
+    bool logged_in = false;
+    if (pooling_)
+        logged_in = co_await login_pooled();
+    else
+        logged_in = co_await connect_primary();
+    if (!logged_in)
         co_return;
     login_deadline.cancel();
     log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_);
@@ -452,7 +462,7 @@ void ClientSession::add_link(std::shared_ptr<ServerLink> link)
 {
     links_.push_back(link);
     auto self = shared_from_this();
-    asio::co_spawn(runtime_.io(), [self, link]() { return self->pump_server(link); },
+    asio::co_spawn(runtime_.io(), [self, link]() { return self->run_link(link); },
                    [self](std::exception_ptr e) {
                        if (!e)
                            return;
@@ -510,7 +520,7 @@ awaitable<void> ClientSession::relay_client()
                 // A copy: pumps remove links from links_ as their servers hang up.
                 const auto links = links_;
                 for (const auto& link : links)
-                    if (!link->dead)
+                    if (!link->dead && !link->lease)  // pooled connections outlive the client
                         (void)co_await link->conn->write(bye);
                 close();
                 co_return;
@@ -743,6 +753,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                                 SessionEnd::shutdown);
             co_return;
         }
+        if (co_await release_if_idle(*link))
+            co_return;
         if (closed_ || link->dead)
             co_return;
         auto region = dec.prepare();

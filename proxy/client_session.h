@@ -15,6 +15,7 @@
 #include "backend_connection.h"
 #include "client_stream.h"
 #include "config.h"
+#include "server_pool.h"
 #include "pg_wire/frame_decoder.h"
 #include "pg_wire/startup.h"
 #include "pg_wire/tags.h"
@@ -70,6 +71,16 @@ struct ServerLink {
     bool swallowing_retry = false;  ///< dropping the 25006 reply up to its ReadyForQuery
     std::string retry_error;        ///< that ErrorResponse, forwarded if no primary can re-run it
     std::string held;               ///< a RowDescription held back while the reply may still be a 25006
+    /// Transaction pooling: the pool's record of this borrowed connection
+    /// (its conn is in `conn` meanwhile); null for a session's own connection.
+    std::unique_ptr<PooledConnection> lease;
+    bool released = false;          ///< given back to the pool: no longer the session's
+    bool used = false;              ///< a client request was sent since it was borrowed
+    // What close() saw, for settle_link(): replies owed, a transaction open,
+    // session-level state (pins) living here.
+    bool owed_at_close = false;
+    bool open_tx_at_close = false;
+    bool pinned_at_close = false;
     [[nodiscard]] int pending_client() const noexcept
     {
         int n = 0;
@@ -190,6 +201,29 @@ private:
     [[nodiscard]] bool any_pending() const noexcept;
     [[nodiscard]] std::shared_ptr<ServerLink> primary_link() const;
 
+    // ---- transaction pooling (session_pooling.cpp) ----------------------------
+    /// Login without holding a server connection; the client's pid is ours.
+    [[nodiscard]] awaitable<bool> login_pooled();
+    [[nodiscard]] ServerPool::Request pool_request(const routing::BackendView& backend) const;
+    /// Borrows a connection to `backend` (waiting in the pool's queue); null
+    /// on failure, with pool_timed_out_ set when the wait timed out.
+    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> borrow_link(const routing::BackendView& backend);
+    /// Called by the pump after each batch of replies: gives a borrowed
+    /// connection back when it is idle with nothing owed. True when released
+    /// (the pump must stop reading it).
+    [[nodiscard]] awaitable<bool> release_if_idle(ServerLink& link);
+    /// The pump of one link, then, for a borrowed connection the session
+    /// still held at its end, settle_link().
+    awaitable<void> run_link(std::shared_ptr<ServerLink> link);
+    /// Rolls back / resets a connection the session left dirty and gives it
+    /// back, or closes it when that is not possible.
+    awaitable<void> settle_link(std::shared_ptr<ServerLink> link);
+    /// Runs `sql` as a simple query; true when it ended with ReadyForQuery 'I'
+    /// and no error within a bounded time.
+    [[nodiscard]] awaitable<bool> reset_connection(BackendConnection& conn, std::string_view sql);
+    /// close() for a borrowed link: records its state and wakes its pump.
+    void detach_leased(ServerLink& link) noexcept;
+
     [[nodiscard]] awaitable<std::optional<wire::Frame>> read_client_frame();
     /// Sends an ErrorResponse (and closes the session when FATAL).
     awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message, SessionEnd why);
@@ -251,6 +285,10 @@ private:
     bool retrying_ = false;        // a misrouted read is being moved to the primary
     std::string peer_host_;        // client address without port, for ip_hash
     std::string scratch_;
+    /// proxy.pool_mode = "transaction" when the session logged in.
+    bool pooling_ = false;
+    std::string signature_;          // startup parameters, canonical (ServerPool::make_signature)
+    bool pool_timed_out_ = false;    // set by borrow_link()
 };
 
 }  // namespace pgswitch::proxy

@@ -237,6 +237,7 @@ private:
         at_least("proxy.workers", p.workers, 0);
         at_least("proxy.max_client_connections", p.max_client_connections, 1);
         at_least("proxy.pool_size", p.pool_size, 1);
+        at_least("proxy.query_wait_timeout_ms", p.query_wait_timeout_ms, 1);
         at_least("proxy.connect_timeout_ms", p.connect_timeout_ms, 1);
         at_least("proxy.shutdown_timeout_ms", p.shutdown_timeout_ms, 0);
         at_least("proxy.max_message_bytes", p.max_message_bytes, 1024);
@@ -493,6 +494,7 @@ private:
                      {"max_client_connections", int32(p.max_client_connections)},
                      {"pool_mode", enumeration(p.pool_mode, pool_modes)},
                      {"pool_size", int32(p.pool_size)},
+                     {"query_wait_timeout_ms", int32(p.query_wait_timeout_ms)},
                      {"connect_timeout_ms", int32(p.connect_timeout_ms)},
                      {"shutdown_timeout_ms", int32(p.shutdown_timeout_ms)},
                      {"tls_cert", str(p.tls_cert)},

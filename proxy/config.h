@@ -29,6 +29,9 @@ struct ProxySettings {
     int max_client_connections = 1000;
     PoolMode pool_mode = PoolMode::session;
     int pool_size = 20;
+    /// Transaction mode: how long a request waits for a pooled server
+    /// connection before it fails with 53300.
+    int query_wait_timeout_ms = 5000;
     int connect_timeout_ms = 3000;
     int shutdown_timeout_ms = 10000;
     std::string tls_cert;                   ///< PEM file; TLS offered when both are set

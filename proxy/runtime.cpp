@@ -77,6 +77,11 @@ routing::BalancerState& Runtime::balancer() noexcept
     return Worker::current()->balancer;
 }
 
+ServerPool& Runtime::pool() noexcept
+{
+    return Worker::current()->pool;
+}
+
 void Runtime::count_misroute() noexcept
 {
     if (auto* w = Worker::current())
@@ -517,11 +522,11 @@ Runtime::ReloadResult Runtime::reload()
 
 // ---- admin API block ---------------------------------------------------------
 
-WorkerStats Runtime::stats() const
+WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
 {
     WorkerStats total;
     for (const auto& w : workers_)
-        if (auto one = w->call([worker = w.get()] { return worker->snapshot(); }))
+        if (auto one = w->call([worker = w.get(), &backends] { return worker->snapshot(backends); }))
             total.add(*one);
     std::lock_guard lock(in_flight_mutex_);
     total.in_flight = in_flight_;

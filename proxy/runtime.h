@@ -17,6 +17,7 @@
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
+#include "server_pool.h"
 #include "pg_wire/auth.h"
 #include "routing/cluster_view.h"
 #include "routing/function_catalog.h"
@@ -67,6 +68,9 @@ public:
     /// TLS context when proxy.tls_cert/tls_key are set, else null.
     [[nodiscard]] asio::ssl::context* tls() noexcept { return tls_.get(); }
     [[nodiscard]] CancelRegistry& cancels() noexcept { return cancels_; }
+    /// Transaction pooling's server connections (proxy.pool_mode = "transaction"):
+    /// one pool per worker, used on that worker's thread.
+    [[nodiscard]] ServerPool& pool() noexcept;
     [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
     /// Counts a logged-in client against max_client_connections.
     [[nodiscard]] bool try_admit_client();
@@ -112,7 +116,8 @@ public:
 
     // ---- admin API (admin_bridge.cpp; on the main loop) ----------------------
     /// Every worker's counters, summed (asked on each worker's own thread).
-    [[nodiscard]] WorkerStats stats() const;
+    /// Pool counts are filled in for `backends`.
+    [[nodiscard]] WorkerStats stats(const std::vector<std::string>& backends = {}) const;
     /// Requests routed to `backend` since start: {reads, writes}.
     [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> query_counts(const std::string& backend) const;
     /// Statements in flight on `backend` now.

@@ -9,6 +9,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
+#include "routing/server_prepared.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -171,6 +172,10 @@ void ClientSession::analyze_request()
                     const auto* ps = state_.statement(b->statement);
                     // Unknown to us: the primary answers "does not exist" as the server would.
                     info_.write = info_.write || !ps || ps->write;
+                    // Executing a prepared BEGIN/COMMIT (pgbench -M prepared) opens or
+                    // ends a transaction just as the Query would: route it so.
+                    if (ps)
+                        merge(*routing::classify_cached(cache, ps->query, catalog.get()));
                 }
             }
             break;
@@ -196,6 +201,8 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     for (const auto& l : links_)
         if (!l->dead && l->backend == backend.name)
             co_return l;
+    if (pooling_)
+        co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
     link->backend = backend.name;
     link->role = backend.role;
@@ -272,6 +279,13 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
         if (d.backend) {
             const auto& target = view->backends[*d.backend];
             auto link = co_await link_to(target);
+            if (!link && pool_timed_out_) {
+                // Transaction pooling: every connection stayed busy (issue 5).
+                const std::string message = "no server connection to \"" + target.name +
+                                            "\" became free within proxy.query_wait_timeout_ms";
+                co_await reject_request(sqlstate::too_many_connections, message);
+                co_return nullptr;
+            }
             if (!link && !rr.write) {
                 // A replica we could not reach: another one serves the read,
                 // else the primary.
@@ -379,6 +393,11 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
             if (st.execute_name) {
                 const auto* sp = state_.sql_prepared(*st.execute_name);
                 auto it = link.state.sql_prepared.find(*st.execute_name);
+                if (!sp && it != link.state.sql_prepared.end() && it->second == routing::foreign_version) {
+                    // Another client's (transaction pooling): gone before this EXECUTE.
+                    script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
+                    link.state.sql_prepared.erase(it);
+                }
                 if (sp && (it == link.state.sql_prepared.end() || it->second != sp->version)) {
                     if (it != link.state.sql_prepared.end())
                         script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
@@ -431,6 +450,16 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
             continue;
         }
         const auto* ps = state_.statement(name);
+        if (!ps && it != link.state.statements.end()) {
+            // This client has no statement of that name, but the connection
+            // has one: another client's (transaction pooling), or the
+            // session's own that it closed or DEALLOCATEd on another server.
+            // The server must say it is gone (26000).
+            fe::build_close(hidden_, 'S', name);
+            link.state.statements.erase(it);
+            parsed = true;
+            continue;
+        }
         if (!ps || (it != link.state.statements.end() && it->second == ps->version))
             continue;
         if (it != link.state.statements.end())

@@ -24,6 +24,15 @@ void WorkerStats::add(const WorkerStats& other)
     cache_misses += other.cache_misses;
     cache_size += other.cache_size;
     cache_capacity += other.cache_capacity;
+    for (const auto& [name, c] : other.pool_by_backend) {
+        auto& mine = pool_by_backend[name];
+        mine.open += c.open;
+        mine.idle += c.idle;
+        mine.waiting += c.waiting;
+    }
+    pool_total.open += other.pool_total.open;
+    pool_total.idle += other.pool_total.idle;
+    pool_total.waiting += other.pool_total.waiting;
 }
 
 Worker::Worker(std::size_t index, SettingsPtr s, routing::ClusterViewPtr c)
@@ -73,13 +82,16 @@ void Worker::join()
         thread_.join();
 }
 
-WorkerStats Worker::snapshot() const
+WorkerStats Worker::snapshot(const std::vector<std::string>& backends) const
 {
     WorkerStats s = stats;
     s.cache_hits = statement_cache.hits();
     s.cache_misses = statement_cache.misses();
     s.cache_size = statement_cache.size();
     s.cache_capacity = statement_cache.capacity();
+    for (const auto& name : backends)
+        s.pool_by_backend[name] = pool.counts(name);
+    s.pool_total = pool.counts();
     return s;
 }
 

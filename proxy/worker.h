@@ -23,6 +23,7 @@
 #include "routing/cluster_view.h"
 #include "routing/router.h"
 #include "routing/statement_cache.h"
+#include "server_pool.h"
 
 namespace pgswitch::proxy {
 
@@ -44,6 +45,9 @@ struct WorkerStats {
     std::uint64_t cache_misses = 0;
     std::size_t cache_size = 0;
     std::size_t cache_capacity = 0;
+    /// Transaction pooling: per backend, and over everything.
+    std::unordered_map<std::string, ServerPool::Counts> pool_by_backend;
+    ServerPool::Counts pool_total;
 
     void add(const WorkerStats& other);
 };
@@ -88,10 +92,13 @@ public:
     routing::ClusterViewPtr cluster;
     routing::StatementCache statement_cache;
     routing::BalancerState balancer;
-    WorkerStats stats;  ///< cache_* filled in by snapshot()
+    WorkerStats stats;  ///< cache_* and pool_* filled in by snapshot()
+    /// Transaction pooling's server connections of this worker's sessions.
+    ServerPool pool;
 
-    /// A copy of stats with the statement cache's counters.
-    [[nodiscard]] WorkerStats snapshot() const;
+    /// A copy of stats with the statement cache's and the pool's counters
+    /// (pool counts for the named backends).
+    [[nodiscard]] WorkerStats snapshot(const std::vector<std::string>& backends) const;
 
 private:
     std::size_t index_;

@@ -79,13 +79,17 @@ void SessionState::record_sql_prepare(std::string name, std::string prepare_text
 
 void SessionState::record_deallocate(std::string_view name)
 {
+    // SQL PREPARE and protocol Parse share one namespace: DEALLOCATE drops either.
     if (auto it = sql_prepared_.find(name); it != sql_prepared_.end())
         sql_prepared_.erase(it);
+    if (auto it = statements_.find(name); it != statements_.end())
+        statements_.erase(it);
 }
 
 void SessionState::record_deallocate_all()
 {
     sql_prepared_.clear();
+    statements_.clear();
 }
 
 const SqlPrepared* SessionState::sql_prepared(std::string_view name) const

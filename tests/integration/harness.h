@@ -103,6 +103,7 @@ struct ProxyOptions {
     int shutdown_timeout_ms = 10000;
     std::vector<UserEntry> users;  ///< empty = app/app only
     std::string extra_toml;        ///< appended verbatim
+    std::string proxy_extra;       ///< extra [proxy] lines ("key = value\n"), verbatim
     int health_interval_ms = 200;  ///< [health] interval_ms
     std::string health_extra;      ///< extra [health] lines ("key = value\n"), verbatim
     std::map<std::string, int> weights;  ///< backend name ("primary", "replica1", "replica2") -> weight

@@ -83,3 +83,19 @@ TEST_CASE("read-your-writes position only moves forward")
     s.require_lsn(200);
     CHECK(s.min_lsn == std::optional<std::uint64_t>{200});
 }
+
+TEST_CASE("DEALLOCATE drops a protocol-level statement too (one namespace with SQL PREPARE)")
+{
+    SessionState s;
+    PreparedStatement ps;
+    ps.query = "SELECT 1";
+    s.record_parse("p1", ps);
+    s.record_parse("p2", ps);
+    s.record_sql_prepare("q1", "PREPARE q1 AS SELECT 2", false);
+    s.record_deallocate("p1");
+    CHECK(s.statement("p1") == nullptr);
+    CHECK(s.statement("p2") != nullptr);
+    s.record_deallocate_all();
+    CHECK(s.statement("p2") == nullptr);
+    CHECK(s.sql_prepared("q1") == nullptr);
+}
