@@ -33,7 +33,10 @@ import tempfile
 import time
 import urllib.request
 
-import psycopg
+# psycopg's default wait function uses select(), which fails on descriptors
+# above 1023: with thousands of clients open every later query would.
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_epoll")
+import psycopg  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
