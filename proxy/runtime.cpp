@@ -526,7 +526,7 @@ WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
 {
     WorkerStats total;
     for (const auto& w : workers_)
-        if (auto one = w->call([worker = w.get(), &backends] { return worker->snapshot(backends); }))
+        if (auto one = w->call([worker = w.get(), backends] { return worker->snapshot(backends); }))
             total.add(*one);
     std::lock_guard lock(in_flight_mutex_);
     total.in_flight = in_flight_;
@@ -537,7 +537,7 @@ std::pair<std::uint64_t, std::uint64_t> Runtime::query_counts(const std::string&
 {
     std::pair<std::uint64_t, std::uint64_t> total{0, 0};
     for (const auto& w : workers_) {
-        auto one = w->call([worker = w.get(), &backend] {
+        auto one = w->call([worker = w.get(), backend] {
             auto it = worker->stats.queries.find(backend);
             return it == worker->stats.queries.end() ? WorkerStats::QueryCounts{} : it->second;
         });

@@ -53,6 +53,10 @@ struct WorkerStats {
 };
 
 class Worker {
+    // First member, destroyed last: the sockets and timers of everything
+    // below (pooled connections, sessions' coroutines) belong to it.
+    asio::io_context io_{1};
+
 public:
     Worker(std::size_t index, SettingsPtr settings, routing::ClusterViewPtr cluster);
     ~Worker();
@@ -72,8 +76,9 @@ public:
     [[nodiscard]] static Worker* current() noexcept;
 
     /// Runs `fn` on this worker's thread and waits for it (at most `timeout`);
-    /// nullopt when the worker did not answer in time. Never call it from
-    /// this worker's own thread.
+    /// nullopt when the worker did not answer in time (the task may still
+    /// run later: capture by value). Never call it from this worker's own
+    /// thread.
     template <class F>
     auto call(F fn, std::chrono::milliseconds timeout = std::chrono::seconds(2))
         -> std::optional<decltype(fn())>
@@ -102,7 +107,6 @@ public:
 
 private:
     std::size_t index_;
-    asio::io_context io_{1};
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::thread thread_;
 };
