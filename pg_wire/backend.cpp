@@ -9,33 +9,10 @@
 
 #include "byte_reader.h"
 #include "message_writer.h"
+#include "tags.h"
 
 namespace pgswitch::wire::be {
 namespace {
-
-constexpr char tag_of(Tag t) noexcept
-{
-    return static_cast<char>(t);
-}
-
-/// Reads an Int16 count, rejecting negative values (a hostile 0xFFFF).
-result<std::int16_t> count16(ByteReader& r) noexcept
-{
-    auto n = r.i16();
-    if (!n)
-        return n.error();
-    if (*n < 0)
-        return errc::bad_value;
-    return *n;
-}
-
-/// Capacity to reserve for `count` elements of at least `min_size` bytes
-/// each: a declared count larger than the body could hold must not make us
-/// allocate for it (the parse fails with truncated soon after).
-std::size_t safe_reserve(std::size_t count, const ByteReader& r, std::size_t min_size) noexcept
-{
-    return std::min(count, r.remaining() / min_size);
-}
 
 /// Format codes (Protocol → Formats and Format Codes): 0 text, 1 binary.
 constexpr bool is_format(int f) noexcept
@@ -209,12 +186,12 @@ result<CopyResponse> parse_copy_response(std::string_view body)
         return format.error();
     if (!is_format(*format))
         return errc::bad_value;
-    auto count = count16(r);
+    auto count = r.count16();
     if (!count)
         return count.error();
     CopyResponse c;
     c.format = static_cast<std::int8_t>(*format);
-    c.column_formats.reserve(safe_reserve(static_cast<std::size_t>(*count), r, 2));
+    c.column_formats.reserve(r.reserve_limit(static_cast<std::size_t>(*count), 2));
     for (std::int16_t i = 0; i < *count; ++i) {
         auto f = r.i16();
         if (!f)
@@ -242,7 +219,7 @@ result<NegotiateProtocolVersion> parse_negotiate_protocol_version(std::string_vi
     NegotiateProtocolVersion n;
     n.newest_minor = *minor;
     // Each option name takes at least its NUL.
-    n.unrecognized.reserve(safe_reserve(static_cast<std::size_t>(*count), r, 1));
+    n.unrecognized.reserve(r.reserve_limit(static_cast<std::size_t>(*count), 1));
     for (std::int32_t i = 0; i < *count; ++i) {
         auto name = r.cstring();
         if (!name)
@@ -280,12 +257,12 @@ result<ErrorFields> parse_error_fields(std::string_view body)
 result<std::vector<FieldDescription>> parse_row_description(std::string_view body)
 {
     ByteReader r(body);
-    auto count = count16(r);
+    auto count = r.count16();
     if (!count)
         return count.error();
     std::vector<FieldDescription> fields;
     // NUL of the name + Int32 + Int16 + Int32 + Int16 + Int32 + Int16 = 19 bytes.
-    fields.reserve(safe_reserve(static_cast<std::size_t>(*count), r, 19));
+    fields.reserve(r.reserve_limit(static_cast<std::size_t>(*count), 19));
     for (std::int16_t i = 0; i < *count; ++i) {
         FieldDescription f;
         auto name = r.cstring();
@@ -326,11 +303,11 @@ result<std::vector<FieldDescription>> parse_row_description(std::string_view bod
 result<std::vector<std::optional<std::string_view>>> parse_data_row(std::string_view body)
 {
     ByteReader r(body);
-    auto count = count16(r);
+    auto count = r.count16();
     if (!count)
         return count.error();
     std::vector<std::optional<std::string_view>> values;
-    values.reserve(safe_reserve(static_cast<std::size_t>(*count), r, 4));
+    values.reserve(r.reserve_limit(static_cast<std::size_t>(*count), 4));
     for (std::int16_t i = 0; i < *count; ++i) {
         auto v = r.nullable_bytes();  // -1 is NULL; other negatives are bad_value
         if (!v)
@@ -345,11 +322,11 @@ result<std::vector<std::optional<std::string_view>>> parse_data_row(std::string_
 result<std::vector<std::int32_t>> parse_parameter_description(std::string_view body)
 {
     ByteReader r(body);
-    auto count = count16(r);
+    auto count = r.count16();
     if (!count)
         return count.error();
     std::vector<std::int32_t> oids;
-    oids.reserve(safe_reserve(static_cast<std::size_t>(*count), r, 4));
+    oids.reserve(r.reserve_limit(static_cast<std::size_t>(*count), 4));
     for (std::int16_t i = 0; i < *count; ++i) {
         auto oid = r.i32();
         if (!oid)

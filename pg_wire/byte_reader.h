@@ -2,6 +2,8 @@
 // Pure: no allocation, no I/O. Every read fails instead of running off the end.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -35,6 +37,24 @@ public:
         const auto b1 = static_cast<std::uint8_t>(data_[pos_ + 1]);
         pos_ += 2;
         return static_cast<std::int16_t>(static_cast<std::uint16_t>((b0 << 8) | b1));
+    }
+    /// An Int16 element count: never signed on the wire, so a negative value
+    /// (a hostile 0xFFFF) is rejected with bad_value.
+    [[nodiscard]] result<std::int16_t> count16() noexcept
+    {
+        auto n = i16();
+        if (!n)
+            return n.error();
+        if (*n < 0)
+            return errc::bad_value;
+        return *n;
+    }
+    /// Capacity to reserve for `count` elements of at least `min_size` bytes
+    /// each: a declared count larger than the rest of the body could hold
+    /// must not make the caller allocate for it.
+    [[nodiscard]] std::size_t reserve_limit(std::size_t count, std::size_t min_size) const noexcept
+    {
+        return std::min(count, remaining() / min_size);
     }
     [[nodiscard]] result<std::int32_t> i32() noexcept
     {

@@ -13,23 +13,6 @@
 namespace pgswitch::wire::fe {
 namespace {
 
-constexpr char tag_of(Tag t) noexcept
-{
-    return static_cast<char>(t);
-}
-
-/// Reads an Int16 count and rejects negative values: a count is never signed
-/// on the wire, but a hostile peer can send 0xFFFF.
-result<std::int16_t> count16(ByteReader& r) noexcept
-{
-    auto n = r.i16();
-    if (!n)
-        return n.error();
-    if (*n < 0)
-        return errc::bad_value;
-    return *n;
-}
-
 /// Skips `n` Int16 format codes. Their values are the server's business
 /// (it answers an unknown one with an ordinary ERROR, not a protocol error).
 boost::system::error_code skip_formats(ByteReader& r, std::int16_t n) noexcept
@@ -44,12 +27,12 @@ boost::system::error_code skip_formats(ByteReader& r, std::int16_t n) noexcept
 /// (postgres.c: "bind message has %d parameter formats but %d parameters").
 boost::system::error_code skip_formats_and_values(ByteReader& r) noexcept
 {
-    auto nformats = count16(r);
+    auto nformats = r.count16();
     if (!nformats)
         return nformats.error();
     if (auto ec = skip_formats(r, *nformats))
         return ec;
-    auto nvalues = count16(r);
+    auto nvalues = r.count16();
     if (!nvalues)
         return nvalues.error();
     if (*nformats > 1 && *nformats != *nvalues)
@@ -144,7 +127,7 @@ result<Parse> parse_parse(std::string_view body)
     auto query = r.cstring();
     if (!query)
         return query.error();
-    auto count = count16(r);
+    auto count = r.count16();
     if (!count)
         return count.error();
     auto types = r.bytes(static_cast<std::size_t>(*count) * 4);
@@ -169,7 +152,7 @@ result<Bind> parse_bind(std::string_view body)
     const auto rest = r.rest();
     if (auto ec = skip_formats_and_values(r))
         return ec;
-    auto nresults = count16(r);
+    auto nresults = r.count16();
     if (!nresults)
         return nresults.error();
     if (auto ec = skip_formats(r, *nresults))

@@ -67,6 +67,13 @@ bool is_known(char c) noexcept;
 bool may_be_long(char c) noexcept;
 }  // namespace be
 
+/// The type byte of a message tag (fe::Tag or be::Tag), for writers.
+template <class TagEnum>
+constexpr char tag_of(TagEnum t) noexcept
+{
+    return static_cast<char>(t);
+}
+
 /// Startup-phase request codes (the Int32 after the length of an untagged packet).
 namespace startup_code {
 inline constexpr std::int32_t protocol_3_0 = 196608;      // 3 << 16

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pg_wire/byte_reader.h"
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/startup.h"
@@ -290,4 +291,22 @@ TEST_CASE("robustness: decoding then parsing a whole random stream never misbeha
             for (const auto& parse : parsers)
                 CHECK(is_wire_error(parse(f.body)));
     }
+}
+
+TEST_CASE("ByteReader::count16 rejects a negative count; reserve_limit never exceeds what the body can hold")
+{
+    using pgswitch::wire::ByteReader;
+    const std::string neg("\xff\xff", 2);
+    ByteReader a(neg);
+    auto n = a.count16();
+    REQUIRE_FALSE(n);
+    CHECK(n.error() == pgswitch::wire::errc::bad_value);
+    const std::string ok("\x00\x03rest", 6);
+    ByteReader b(ok);
+    auto m = b.count16();
+    REQUIRE(m);
+    CHECK(*m == 3);
+    // 4 bytes left: at most 2 elements of 2 bytes, whatever the declared count.
+    CHECK(b.reserve_limit(30000, 2) == 2);
+    CHECK(b.reserve_limit(1, 2) == 1);
 }
