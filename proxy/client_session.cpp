@@ -69,18 +69,22 @@ void ClientSession::start()
 {
     runtime_.session_started(shared_from_this());
     auto self = shared_from_this();
-    asio::co_spawn(runtime_.io(), [self]() { return self->run(); },
-                   [self](std::exception_ptr e) {
-                       // One session's bug must not take the proxy down: log it and close.
-                       if (!e)
-                           return;
-                       try {
-                           std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                           log::error("session ", self->id_, ": internal error: ", ex.what());
-                       }
-                       self->close();
-                   });
+    asio::co_spawn(runtime_.io(), [self]() { return self->run(); }, close_on_failure("internal error"));
+}
+
+std::function<void(std::exception_ptr)> ClientSession::close_on_failure(const char* what)
+{
+    // One session's bug must not take the proxy down: log it and close.
+    return [self = shared_from_this(), what](std::exception_ptr e) {
+        if (!e)
+            return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            log::error("session ", self->id_, ": ", what, ": ", ex.what());
+        }
+        self->close();
+    };
 }
 
 void ClientSession::push_client_segment(ServerLink& link)
@@ -463,16 +467,7 @@ void ClientSession::add_link(std::shared_ptr<ServerLink> link)
     links_.push_back(link);
     auto self = shared_from_this();
     asio::co_spawn(runtime_.io(), [self, link]() { return self->run_link(link); },
-                   [self](std::exception_ptr e) {
-                       if (!e)
-                           return;
-                       try {
-                           std::rethrow_exception(e);
-                       } catch (const std::exception& ex) {
-                           log::error("session ", self->id_, ": server pump failed: ", ex.what());
-                       }
-                       self->close();
-                   });
+                   close_on_failure("server pump failed"));
 }
 
 awaitable<void> ClientSession::relay_client()
@@ -611,15 +606,18 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                 }
                 continue;
             }
-            if (tag == be::Tag::ErrorResponse) {
+            // An ErrorResponse's fields, parsed once for the checks below.
+            std::optional<be::ErrorFields> error;
+            if (tag == be::Tag::ErrorResponse)
+                if (auto fields = be::parse_error_fields(f.body))
+                    error = std::move(*fields);
+            const bool fatal = error && (error->severity() == "FATAL" || error->severity() == "PANIC");
+            if (fatal && error->sqlstate() == "57P01") {
                 // A fast shutdown says so on every connection: tell the health
                 // checker, so a restart that comes straight back is no failover.
-                if (auto fields = be::parse_error_fields(f.body);
-                    fields && fields->severity() == "FATAL" && fields->sqlstate() == "57P01") {
-                    const std::string said = std::string(fields->message()) + " (SQLSTATE 57P01)";
-                    if (routing::announces_restart(said))
-                        runtime_.report_restart_announced(link->backend);
-                }
+                const std::string said = std::string(error->message()) + " (SQLSTATE 57P01)";
+                if (routing::announces_restart(said))
+                    runtime_.report_restart_announced(link->backend);
             }
             // A FATAL on a connection that owes the client nothing, while another
             // connection's reply is on its way ("terminating connection due to
@@ -627,14 +625,11 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
             // read on a replica), must not land inside that reply, where the
             // client would take it for the read's error: drop it; the link
             // closes silently in server_lost() like any idle one.
-            if (tag == be::Tag::ErrorResponse && link->segments.empty() && !link->unsynced &&
+            if (fatal && link->segments.empty() && !link->unsynced &&
                 std::any_of(links_.begin(), links_.end(),
                             [&](const auto& other) { return other != link && other->pending_client() > 0; })) {
-                if (auto fields = be::parse_error_fields(f.body);
-                    fields && (fields->severity() == "FATAL" || fields->severity() == "PANIC")) {
-                    log::info("session ", id_, ": idle connection to ", link->backend, " ending: ", fields->message());
-                    continue;
-                }
+                log::info("session ", id_, ": idle connection to ", link->backend, " ending: ", error->message());
+                continue;
             }
             const bool hidden = !link->segments.empty() && link->segments.front() != ServerLink::Segment::client;
             // Notices, ParameterStatus and notifications can come at any time
@@ -656,9 +651,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     continue;
                 }
                 link->segment_fresh = false;
-                if (retryable && tag == be::Tag::ErrorResponse) {
-                    auto fields = be::parse_error_fields(f.body);
-                    if (fields && fields->sqlstate() == "25006") {
+                if (retryable && error) {
+                    if (error->sqlstate() == "25006") {
                         if (!co_await flush())
                             co_return;
                         link->held.clear();
@@ -686,8 +680,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     co_return;
                 const auto kind = link->segments.front();
                 if (tag == be::Tag::ErrorResponse) {
-                    if (auto fields = be::parse_error_fields(f.body))
-                        dropped_error = std::string(fields->message());
+                    if (error)
+                        dropped_error = std::string(error->message());
                     log::warning("session ", id_, ": catch-up on ", link->backend, " failed: ", dropped_error);
                 } else if (tag == be::Tag::DataRow && kind == ServerLink::Segment::capture_lsn) {
                     if (auto row = be::parse_data_row(f.body); row && row->size() == 1 && row->front())
@@ -723,11 +717,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
             case be::Tag::ErrorResponse:
                 // A FATAL from the server (pg_terminate_backend: 57P01) is the
                 // client's explanation; no need for our own 08006 after it.
-                if (auto fields = be::parse_error_fields(f.body)) {
-                    const auto sev = fields->severity();
-                    if (sev == "FATAL" || sev == "PANIC")
-                        link->server_sent_fatal = true;
-                }
+                if (fatal)
+                    link->server_sent_fatal = true;
                 break;
             default:
                 break;
@@ -805,12 +796,7 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
     }
 
     std::string out;
-    const auto c = state_.catch_up(primary->state);
-    std::string script;
-    if (c.discard_all)
-        script = "DISCARD ALL";
-    if (c.settings)
-        script += (script.empty() ? "" : "; ") + *c.settings;
+    const std::string script = settings_catch_up_script(primary->state);
     if (!script.empty()) {
         fe::build_query(out, script);
         primary->segments.push_back(ServerLink::Segment::hidden);

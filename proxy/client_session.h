@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -157,6 +158,9 @@ public:
 
 private:
     awaitable<void> run();
+    /// Completion handler for the session's coroutines: an exception is
+    /// logged ("session N: <what>: ...") and closes the session.
+    [[nodiscard]] std::function<void(std::exception_ptr)> close_on_failure(const char* what);
     /// Startup packets until a StartupMessage; answers SSL/GSSENC/Cancel.
     [[nodiscard]] awaitable<std::optional<wire::StartupMessage>> read_startup();
     /// Verifies the client per its user's auth_method (client_auth.cpp).
@@ -191,6 +195,9 @@ private:
     /// Sends what `link` lacks of the session's state before the request:
     /// DISCARD ALL, SET replay, named statements and SQL PREPAREs it uses.
     [[nodiscard]] awaitable<bool> catch_up(ServerLink& link);
+    /// "DISCARD ALL; RESET ALL; SET ..." for what `link_state` lacks of the
+    /// session's discards and settings ("" when nothing), marking it sent.
+    [[nodiscard]] std::string settings_catch_up_script(routing::LinkState& link_state) const;
     /// Updates SessionState from the request just sent to `link`.
     void record_request(ServerLink& link);
     /// Answers the gathered request with an ErrorResponse (+ ReadyForQuery

@@ -10,7 +10,6 @@ constexpr std::size_t queue_high_water = 1u << 20;
 ClientStream::ClientStream(tcp::socket socket)
     : socket_(std::move(socket)), drained_(socket_.get_executor())
 {
-    set_no_delay(socket_);
     drained_.expires_at(asio::steady_timer::time_point::max());
 }
 

@@ -533,22 +533,6 @@ WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
     return total;
 }
 
-std::pair<std::uint64_t, std::uint64_t> Runtime::query_counts(const std::string& backend) const
-{
-    std::pair<std::uint64_t, std::uint64_t> total{0, 0};
-    for (const auto& w : workers_) {
-        auto one = w->call([worker = w.get(), backend] {
-            auto it = worker->stats.queries.find(backend);
-            return it == worker->stats.queries.end() ? WorkerStats::QueryCounts{} : it->second;
-        });
-        if (one) {
-            total.first += one->reads;
-            total.second += one->writes;
-        }
-    }
-    return total;
-}
-
 int Runtime::in_flight(const std::string& backend) const
 {
     std::lock_guard lock(in_flight_mutex_);

@@ -118,8 +118,6 @@ public:
     /// Every worker's counters, summed (asked on each worker's own thread).
     /// Pool counts are filled in for `backends`.
     [[nodiscard]] WorkerStats stats(const std::vector<std::string>& backends = {}) const;
-    /// Requests routed to `backend` since start: {reads, writes}.
-    [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> query_counts(const std::string& backend) const;
     /// Statements in flight on `backend` now.
     [[nodiscard]] int in_flight(const std::string& backend) const;
     /// A snapshot of every live session.

@@ -373,6 +373,17 @@ awaitable<bool> ClientSession::answer_pgswitch_setting()
     co_return !co_await stream_.send(out);
 }
 
+std::string ClientSession::settings_catch_up_script(routing::LinkState& link_state) const
+{
+    const auto c = state_.catch_up(link_state);
+    std::string script;
+    if (c.discard_all)
+        script = "DISCARD ALL";
+    if (c.settings)
+        script += (script.empty() ? "" : "; ") + *c.settings;
+    return script;
+}
+
 awaitable<bool> ClientSession::catch_up(ServerLink& link)
 {
     hidden_.clear();
@@ -380,12 +391,7 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
     // in: a Sync would end the implicit transaction and its portals.
     if (link.unsynced)
         co_return true;
-    const auto c = state_.catch_up(link.state);
-    std::string script;
-    if (c.discard_all)
-        script = "DISCARD ALL";
-    if (c.settings)
-        script += (script.empty() ? "" : "; ") + *c.settings;
+    std::string script = settings_catch_up_script(link.state);
 
     // SQL PREPAREd statements this request EXECUTEs, and stale names it re-PREPAREs.
     for (const auto& cls : info_.classes) {
