@@ -83,6 +83,8 @@ struct Snapshot {
     std::uint64_t failovers_total = 0;
     /// Reads sent to a replica that failed there with 25006 and were re-run on the primary.
     std::uint64_t misroutes_total = 0;
+    std::uint64_t replay_waits_reached = 0;  ///< replay waits that ended on the replica
+    std::uint64_t replay_waits_missed = 0;   ///< replay waits that fell short (re-run on the primary)
     LatencyHistogram query_latency;
     /// Routing decisions by reason (routing::to_string(Reason)); empty when the
     /// proxy does not count them.

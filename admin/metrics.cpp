@@ -144,6 +144,11 @@ std::string render_prometheus(const Snapshot& s)
     w.family("pgswitch_misroutes_total", "counter",
              "Reads routed to a replica that failed there with 25006 (read-only) and were re-run on the primary");
     w.sample("pgswitch_misroutes_total", {}, s.misroutes_total);
+    w.family("pgswitch_replay_waits_total", "counter",
+             "Reads after a write that waited on a replica for it to replay that write, by outcome "
+             "(replica: it did, within routing.read_your_writes_wait_ms; primary: it did not, the read re-ran there)");
+    w.sample("pgswitch_replay_waits_total", {"outcome", "replica"}, s.replay_waits_reached);
+    w.sample("pgswitch_replay_waits_total", {"outcome", "primary"}, s.replay_waits_missed);
 
     w.family("pgswitch_backend_up", "gauge", "1 when the backend is up (passing health checks, not drained or fenced)");
     for (const auto& b : s.backends)

@@ -114,6 +114,8 @@ admin::Snapshot AdminBridge::snapshot() const
     }
     s.query_latency = stats.query_latency;
     s.misroutes_total = stats.misroutes;
+    s.replay_waits_reached = stats.replay_waits_reached;
+    s.replay_waits_missed = stats.replay_waits_missed;
     for (const auto& [reason, n] : stats.route_decisions)
         s.routing_decisions.emplace_back(std::string(routing::to_string(reason)), n);
     return s;

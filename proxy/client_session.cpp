@@ -89,7 +89,7 @@ std::function<void(std::exception_ptr)> ClientSession::close_on_failure(const ch
 
 void ClientSession::push_client_segment(ServerLink& link)
 {
-    link.segments.push_back(ServerLink::Segment::client);
+    link.push(ServerLink::Segment::client);
     link.used = true;
     link.started.push_back(std::chrono::steady_clock::now());
     runtime_.add_in_flight(link.backend, 1);
@@ -116,8 +116,8 @@ void ClientSession::close() noexcept
     for (auto& link : links_) {
         if (link->lease && link->conn)
             detach_leased(*link);
-        for (auto seg : link->segments)
-            if (seg == ServerLink::Segment::client)
+        for (const auto& seg : link->segments)
+            if (seg.kind == ServerLink::Segment::client)
                 runtime_.add_in_flight(link->backend, -1);
         link->segments.clear();
         link->started.clear();
@@ -342,7 +342,7 @@ awaitable<void> ClientSession::run()
     if (pooling_)
         logged_in = co_await login_pooled();
     else
-        logged_in = co_await connect_primary();
+        logged_in = co_await connect_identity();
     if (!logged_in)
         co_return;
     login_deadline.cancel();
@@ -354,25 +354,29 @@ awaitable<void> ClientSession::run()
 }
 
 
-awaitable<bool> ClientSession::connect_primary()
+awaitable<bool> ClientSession::connect_identity()
 {
     const auto settings = runtime_.settings();
     const auto& cfg = settings->config;
-    // Wait for a usable primary up to failover.wait_for_primary_ms: at start-up
-    // the first health round may still be running, and during a failover the
-    // old primary refuses connections until the new one is published.
+    // The client is given the process id of its first server connection:
+    // the primary's, so that pg_backend_pid(), NOTIFY sender pids and
+    // pg_terminate_backend() agree with it; a replica's while there is no
+    // primary (a failover), so that reads need not wait for one. At start-up
+    // the first health round may still be running: wait for any server, up
+    // to failover.wait_for_primary_ms.
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
     asio::steady_timer poll(runtime_.io());
     std::shared_ptr<ServerLink> link;
-    std::string last_error = "no primary server is available";
-    for (;;) {
-        auto view = runtime_.cluster();
-        if (auto idx = view->primary_index()) {
-            const auto target = view->backends[*idx];
+    std::string last_error = "no server is available";
+    while (!link) {
+        const auto view = runtime_.cluster();
+        for (auto i : routing::login_order(*view)) {
+            const auto target = view->backends[i];
             auto candidate = std::make_shared<ServerLink>();
             candidate->backend = target.name;
-            candidate->role = routing::Role::primary;
+            candidate->role = target.role;
+            candidate->identity = true;
             candidate->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
             auto err = co_await candidate->conn->connect(target.host, target.port, server_startup(),
                                                          std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
@@ -381,8 +385,8 @@ awaitable<bool> ClientSession::connect_primary()
                 break;
             }
             log::warning("session ", id_, ": login to ", target.name, " failed: ", err->message);
-            // 57P03 (shutting down, starting up) is a primary passing through a
-            // stop or restart: wait for it, or for the new one, as when refused.
+            // 57P03 (shutting down, starting up) is a server passing through a
+            // stop or restart: try the next one, or wait, as when refused.
             const bool transient = err->message.ends_with("(SQLSTATE 57P03)");
             if (!err->server_error.empty() && !transient) {
                 // The server's own refusal (unknown database, bad parameter...)
@@ -395,7 +399,7 @@ awaitable<bool> ClientSession::connect_primary()
             runtime_.request_health_check();
             last_error = "could not connect to server \"" + target.name + "\": " + err->message;
         }
-        if (std::chrono::steady_clock::now() >= deadline || closed_)
+        if (link || std::chrono::steady_clock::now() >= deadline || closed_)
             break;
         poll.expires_after(std::chrono::milliseconds(20));
         auto [ec] = co_await poll.async_wait(use_nothrow);
@@ -406,13 +410,11 @@ awaitable<bool> ClientSession::connect_primary()
         co_await send_fatal(sqlstate::cannot_connect_now, message, SessionEnd::backend_lost);
         co_return false;
     }
-    // The database's volatile functions decide which SELECTs write; load
-    // them once per database (before the pump owns this connection).
-    if (!runtime_.catalog(database_))
+    // The database's functions decide which SELECTs write; load them once
+    // per database (before the pump owns this connection).
+    if (!runtime_.catalog(database_) && runtime_.claim_catalog_refresh(database_, true))
         co_await load_catalog(*link->conn);
 
-    // Session mode: the client sees the primary connection's pid, so
-    // pg_backend_pid() and NOTIFY sender pids agree; the secret is ours.
     client_pid_ = link->conn->key().process_id;
     client_secret_ = runtime_.cancels().add(client_pid_, weak_from_this());
     scratch_.clear();
@@ -444,22 +446,81 @@ ServerStartup ClientSession::server_startup() const
     return s;
 }
 
+namespace {
+
+// Every function of the database: the VOLATILE ones outside pg_catalog
+// write; the others are known, so that a call of a name missing from it
+// (a function created behind pgswitch's back) is looked up before routing.
+constexpr std::string_view catalog_query =
+    "SELECT n.nspname, p.proname, p.provolatile = 'v' FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+
+std::optional<std::vector<Runtime::FunctionRow>> catalog_rows(const std::variant<QueryRows, ConnectError>& r)
+{
+    const auto* rows = std::get_if<QueryRows>(&r);
+    if (!rows)
+        return std::nullopt;
+    std::vector<Runtime::FunctionRow> out;
+    out.reserve(rows->rows.size());
+    for (const auto& row : rows->rows)
+        if (row.size() == 3 && row[0] && row[1] && row[2])
+            out.push_back({*row[0], *row[1], *row[2] == "t"});
+    return out;
+}
+
+}  // namespace
+
 awaitable<void> ClientSession::load_catalog(BackendConnection& conn)
 {
-    auto r = co_await conn.simple_query(
-        "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE p.provolatile = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema')");
-    std::vector<std::pair<std::string, std::string>> functions;
-    if (auto* rows = std::get_if<QueryRows>(&r)) {
-        for (const auto& row : rows->rows)
-            if (row.size() == 2 && row[0] && row[1])
-                functions.emplace_back(*row[0], *row[1]);
-    } else {
-        log::warning("session ", id_, ": could not read volatile functions of ", database_, ": ",
-                     std::get<ConnectError>(r).message);
+    const auto r = co_await conn.simple_query(catalog_query);
+    if (auto rows = catalog_rows(r)) {
+        (void)runtime_.store_catalog(database_, *rows);
+        co_return;
     }
-    (void)runtime_.store_catalog(database_, functions);
+    log::warning("session ", id_, ": could not read the functions of ", database_, ": ",
+                 std::get<ConnectError>(r).message);
+    runtime_.end_catalog_refresh(database_);
+}
+
+awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& names)
+{
+    const bool urgent = names.empty();  // stale or missing: DDL was seen
+    if (!runtime_.claim_catalog_refresh(database_, urgent))
+        co_return false;
+    // The primary has every function first; a replica may not have replayed
+    // a CREATE FUNCTION yet.
+    const auto view = runtime_.cluster();
+    std::optional<std::size_t> idx = view->primary_index();
+    if (!idx)
+        for (std::size_t i = 0; i < view->backends.size() && !idx; ++i)
+            if (view->backends[i].state == routing::BackendState::up && view->backends[i].role == routing::Role::replica)
+                idx = i;
+    if (!idx) {
+        runtime_.end_catalog_refresh(database_);
+        co_return false;
+    }
+    const auto& b = view->backends[*idx];
+    BackendConnection conn(runtime_.io().get_executor());
+    const auto timeout = std::chrono::milliseconds(runtime_.settings()->config.proxy.connect_timeout_ms);
+    if (auto err = co_await conn.connect(b.host, b.port, server_startup(), timeout)) {
+        log::warning("session ", id_, ": could not look functions up on ", b.name, ": ", err->message);
+        runtime_.end_catalog_refresh(database_);
+        co_return false;
+    }
+    const auto r = co_await conn.simple_query(catalog_query);
+    conn.close();
+    auto rows = catalog_rows(r);
+    if (!rows) {
+        log::warning("session ", id_, ": could not read the functions of ", database_, ": ",
+                     std::get<ConnectError>(r).message);
+        runtime_.end_catalog_refresh(database_);
+        co_return false;
+    }
+    (void)runtime_.store_catalog(database_, *rows, names);
+    if (!names.empty())
+        log::info("session ", id_, ": looked up functions unknown to pgswitch in ", database_, ": ", names.front(),
+                  names.size() > 1 ? " and others" : "");
+    co_return true;
 }
 
 void ClientSession::add_link(std::shared_ptr<ServerLink> link)
@@ -532,18 +593,10 @@ awaitable<void> ClientSession::relay_client()
             }
             if (!co_await flush_copy())
                 co_return;
-            request_frames_.push_back({f.tag, request_.size(), f.raw.size()});
-            request_.append(f.raw);
-            switch (static_cast<fe::Tag>(f.tag)) {
-            case fe::Tag::Query:
-            case fe::Tag::Sync:
-            case fe::Tag::Flush:
-            case fe::Tag::FunctionCall:
-                if (!co_await dispatch_request())
+            // Parse/Bind/Describe/Execute/Close wait for a Sync or a Flush.
+            if (assembler_.push(f)) {
+                if (!co_await dispatch_request(assembler_.take()))
                     co_return;
-                break;
-            default:
-                break;  // Parse/Bind/Describe/Execute/Close: wait for Sync or Flush
             }
         }
         if (!co_await flush_copy())
@@ -558,313 +611,6 @@ awaitable<void> ClientSession::relay_client()
         }
         decoder_.commit(n);
     }
-}
-
-awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
-{
-    auto& dec = link->conn->decoder();
-    auto& sock = link->conn->socket();
-    std::string dropped_error;
-    for (;;) {
-        // Forward whole runs of client-owned replies with one write; replies
-        // to hidden catch-up requests are cut out of the stream.
-        const char* batch_begin = nullptr;
-        std::size_t batch_len = 0;
-        // Where link->held sits in this read's buffer, if it arrived in it.
-        const char* held_at = nullptr;
-        bool became_idle = false;
-        auto flush = [&]() -> awaitable<bool> {
-            if (batch_len == 0)
-                co_return true;
-            const std::string_view bytes{batch_begin, batch_len};
-            batch_begin = nullptr;
-            batch_len = 0;
-            co_return !co_await stream_.send(bytes);
-        };
-        for (;;) {
-            auto next = dec.next();
-            if (!next) {
-                log::error("session ", id_, ": malformed message from server ", link->backend, ": ",
-                           next.error().message());
-                (void)co_await flush();
-                co_await send_fatal(sqlstate::connection_failure, "server sent a malformed message",
-                                    SessionEnd::backend_lost);
-                co_return;
-            }
-            if (!*next)
-                break;
-            const auto f = **next;
-            const auto tag = static_cast<be::Tag>(f.tag);
-            if (link->swallowing_retry) {
-                // The misrouted read's error and ReadyForQuery: never shown.
-                if (tag == be::Tag::ReadyForQuery) {
-                    link->swallowing_retry = false;
-                    link->segment_fresh = true;
-                    if (!link->segments.empty())
-                        pop_client_segment(*link, false);
-                    co_await retry_on_primary(*link);
-                }
-                continue;
-            }
-            // An ErrorResponse's fields, parsed once for the checks below.
-            std::optional<be::ErrorFields> error;
-            if (tag == be::Tag::ErrorResponse)
-                if (auto fields = be::parse_error_fields(f.body))
-                    error = std::move(*fields);
-            const bool fatal = error && (error->severity() == "FATAL" || error->severity() == "PANIC");
-            if (fatal && error->sqlstate() == "57P01") {
-                // A fast shutdown says so on every connection: tell the health
-                // checker, so a restart that comes straight back is no failover.
-                const std::string said = std::string(error->message()) + " (SQLSTATE 57P01)";
-                if (routing::announces_restart(said))
-                    runtime_.report_restart_announced(link->backend);
-            }
-            // A FATAL on a connection that owes the client nothing, while another
-            // connection's reply is on its way ("terminating connection due to
-            // unexpected postmaster exit" from an idle primary link during a
-            // read on a replica), must not land inside that reply, where the
-            // client would take it for the read's error: drop it; the link
-            // closes silently in server_lost() like any idle one.
-            if (fatal && link->segments.empty() && !link->unsynced &&
-                std::any_of(links_.begin(), links_.end(),
-                            [&](const auto& other) { return other != link && other->pending_client() > 0; })) {
-                log::info("session ", id_, ": idle connection to ", link->backend, " ending: ", error->message());
-                continue;
-            }
-            const bool hidden = !link->segments.empty() && link->segments.front() != ServerLink::Segment::client;
-            // Notices, ParameterStatus and notifications can come at any time
-            // (a server shutting down sends a WARNING first): they do not start
-            // the reply.
-            const bool asynchronous = tag == be::Tag::NoticeResponse || tag == be::Tag::ParameterStatus ||
-                                      tag == be::Tag::NotificationResponse;
-            if (!hidden && !asynchronous && link->segment_fresh && !link->segments.empty()) {
-                // The reply starts with 25006 and no row reached the client yet:
-                // the statement writes after all (a function the classifier could
-                // not know); run it where it can. A RowDescription comes before
-                // the executor fails, so it is held back until we know.
-                const bool retryable = !link->retry_request.empty() && link->segments.size() == 1;
-                if (retryable && tag == be::Tag::RowDescription && link->held.empty()) {
-                    if (!co_await flush())
-                        co_return;
-                    link->held.assign(f.raw);
-                    held_at = f.raw.data();
-                    continue;
-                }
-                link->segment_fresh = false;
-                if (retryable && error) {
-                    if (error->sqlstate() == "25006") {
-                        if (!co_await flush())
-                            co_return;
-                        link->held.clear();
-                        link->swallowing_retry = true;
-                        link->retry_error.assign(f.raw);
-                        continue;
-                    }
-                }
-                if (!link->held.empty()) {
-                    if (batch_len == 0 && held_at && held_at + link->held.size() == f.raw.data()) {
-                        // Still in the buffer right before this frame: it goes
-                        // out in the same write as the rest of the reply.
-                        batch_begin = held_at;
-                        batch_len = link->held.size();
-                    } else if (!co_await flush() || co_await stream_.send(link->held)) {
-                        co_return;
-                    }
-                    link->held.clear();
-                    held_at = nullptr;
-                }
-            }
-            if (hidden && tag != be::Tag::NotificationResponse) {
-                // A hidden request's reply: act on it, never forward it.
-                if (!co_await flush())
-                    co_return;
-                const auto kind = link->segments.front();
-                if (tag == be::Tag::ErrorResponse) {
-                    if (error)
-                        dropped_error = std::string(error->message());
-                    log::warning("session ", id_, ": catch-up on ", link->backend, " failed: ", dropped_error);
-                } else if (tag == be::Tag::DataRow && kind == ServerLink::Segment::capture_lsn) {
-                    if (auto row = be::parse_data_row(f.body); row && row->size() == 1 && row->front())
-                        captured_lsn_ = routing::parse_lsn(*row->front());
-                } else if (tag == be::Tag::ReadyForQuery) {
-                    link->segments.pop_front();
-                    if (kind == ServerLink::Segment::capture_lsn) {
-                        auto rfq = be::parse_ready_for_query(f.body);
-                        // Only a position read outside a transaction is past the commit.
-                        if (captured_lsn_ && rfq && rfq->status == wire::TxStatus::idle)
-                            state_.require_lsn(*captured_lsn_);
-                        captured_lsn_.reset();
-                        if (--lsn_captures_ == 0)
-                            lsn_pending_ = false;
-                    }
-                    drained_.cancel();
-                }
-                continue;
-            }
-            switch (tag) {
-            case be::Tag::ReadyForQuery:
-                if (auto rfq = be::parse_ready_for_query(f.body)) {
-                    tx_status_ = rfq->status;
-                    if (!link->segments.empty())
-                        pop_client_segment(*link, true);
-                    link->segment_fresh = true;
-                    if (link->pending_client() == 0)
-                        link->retry_request.clear();
-                    became_idle = idle();
-                    drained_.cancel();
-                }
-                break;
-            case be::Tag::ErrorResponse:
-                // A FATAL from the server (pg_terminate_backend: 57P01) is the
-                // client's explanation; no need for our own 08006 after it.
-                if (fatal)
-                    link->server_sent_fatal = true;
-                break;
-            default:
-                break;
-            }
-            if (!batch_begin)
-                batch_begin = f.raw.data();
-            else if (batch_begin + batch_len != f.raw.data()) {
-                // A hidden reply was cut out in between: send what we have first.
-                if (!co_await flush())
-                    co_return;
-                batch_begin = f.raw.data();
-            }
-            batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
-        }
-        if (!co_await flush()) {
-            end_ = end_.value_or(SessionEnd::client_closed);
-            close();
-            co_return;
-        }
-        if (became_idle && runtime_.draining()) {
-            co_await send_fatal(sqlstate::admin_shutdown,
-                                "terminating connection due to administrator command (pgswitch is shutting down)",
-                                SessionEnd::shutdown);
-            co_return;
-        }
-        if (co_await release_if_idle(*link))
-            co_return;
-        if (closed_ || link->dead)
-            co_return;
-        auto region = dec.prepare();
-        auto [ec, n] = co_await sock.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
-        if (ec) {
-            if (closed_ || link->dead)
-                co_return;
-            co_await server_lost(*link, ec);
-            co_return;
-        }
-        dec.commit(n);
-    }
-}
-
-awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
-{
-    retrying_ = true;
-    const std::string request = std::move(link.retry_request);
-    link.retry_request.clear();
-    std::shared_ptr<ServerLink> primary;
-    const auto view = runtime_.cluster();
-    if (auto idx = view->primary_index())
-        primary = co_await link_to(view->backends[*idx]);
-    if (!primary || closed_) {
-        retrying_ = false;
-        drained_.cancel();
-        if (link.retry_error.empty()) {
-            // The read's server died and no primary can take it over.
-            const std::string message = "server connection to \"" + link.backend + "\" was lost";
-            co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
-            co_return;
-        }
-        // Nowhere to re-run it: the client gets the server's own answer.
-        std::string out = link.retry_error;
-        be::build_ready_for_query(out, tx_status_);
-        (void)co_await stream_.send(out);
-        co_return;
-    }
-    std::string fingerprint;
-    if (request.size() > 5)
-        if (auto q = fe::parse_query(std::string_view(request).substr(5)))
-            fingerprint = routing::literal_free_key(q->sql).substr(1);
-    const bool misroute = !link.retry_error.empty();  // else: its server died
-    if (misroute) {
-        log::warning("session ", id_, ": misroute: read-only error on ", link.backend, ", re-running on ",
-                     primary->backend, ": ", fingerprint);
-        runtime_.count_misroute();
-    }
-
-    std::string out;
-    const std::string script = settings_catch_up_script(primary->state);
-    if (!script.empty()) {
-        fe::build_query(out, script);
-        primary->segments.push_back(ServerLink::Segment::hidden);
-    }
-    out.append(request);
-    push_client_segment(*primary);
-    runtime_.count_query(primary->backend, misroute);
-    if (misroute) {
-        primary->wrote = true;  // it wrote: its commit position matters to read-your-writes
-        state_.wrote = true;
-    }
-    active_ = primary;
-    (void)co_await primary->conn->write(out);
-    retrying_ = false;
-    drained_.cancel();
-}
-
-awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
-{
-    // What the client loses with this connection decides whether the
-    // session survives: replies it waits for, an open transaction, or state
-    // that lives only there (pins). An idle replica connection is replaced
-    // silently on next use.
-    const bool owed = link.pending_client() > 0 || link.unsynced;
-    const bool in_tx_here = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
-    const bool state_here = link.role == routing::Role::primary && state_.pinned_to_primary;
-    // An autocommit read whose server died before any of its reply reached
-    // the client is re-run on the primary: the client never notices.
-    const bool rerun = link.pending_client() == 1 && link.segments.size() == 1 && !link.retry_request.empty() &&
-                       link.segment_fresh && !link.swallowing_retry && !in_tx_here && !state_here;
-    link.dead = true;
-    // The data path saw the primary go: probe it now rather than at the next interval.
-    if (link.role == routing::Role::primary)
-        runtime_.request_health_check();
-    for (auto seg : link.segments)
-        if (seg == ServerLink::Segment::client)
-            runtime_.add_in_flight(link.backend, -1);
-        else if (seg == ServerLink::Segment::capture_lsn && --lsn_captures_ == 0)
-            lsn_pending_ = false;
-    link.segments.clear();
-    link.started.clear();
-    link.conn->close();
-    std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
-    drained_.cancel();
-    if (rerun) {
-        log::info("session ", id_, ": connection to ", link.backend, " lost (", ec.message(),
-                  ") before its read answered; re-running it");
-        runtime_.request_health_check();
-        link.retry_error.clear();
-        if (active_.get() == &link)
-            active_.reset();
-        co_await retry_on_primary(link);
-        co_return;
-    }
-    if (!owed && !in_tx_here && !state_here) {
-        log::info("session ", id_, ": idle connection to ", link.backend, " closed (", ec.message(), ")");
-        if (active_.get() == &link)
-            active_.reset();
-        co_return;
-    }
-    if (link.server_sent_fatal) {
-        end_ = end_.value_or(SessionEnd::backend_lost);
-        close();
-        co_return;
-    }
-    log::warning("session ", id_, ": connection to ", link.backend, " lost: ", ec.message());
-    const std::string message = "server connection to \"" + link.backend + "\" was lost";
-    co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
 }
 
 }  // namespace pgswitch::proxy

@@ -22,8 +22,11 @@
 #include "pg_wire/tags.h"
 #include "routing/classifier.h"
 #include "routing/cluster_view.h"
+#include "pg_wire/request.h"
+#include "routing/request_analysis.h"
 #include "routing/router.h"
 #include "routing/session_state.h"
+#include "server_link.h"
 
 namespace pgswitch::proxy {
 
@@ -38,81 +41,6 @@ enum class SessionEnd {
     shutdown,               ///< pgswitch is stopping
 };
 [[nodiscard]] std::string_view to_string(SessionEnd e) noexcept;
-
-/// One server connection a session uses, and what it still owes.
-struct ServerLink {
-    /// One unit of replies ending in ReadyForQuery, in the order requests
-    /// were written: the client's own (forwarded) or pgswitch's hidden
-    /// catch-up requests (swallowed).
-    enum class Segment {
-        client,       ///< a client Query/Sync/FunctionCall
-        hidden,       ///< SET replay, lazy Parse/PREPARE, DISCARD: replies dropped
-        capture_lsn,  ///< hidden SELECT pg_current_wal_lsn() after a write committed
-    };
-    std::string backend;  ///< backend name
-    routing::Role role = routing::Role::unknown;
-    std::unique_ptr<BackendConnection> conn;
-    routing::LinkState state;
-    std::deque<Segment> segments;
-    /// When each client segment was sent, for the latency histogram.
-    std::deque<std::chrono::steady_clock::time_point> started;
-    /// Extended-protocol messages sent since the last Sync (a Flush-ended
-    /// request): the link must get the rest of the request.
-    bool unsynced = false;
-    /// A write or a transaction ran here since the link was last idle: its
-    /// commit position matters to read-your-writes.
-    bool wrote = false;
-    bool server_sent_fatal = false;
-    bool dead = false;
-    /// Safety net (issue 3 item 5): a simple-query read sent to this replica
-    /// outside a transaction, kept until its reply starts, so that a 25006
-    /// (read-only transaction) error can be re-run on the primary instead.
-    std::string retry_request;
-    bool segment_fresh = true;      ///< nothing of the front segment's reply seen yet
-    bool swallowing_retry = false;  ///< dropping the 25006 reply up to its ReadyForQuery
-    std::string retry_error;        ///< that ErrorResponse, forwarded if no primary can re-run it
-    std::string held;               ///< a RowDescription held back while the reply may still be a 25006
-    /// Transaction pooling: the pool's record of this borrowed connection
-    /// (its conn is in `conn` meanwhile); null for a session's own connection.
-    std::unique_ptr<PooledConnection> lease;
-    bool released = false;          ///< given back to the pool: no longer the session's
-    bool used = false;              ///< a client request was sent since it was borrowed
-    // What close() saw, for settle_link(): replies owed, a transaction open,
-    // session-level state (pins) living here.
-    bool owed_at_close = false;
-    bool open_tx_at_close = false;
-    bool pinned_at_close = false;
-    [[nodiscard]] int pending_client() const noexcept
-    {
-        int n = 0;
-        for (auto s : segments)
-            n += s == Segment::client;
-        return n;
-    }
-};
-
-/// What routing needs to know about one gathered request.
-struct RequestInfo {
-    /// Classification of each Query/Parse text, in frame order.
-    std::vector<std::shared_ptr<const routing::Classification>> classes;
-    bool write = false;              ///< must run on the primary
-    bool hint_primary = false;
-    bool hint_replica = false;
-    bool pins = false;
-    bool tx_begin = false;           ///< opens a read-write transaction
-    bool tx_begin_read_only = false; ///< opens a read-only transaction
-    bool tx_end = false;             ///< COMMIT/ROLLBACK/PREPARE TRANSACTION
-    bool uses_currval = false;
-    /// Every statement is SET/RESET/DISCARD/PREPARE/DEALLOCATE or transaction
-    /// end: runs where the session already is.
-    bool bookkeeping_only = true;
-    bool bind_unnamed_without_parse = false;
-    bool synced = false;             ///< ends with Sync, Query or FunctionCall
-    bool extended = false;           ///< has extended-protocol messages
-    bool copy_from = false;          ///< COPY ... FROM STDIN: copy-in mode follows
-    bool show_lsn = false;           ///< SHOW pgswitch.lsn (answered by pgswitch)
-    std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'
-};
 
 /// What the admin API shows of one session (GET /clients, connection counts).
 struct SessionInfo {
@@ -165,48 +93,91 @@ private:
     [[nodiscard]] awaitable<std::optional<wire::StartupMessage>> read_startup();
     /// Verifies the client per its user's auth_method (client_auth.cpp).
     [[nodiscard]] awaitable<bool> authenticate(const UserConfig* user);
-    [[nodiscard]] awaitable<bool> connect_primary();
+    /// Session mode: opens the connection whose process id the client is
+    /// given (the primary's, or a replica's while there is none) and
+    /// finishes the client's login.
+    [[nodiscard]] awaitable<bool> connect_identity();
     [[nodiscard]] ServerStartup server_startup() const;
     awaitable<void> load_catalog(BackendConnection& conn);
+    /// Looks up functions the catalog does not know (created behind
+    /// pgswitch's back) on a server, refreshing the database's catalog; true
+    /// when a new catalog was stored. Rate-limited per database.
+    [[nodiscard]] awaitable<bool> learn_functions(const std::vector<std::string>& names);
     void add_link(std::shared_ptr<ServerLink> link);
     awaitable<void> server_lost(ServerLink& link, error_code ec);
     /// Queues / completes one client segment on `link` (in-flight count, latency).
     void push_client_segment(ServerLink& link);
     void pop_client_segment(ServerLink& link, bool completed);
-    /// Re-runs `link`'s misrouted read on the primary (see ServerLink::retry_request).
-    awaitable<void> retry_on_primary(ServerLink& link);
     awaitable<void> relay_client();
+
+    // ---- replies (session_pump.cpp) ---------------------------------------------
     awaitable<void> pump_server(std::shared_ptr<ServerLink> link);
+    /// Books one reply message for `link`'s prepared statements and hidden
+    /// requests (before it is forwarded or dropped).
+    void track_reply(ServerLink& link, const wire::Frame& f);
+    /// A hidden segment's message: acted on (LSN, replay wait), never forwarded.
+    void on_hidden_reply(ServerLink& link, const wire::Frame& f, const wire::be::ErrorFields* error);
+    /// An idle connection (owing the client nothing) said FATAL: true when
+    /// the client must hear it (pg_terminate_backend() of the pid it was
+    /// given, its server still up), false to drop it and close the link.
+    [[nodiscard]] awaitable<bool> fatal_reaches_client(ServerLink& link, const wire::be::ErrorFields& error);
+    /// Re-runs `link`'s kept request (ServerLink::retry) on the primary.
+    awaitable<void> retry_on_primary(ServerLink& link);
 
     // ---- request routing (session_router.cpp) --------------------------------
-    /// A complete client request (Query, or extended messages up to Sync or
-    /// Flush, or a FunctionCall) gathered in request_: route and send it.
-    [[nodiscard]] awaitable<bool> dispatch_request();
-    /// Fills info_ from request_ (classification, statement lookups).
-    void analyze_request();
+    /// A complete client request: route and send it.
+    [[nodiscard]] awaitable<bool> dispatch_request(wire::Request request);
+    [[nodiscard]] routing::RequestFacts analyze(const wire::Request& request);
     /// Answers SHOW pgswitch.lsn / SET pgswitch.min_lsn itself.
-    awaitable<bool> answer_pgswitch_setting();
-    void apply_statement_effects(ServerLink& link, const routing::Classification& cls, std::string_view text);
-    /// Where the gathered request must run, or null after the client was
-    /// answered with an error (no primary...).
-    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> route_request();
-    /// The session's link to a backend, opened (and caught up) on first use.
+    awaitable<bool> answer_pgswitch_setting(const routing::RequestFacts& facts);
+    /// A Parse of a name the session has: answered 42P05 here (the name may
+    /// live on another server than the chosen one). True when answered.
+    [[nodiscard]] awaitable<bool> reject_parse_clash(const wire::Request& request, const routing::RequestFacts& facts);
+    struct Route {
+        std::shared_ptr<ServerLink> link;
+        std::optional<std::uint64_t> wait_lsn;  ///< run a replay wait there first
+    };
+    /// Where the request must run; no link after the client was answered
+    /// with an error (no primary...).
+    [[nodiscard]] awaitable<Route> route_request(const wire::Request& request, const routing::RequestFacts& facts);
+    /// The session's link to a backend, opened on first use.
     [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> link_to(const routing::BackendView& backend);
-    /// Sends what `link` lacks of the session's state before the request:
-    /// DISCARD ALL, SET replay, named statements and SQL PREPAREs it uses.
-    [[nodiscard]] awaitable<bool> catch_up(ServerLink& link);
+    /// Sends `request` on `link`: checks and replays what the link lacks of
+    /// the session's state, records what the request does, keeps it for a
+    /// re-run when it may need one, and captures a write's position after it.
+    [[nodiscard]] awaitable<bool> send_request(std::shared_ptr<ServerLink> link, wire::Request request,
+                                               const routing::RequestFacts& facts,
+                                               std::optional<std::uint64_t> wait_lsn, bool is_retry);
+    /// Statements the client Described that `link` must prepare for this
+    /// request are prepared there first and compared with what the client was
+    /// shown (one round trip, once per statement and server). False (client
+    /// answered 0A000) when they differ.
+    [[nodiscard]] awaitable<bool> check_statements(ServerLink& link, const wire::Request& request);
+    /// Builds in hidden_ what `link` lacks of the session's state before the
+    /// request: DISCARD ALL, SET replay, named statements and SQL PREPAREs.
+    void catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
     /// "DISCARD ALL; RESET ALL; SET ..." for what `link_state` lacks of the
     /// session's discards and settings ("" when nothing), marking it sent.
     [[nodiscard]] std::string settings_catch_up_script(routing::LinkState& link_state) const;
+    /// Appends a Parse of the session's statement `name` to `out` for `link`.
+    void replay_parse(ServerLink& link, std::string& out, std::string_view name, const routing::PreparedStatement& ps,
+                      bool close_first);
     /// Updates SessionState from the request just sent to `link`.
-    void record_request(ServerLink& link);
-    /// Answers the gathered request with an ErrorResponse (+ ReadyForQuery
-    /// when it ended in Sync/Query) without running it anywhere.
-    awaitable<void> reject_request(std::string_view sqlstate, std::string_view message);
+    void record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
+    /// Queues a hidden read of the primary's WAL position behind a write.
+    void push_capture(ServerLink& link, std::string& out);
+    /// Answers the request with an ErrorResponse (+ ReadyForQuery when it
+    /// ended in Sync/Query) without running it anywhere.
+    awaitable<void> reject_request(const wire::Request& request, std::string_view sqlstate, std::string_view message);
     /// Waits until no link has replies outstanding.
     awaitable<void> wait_until_drained();
+    /// Waits for `link`'s segment number `n` to complete.
+    awaitable<void> wait_for_segment(ServerLink& link, std::uint64_t n);
     [[nodiscard]] bool any_pending() const noexcept;
+    /// The link to the current primary (by the cluster view), if open.
     [[nodiscard]] std::shared_ptr<ServerLink> primary_link() const;
+    /// Replay positions the session learned, aligned with `view`.
+    [[nodiscard]] std::vector<std::uint64_t> known_replay(const routing::ClusterView& view) const;
 
     // ---- transaction pooling (session_pooling.cpp) ----------------------------
     /// Login without holding a server connection; the client's pid is ours.
@@ -238,13 +209,7 @@ private:
     {
         return !any_pending() && tx_status_ == wire::TxStatus::idle;
     }
-
-    /// One frame of the request being gathered, as offsets into request_.
-    struct RequestFrame {
-        char tag;
-        std::size_t offset;  ///< of the whole message
-        std::size_t size;
-    };
+    [[nodiscard]] bool read_your_writes_lsn() const noexcept;
 
     Runtime& runtime_;
     std::uint64_t id_;
@@ -264,32 +229,28 @@ private:
     /// The link the last request went to: requests stay there while it owes
     /// replies, during a transaction and during COPY.
     std::shared_ptr<ServerLink> active_;
-    std::int32_t client_pid_ = 0;  // pid given to the client (the primary's, in session mode)
+    std::int32_t client_pid_ = 0;  // pid given to the client (the identity link's, in session mode)
     std::int32_t client_secret_ = 0;
     wire::TxStatus tx_status_ = wire::TxStatus::idle;
     routing::SessionState state_;
-    /// The request being gathered, and its frames.
-    std::string request_;
-    std::vector<RequestFrame> request_frames_;
+    /// The request being gathered.
+    wire::RequestAssembler assembler_;
     /// COPY FROM STDIN in progress on active_: CopyData goes straight there.
     bool copy_in_ = false;
-    /// A read-your-writes position is being fetched from the primary.
-    bool lsn_pending_ = false;
     int lsn_captures_ = 0;  // capture_lsn segments outstanding
     std::optional<std::uint64_t> captured_lsn_;
+    /// Replay positions learned from replay waits, per backend name.
+    std::vector<std::pair<std::string, std::uint64_t>> known_replay_;
     /// The unnamed statement lives on this link (a Bind of "" must follow it).
     std::weak_ptr<ServerLink> unnamed_link_;
     asio::steady_timer drained_;
-    RequestInfo info_;
     std::string hidden_;   // catch-up requests written before the client's request
     std::string capture_;  // read-your-writes position query written after it
     /// After an error answered by pgswitch in an unsynced extended request,
     /// messages are dropped until Sync, as the server itself does.
     bool discard_until_sync_ = false;
-    /// default_transaction_read_only is on: BEGIN opens read-only transactions.
-    bool default_read_only_ = false;
-    bool parsed_unnamed_ = false;  // set by record_request()
-    bool retrying_ = false;        // a misrouted read is being moved to the primary
+    bool retrying_ = false;        // a kept request is being moved to the primary
+    bool catalog_stale_ = false;   // set by analyze(): the database's function catalog needs a refresh
     std::string peer_host_;        // client address without port, for ip_hash
     std::string scratch_;
     /// proxy.pool_mode = "transaction" when the session logged in.

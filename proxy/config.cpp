@@ -259,6 +259,9 @@ private:
     void check_routing() {
         const auto& r = c_.routing;
         at_least("routing.max_replica_lag_bytes", r.max_replica_lag_bytes, 0);
+        at_least("routing.read_your_writes_wait_ms", r.read_your_writes_wait_ms, 0);
+        if (r.read_your_writes_wait_ms > 10000)
+            error("routing.read_your_writes_wait_ms", "must be at most 10000 (a read waits that long at most)");
         const auto check_names = [this](const std::string& key, const std::vector<std::string>& v) {
             for (std::size_t i = 0; i < v.size(); ++i)
                 if (v[i].empty()) error(index_key(key, i), "function name is empty");
@@ -513,6 +516,7 @@ private:
                      {"primary_reads", boolean(r.primary_reads)},
                      {"max_replica_lag_bytes", int64(r.max_replica_lag_bytes)},
                      {"read_your_writes", enumeration(r.read_your_writes, read_your_writes_names)},
+                     {"read_your_writes_wait_ms", int32(r.read_your_writes_wait_ms)},
                      {"write_functions", string_list(r.write_functions)},
                      {"read_only_functions", string_list(r.read_only_functions)}});
     }

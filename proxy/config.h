@@ -49,6 +49,9 @@ struct RoutingSettings {
     bool primary_reads = false;
     std::int64_t max_replica_lag_bytes = 16777216;
     ReadYourWrites read_your_writes = ReadYourWrites::lsn;
+    /// A read after a write waits this long on a replica for it to replay
+    /// that write, before going to the primary (0: straight to the primary).
+    int read_your_writes_wait_ms = 20;
     std::vector<std::string> write_functions;
     std::vector<std::string> read_only_functions;
 };

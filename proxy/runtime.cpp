@@ -88,6 +88,12 @@ void Runtime::count_misroute() noexcept
         ++w->stats.misroutes;
 }
 
+void Runtime::count_replay_wait(bool reached) noexcept
+{
+    if (auto* w = Worker::current())
+        ++(reached ? w->stats.replay_waits_reached : w->stats.replay_waits_missed);
+}
+
 void Runtime::observe_query_latency(double seconds) noexcept
 {
     if (auto* w = Worker::current())
@@ -130,36 +136,79 @@ routing::Policy Runtime::policy() const noexcept
     }
     p.primary_reads = r.primary_reads;
     p.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
+    p.read_your_writes_wait_ms = static_cast<std::uint32_t>(r.read_your_writes_wait_ms);
     return p;
 }
 
-std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::string& database) const
+std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::string& database, bool* stale) const
 {
     std::lock_guard lock(catalogs_mutex_);
     auto it = catalogs_.find(database);
-    return it == catalogs_.end() ? nullptr : it->second;
+    const bool found = it != catalogs_.end() && it->second.catalog;
+    if (stale)
+        *stale = !found || it->second.stale;
+    return found ? it->second.catalog : nullptr;
 }
 
-std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(
-    const std::string& database, const std::vector<std::pair<std::string, std::string>>& volatile_functions)
+std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(const std::string& database,
+                                                                       const std::vector<FunctionRow>& functions,
+                                                                       const std::vector<std::string>& looked_for)
 {
     const auto settings = this->settings();
     std::lock_guard lock(catalogs_mutex_);
     auto c = std::make_shared<routing::FunctionCatalog>(++catalog_generation_);
-    for (const auto& [schema, name] : volatile_functions)
-        c->add_volatile(schema, name);
+    for (const auto& f : functions) {
+        c->add_known(f.schema, f.name);
+        // Built-ins are judged by name (builtin_function_effect): most
+        // VOLATILE ones (random(), pg_sleep()) are reads.
+        if (f.is_volatile && f.schema != "pg_catalog" && f.schema != "information_schema")
+            c->add_volatile(f.schema, f.name);
+    }
+    for (const auto& name : looked_for) {
+        const auto dot = name.find('.');
+        const auto schema = dot == std::string::npos ? std::string_view{} : std::string_view(name).substr(0, dot);
+        const auto bare = dot == std::string::npos ? std::string_view(name) : std::string_view(name).substr(dot + 1);
+        if (!c->knows(schema, bare))
+            c->add_missing(name);
+    }
     for (const auto& f : settings->config.routing.write_functions)
         c->add_write_function(f);
     for (const auto& f : settings->config.routing.read_only_functions)
         c->add_read_only_function(f);
-    catalogs_[database] = c;
+    auto& e = catalogs_[database];
+    e.catalog = c;
+    e.stale = false;
+    e.refreshing = false;
+    e.refreshed_at = std::chrono::steady_clock::now();
     return c;
 }
 
 void Runtime::invalidate_catalog(const std::string& database)
 {
     std::lock_guard lock(catalogs_mutex_);
-    catalogs_.erase(database);
+    if (auto it = catalogs_.find(database); it != catalogs_.end())
+        it->second.stale = true;
+}
+
+bool Runtime::claim_catalog_refresh(const std::string& database, bool urgent)
+{
+    // Unknown names come from every session that calls them: one lookup a
+    // second per database at most; DDL seen by pgswitch refreshes at once.
+    constexpr auto min_interval = std::chrono::seconds(1);
+    std::lock_guard lock(catalogs_mutex_);
+    auto& e = catalogs_[database];
+    if (e.refreshing)
+        return false;
+    if (!urgent && e.catalog && std::chrono::steady_clock::now() - e.refreshed_at < min_interval)
+        return false;
+    e.refreshing = true;
+    return true;
+}
+
+void Runtime::end_catalog_refresh(const std::string& database)
+{
+    std::lock_guard lock(catalogs_mutex_);
+    catalogs_[database].refreshing = false;
 }
 
 std::vector<int> Runtime::in_flight(const routing::ClusterView& view) const

@@ -94,12 +94,30 @@ public:
     [[nodiscard]] routing::Policy policy() const noexcept;
     /// Volatile user functions of `database`, or null when not loaded yet
     /// (or invalidated by DDL).
-    [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database) const;
-    /// Builds and stores a database's catalog from pg_proc rows (schema, name).
-    std::shared_ptr<const routing::FunctionCatalog> store_catalog(
-        const std::string& database, const std::vector<std::pair<std::string, std::string>>& volatile_functions);
-    /// Forgets a database's catalog after DDL that may change functions.
+    /// `stale` (when given) says whether it needs a refresh: missing, or
+    /// marked by invalidate_catalog().
+    [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database,
+                                                                        bool* stale = nullptr) const;
+    /// One pg_proc row: a function that exists, and whether it is VOLATILE.
+    struct FunctionRow {
+        std::string schema;
+        std::string name;
+        bool is_volatile = false;
+    };
+    /// Builds and stores a database's catalog from every pg_proc row; the
+    /// names in `looked_for` that are not among them are stored as missing
+    /// (known to be no function, until the next refresh).
+    std::shared_ptr<const routing::FunctionCatalog> store_catalog(const std::string& database,
+                                                                  const std::vector<FunctionRow>& functions,
+                                                                  const std::vector<std::string>& looked_for = {});
+    /// Marks a database's catalog stale after DDL that may change functions
+    /// (or a read that wrote after all): the next request refreshes it.
     void invalidate_catalog(const std::string& database);
+    /// Claims the refresh of `database`'s catalog: false when one is under
+    /// way, or (unless `urgent`) when the last one finished under a second
+    /// ago. A claim is ended by store_catalog() or end_catalog_refresh().
+    [[nodiscard]] bool claim_catalog_refresh(const std::string& database, bool urgent);
+    void end_catalog_refresh(const std::string& database);
     /// Statements in flight per backend, aligned with `view` (least_connections).
     [[nodiscard]] std::vector<int> in_flight(const routing::ClusterView& view) const;
     void add_in_flight(const std::string& backend, int delta);
@@ -108,6 +126,9 @@ public:
     /// A read the classifier sent to a replica failed there with 25006 and
     /// was re-run on the primary.
     void count_misroute() noexcept;
+    /// A replay wait ahead of a read after a write ended: `reached` when the
+    /// replica replayed the write in time (else the read re-ran on the primary).
+    void count_replay_wait(bool reached) noexcept;
     /// One request's time from being sent to a server to its ReadyForQuery,
     /// for the pgswitch_query_duration_seconds histogram (fed by sessions).
     void observe_query_latency(double seconds) noexcept;
@@ -182,7 +203,13 @@ private:
     std::unordered_map<std::string, int> in_flight_;
     /// Function catalogs per database, shared by the workers (rarely written).
     mutable std::mutex catalogs_mutex_;
-    std::unordered_map<std::string, std::shared_ptr<const routing::FunctionCatalog>> catalogs_;
+    struct CatalogEntry {
+        std::shared_ptr<const routing::FunctionCatalog> catalog;
+        bool stale = false;
+        bool refreshing = false;
+        std::chrono::steady_clock::time_point refreshed_at{};
+    };
+    std::unordered_map<std::string, CatalogEntry> catalogs_;
     std::uint64_t catalog_generation_ = 0;
     int exit_code_ = 0;
     bool stopping_ = false;  // stop_loops() ran (main loop only)

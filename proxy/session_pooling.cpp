@@ -87,7 +87,7 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.
-    if (!link.segments.empty() || link.unsynced || link.swallowing_retry || retrying_ ||
+    if (!link.segments.empty() || link.unsynced || link.swallowing || retrying_ ||
         link.conn->decoder().buffered() != 0)
         co_return false;
     if (active_.get() == &link && tx_status_ != wire::TxStatus::idle)
@@ -102,11 +102,7 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
     if (link.wrote && link.role == routing::Role::primary &&
         runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn) {
         std::string q;
-        fe::build_query(q, "SELECT pg_current_wal_lsn()");
-        link.segments.push_back(ServerLink::Segment::capture_lsn);
-        ++lsn_captures_;
-        lsn_pending_ = true;
-        link.wrote = false;
+        push_capture(link, q);
         (void)co_await link.conn->write(q);
         co_return false;
     }
@@ -232,16 +228,17 @@ awaitable<bool> ClientSession::login_pooled()
         const auto deadline = std::chrono::steady_clock::now() +
                               std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
         asio::steady_timer poll(co_await asio::this_coro::executor);
-        std::string last_error = "no primary server is available";
+        std::string last_error = "no server is available";
         bool done = false;
         while (!done) {
+            // The primary first; a replica while there is none (a failover).
             auto view = runtime_.cluster();
-            if (auto idx = view->primary_index()) {
-                const auto target = view->backends[*idx];
+            for (auto idx : routing::login_order(*view)) {
+                const auto target = view->backends[idx];
                 auto got = co_await runtime_.pool().acquire(pool_request(target));
                 if (auto* pcp = std::get_if<std::unique_ptr<PooledConnection>>(&got)) {
                     auto pc = std::move(*pcp);
-                    if (!runtime_.catalog(database_))
+                    if (!runtime_.catalog(database_) && runtime_.claim_catalog_refresh(database_, true))
                         co_await load_catalog(*pc->conn);
                     status = pc->conn->parameter_status_messages();
                     if (pc->conn->is_open() && pc->conn->decoder().buffered() == 0)
@@ -268,7 +265,7 @@ awaitable<bool> ClientSession::login_pooled()
                 runtime_.request_health_check();
                 last_error = "could not connect to server \"" + target.name + "\": " + f.error.message;
             }
-            if (std::chrono::steady_clock::now() >= deadline || closed_)
+            if (done || std::chrono::steady_clock::now() >= deadline || closed_)
                 break;
             poll.expires_after(std::chrono::milliseconds(20));
             auto [ec] = co_await poll.async_wait(use_nothrow);

@@ -1,6 +1,7 @@
-// ClientSession's routing step (SPEC §3): each gathered request is classified,
-// placed by routing::choose_target() and sent to that backend's connection,
-// after pgswitch caught the connection up with the session's state.
+// ClientSession's routing step (SPEC §3): each gathered request is summarized
+// by routing::analyze_request(), placed by routing::choose_target() and sent
+// to that backend's connection, after pgswitch caught the connection up with
+// the session's state.
 #include <algorithm>
 #include <chrono>
 
@@ -17,24 +18,13 @@ namespace pgswitch::proxy {
 namespace be = wire::be;
 namespace fe = wire::fe;
 namespace sqlstate = wire::sqlstate;
-using routing::SessionEffect;
-using routing::Tx;
+using Segment = ServerLink::Segment;
 
 namespace {
 
-std::string_view body_of(std::string_view raw) noexcept
-{
-    return raw.substr(5);  // type byte and length word
-}
-
-bool is_true_setting(std::string_view v) noexcept
-{
-    std::string lower;
-    for (char c : v)
-        if (c != '\'' && c != ' ')
-            lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-    return lower == "on" || lower == "true" || lower == "yes" || lower == "1" || lower == "t";
-}
+// A request kept for a re-run on the primary costs its bytes until its reply
+// starts; larger ones are not kept (no replay wait, no 25006 re-run).
+constexpr std::size_t retry_keep_limit = 64 * 1024;
 
 std::vector<std::int32_t> param_oids(std::string_view raw)
 {
@@ -60,22 +50,83 @@ std::string quote_ident(std::string_view name)
     return out;
 }
 
+void append_statement(std::string& script, std::string_view statement)
+{
+    if (!script.empty())
+        script += "; ";
+    script += statement;
+}
+
+/// The hidden query that waits, on a replica, until it has replayed `lsn`:
+/// it checks the replay position about once a millisecond (pg_sleep's
+/// granularity) and returns the position it last saw, after `wait_ms` at
+/// most. One row, whatever happens; NULL on a server not in recovery.
+std::string replay_wait_sql(std::uint64_t lsn, std::uint32_t wait_ms)
+{
+    const auto n = std::to_string(std::max<std::uint32_t>(wait_ms, 1));
+    const auto target = "'" + routing::format_lsn(lsn) + "'::pg_lsn";
+    return "SELECT pg_catalog.pg_last_wal_replay_lsn() FROM pg_catalog.generate_series(0, " + n +
+           ") g WHERE CASE WHEN pg_catalog.pg_last_wal_replay_lsn() >= " + target + " OR g = " + n +
+           " THEN true ELSE pg_catalog.pg_sleep(0.001) IS NULL END LIMIT 1";
+}
+
+/// Named statements a request uses (Bind, Describe of a statement) that it
+/// does not Parse itself before using them.
+template <class Fn>
+void for_each_used_statement(const wire::Request& request, Fn&& fn)
+{
+    std::vector<std::string_view> parsed;
+    for (const auto& m : request.messages()) {
+        std::string_view name;
+        if (const auto* p = m.as<fe::Parse>()) {
+            parsed.push_back(p->statement);
+            continue;
+        }
+        if (const auto* b = m.as<fe::Bind>())
+            name = b->statement;
+        else if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S')
+            name = d->name;
+        if (name.empty() || std::find(parsed.begin(), parsed.end(), name) != parsed.end())
+            continue;
+        fn(name);
+    }
+}
+
 }  // namespace
 
 bool ClientSession::any_pending() const noexcept
 {
     for (const auto& l : links_)
-        if (l->pending_client() > 0 || l->unsynced)
+        if (l->owes_client())
             return true;
     return false;
 }
 
+bool ClientSession::read_your_writes_lsn() const noexcept
+{
+    return runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn;
+}
+
 std::shared_ptr<ServerLink> ClientSession::primary_link() const
 {
+    const auto view = runtime_.cluster();
+    const auto idx = view->primary_index();
+    if (!idx)
+        return nullptr;
     for (const auto& l : links_)
-        if (!l->dead && l->role == routing::Role::primary)
+        if (!l->dead && l->backend == view->backends[*idx].name)
             return l;
     return nullptr;
+}
+
+std::vector<std::uint64_t> ClientSession::known_replay(const routing::ClusterView& view) const
+{
+    std::vector<std::uint64_t> out(view.backends.size(), 0);
+    for (const auto& [name, lsn] : known_replay_)
+        for (std::size_t i = 0; i < view.backends.size(); ++i)
+            if (view.backends[i].name == name)
+                out[i] = lsn;
+    return out;
 }
 
 awaitable<void> ClientSession::wait_until_drained()
@@ -86,121 +137,31 @@ awaitable<void> ClientSession::wait_until_drained()
     }
 }
 
-void ClientSession::analyze_request()
+awaitable<void> ClientSession::wait_for_segment(ServerLink& link, std::uint64_t n)
 {
-    info_ = RequestInfo{};
-    const auto catalog = runtime_.catalog(database_);
-    auto& cache = runtime_.statement_cache();
-    bool parsed_unnamed = false;
-
-    auto merge = [&](const routing::Classification& cls) {
-        info_.write = info_.write || cls.write;
-        if (cls.hint == routing::Hint::primary)
-            info_.hint_primary = true;
-        if (cls.hint == routing::Hint::replica)
-            info_.hint_replica = true;
-        info_.pins = info_.pins || cls.pins_primary;
-        info_.uses_currval = info_.uses_currval || cls.uses_currval;
-        for (const auto& st : cls.statements) {
-            bool bookkeeping = false;
-            switch (st.tx) {
-            case Tx::begin:
-                if (default_read_only_)
-                    info_.tx_begin_read_only = true;
-                else
-                    info_.tx_begin = true;
-                break;
-            case Tx::begin_read_only: info_.tx_begin_read_only = true; break;
-            case Tx::commit:
-            case Tx::rollback:
-            case Tx::prepare_transaction:
-                info_.tx_end = true;
-                bookkeeping = !st.tx_chain;
-                break;
-            default: break;
-            }
-            if (st.session != SessionEffect::none || st.prepare_name || st.deallocate_name || st.deallocate_all)
-                bookkeeping = true;
-            if (st.execute_name) {
-                const auto* sp = state_.sql_prepared(*st.execute_name);
-                info_.write = info_.write || !sp || sp->write;
-            }
-            if (st.kind == routing::StatementKind::copy_from)
-                info_.copy_from = true;
-            if (st.kind == routing::StatementKind::show && st.set_name == "pgswitch.lsn")
-                info_.show_lsn = true;
-            if (st.session == SessionEffect::set && st.set_name == "pgswitch.min_lsn")
-                info_.set_min_lsn = st.set_value;
-            if (!bookkeeping)
-                info_.bookkeeping_only = false;
-        }
-    };
-
-    for (const auto& fr : request_frames_) {
-        const auto body = body_of(std::string_view(request_).substr(fr.offset, fr.size));
-        switch (static_cast<fe::Tag>(fr.tag)) {
-        case fe::Tag::Query:
-            if (auto q = fe::parse_query(body)) {
-                auto cls = routing::classify_cached(cache, q->sql, catalog.get());
-                merge(*cls);
-                info_.classes.push_back(std::move(cls));
-            } else {
-                info_.write = true;
-            }
-            info_.synced = true;
-            break;
-        case fe::Tag::Parse:
-            info_.extended = true;
-            if (auto p = fe::parse_parse(body)) {
-                auto cls = routing::classify_cached(cache, p->query, catalog.get());
-                merge(*cls);
-                info_.classes.push_back(std::move(cls));
-                if (p->statement.empty())
-                    parsed_unnamed = true;
-            } else {
-                info_.write = true;
-            }
-            break;
-        case fe::Tag::Bind:
-            info_.extended = true;
-            info_.bookkeeping_only = false;
-            if (auto b = fe::parse_bind(body)) {
-                if (b->statement.empty()) {
-                    if (!parsed_unnamed)
-                        info_.bind_unnamed_without_parse = true;
-                } else {
-                    const auto* ps = state_.statement(b->statement);
-                    // Unknown to us: the primary answers "does not exist" as the server would.
-                    info_.write = info_.write || !ps || ps->write;
-                    // Executing a prepared BEGIN/COMMIT (pgbench -M prepared) opens or
-                    // ends a transaction just as the Query would: route it so.
-                    if (ps)
-                        merge(*routing::classify_cached(cache, ps->query, catalog.get()));
-                }
-            }
-            break;
-        case fe::Tag::FunctionCall:
-            info_.write = true;  // fast-path calls can be anything
-            info_.bookkeeping_only = false;
-            info_.synced = true;
-            break;
-        case fe::Tag::Sync:
-            info_.synced = true;
-            break;
-        default:
-            info_.extended = true;
-            break;
-        }
+    while (!closed_ && !link.dead && link.segments_done < n) {
+        auto [ec] = co_await drained_.async_wait(use_nothrow);
+        (void)ec;
     }
-    if (info_.classes.empty() && !info_.write)
-        info_.bookkeeping_only = info_.bookkeeping_only && !info_.extended;
+}
+
+routing::RequestFacts ClientSession::analyze(const wire::Request& request)
+{
+    const auto catalog = runtime_.catalog(database_, &catalog_stale_);
+    auto& cache = runtime_.statement_cache();
+    const routing::ClassifyFn classify = [&cache, &catalog](std::string_view sql) {
+        return routing::classify_cached(cache, sql, catalog.get());
+    };
+    return routing::analyze_request(request, state_, classify);
 }
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::BackendView& backend)
 {
     for (const auto& l : links_)
-        if (!l->dead && l->backend == backend.name)
+        if (!l->dead && l->backend == backend.name) {
+            l->role = backend.role;  // a replica may have been promoted since
             co_return l;
+        }
     if (pooling_)
         co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
@@ -221,49 +182,55 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     co_return link;
 }
 
-awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
+awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request& request,
+                                                             const routing::RequestFacts& facts)
 {
     // Sticky cases: an open transaction or an unfinished extended request
     // stays on its server; pipelined requests stay while replies are owed,
     // unless they need another server, which waits for them to drain.
     if (active_ && !active_->dead) {
         if (tx_status_ != wire::TxStatus::idle || active_->unsynced)
-            co_return active_;
+            co_return Route{active_, std::nullopt};
         if (active_->pending_client() > 0) {
-            const bool fits = !info_.write || active_->role == routing::Role::primary;
-            if (fits && !info_.tx_begin)
-                co_return active_;
+            const bool fits = !facts.needs_primary() || active_->role == routing::Role::primary;
+            if (fits && !facts.tx_begin)
+                co_return Route{active_, std::nullopt};
             co_await wait_until_drained();
             if (closed_)
-                co_return nullptr;
+                co_return Route{};
             if (active_ && !active_->dead && tx_status_ != wire::TxStatus::idle)
-                co_return active_;
+                co_return Route{active_, std::nullopt};
         }
     }
-    if (info_.bind_unnamed_without_parse) {
+    if (facts.uses_unnamed_without_parse) {
         if (auto l = unnamed_link_.lock(); l && !l->dead)
-            co_return l;
+            co_return Route{l, std::nullopt};
     }
     // SET, PREPARE, COMMIT outside a transaction...: where the session is; the
     // state is replayed on other servers when they are next used.
-    if (info_.bookkeeping_only && !info_.write && !info_.tx_begin && !info_.tx_begin_read_only) {
+    if (facts.bookkeeping_only && !facts.needs_primary() && !facts.tx_begin_read_only) {
         if (active_ && !active_->dead)
-            co_return active_;
+            co_return Route{active_, std::nullopt};
         if (auto p = primary_link())
-            co_return p;
+            co_return Route{p, std::nullopt};
     }
 
     const auto settings = runtime_.settings();
     const auto policy = runtime_.policy();
     routing::RouteRequest rr;
-    rr.write = info_.write || info_.tx_begin || info_.uses_currval || info_.pins;
-    rr.prefer_primary = info_.hint_primary;
-    rr.prefer_replica = info_.hint_replica;
+    rr.write = facts.needs_primary();
+    rr.prefer_primary = facts.hint_primary || facts.session_identity;
+    rr.prefer_replica = facts.hint_replica;
+    // A replay wait goes ahead of a read the session can re-run on the
+    // primary: one request outside a transaction, nothing else in flight.
+    rr.can_wait = tx_status_ == wire::TxStatus::idle && request.synced() && request.sync_count() == 1 &&
+                  !facts.tx_begin_read_only && request.bytes().size() <= retry_keep_limit && !any_pending();
     routing::SessionConstraints sc;
     sc.pinned_to_primary = state_.pinned_to_primary;
     sc.wrote = state_.wrote;
     sc.min_lsn = state_.min_lsn;
-    sc.lsn_pending = lsn_pending_;
+    // A pipelined read right behind a write: its position is still on the way.
+    sc.lsn_pending = lsn_captures_ > 0;
 
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(settings->config.failover.wait_for_primary_ms);
@@ -275,7 +242,12 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
         std::vector<int> in_flight;
         if (policy.load_balancing == routing::LoadBalancing::least_connections)
             in_flight = runtime_.in_flight(*view);
-        const auto d = routing::choose_target(rr, sc, *view, policy, runtime_.balancer(), peer_host_, in_flight);
+        std::vector<std::uint64_t> known;
+        if (sc.min_lsn) {
+            known = known_replay(*view);
+            sc.known_replay = known;
+        }
+        auto d = routing::choose_target(rr, sc, *view, policy, runtime_.balancer(), peer_host_, in_flight);
         if (d.backend) {
             const auto& target = view->backends[*d.backend];
             auto link = co_await link_to(target);
@@ -283,12 +255,13 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
                 // Transaction pooling: every connection stayed busy (issue 5).
                 const std::string message = "no server connection to \"" + target.name +
                                             "\" became free within proxy.query_wait_timeout_ms";
-                co_await reject_request(sqlstate::too_many_connections, message);
-                co_return nullptr;
+                co_await reject_request(request, sqlstate::too_many_connections, message);
+                co_return Route{};
             }
             if (!link && !rr.write) {
-                // A replica we could not reach: another one serves the read,
-                // else the primary.
+                // A replica we could not reach: another fresh one serves the
+                // read, else the primary (which needs no replay wait).
+                d.wait_lsn.reset();
                 for (auto i : routing::eligible_replicas(*view, policy, sc)) {
                     if (i == *d.backend)
                         continue;
@@ -301,15 +274,15 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
             }
             if (!link && !rr.write) {
                 const std::string message = "could not connect to server \"" + target.name + "\"";
-                co_await reject_request(sqlstate::connection_failure, message);
-                co_return nullptr;
+                co_await reject_request(request, sqlstate::connection_failure, message);
+                co_return Route{};
             }
             if (link) {
-            runtime_.count_query(link->backend, rr.write);
-            runtime_.count_route_decision(d.reason);
-            log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
-                       routing::to_string(d.reason), ")");
-            co_return link;
+                runtime_.count_query(link->backend, rr.write);
+                runtime_.count_route_decision(d.reason);
+                log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
+                           routing::to_string(d.reason), ")");
+                co_return Route{link, d.wait_lsn};
             }
             // The primary refuses connections: it may be dying. Probe it now and
             // wait for the health checker's verdict (or a new primary).
@@ -324,26 +297,27 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::route_request()
         auto [ec] = co_await poll->async_wait(use_nothrow);
         (void)ec;
     }
-    co_await reject_request(sqlstate::cannot_connect_now,
+    co_await reject_request(request, sqlstate::cannot_connect_now,
                             "no primary server is available: writes waited failover.wait_for_primary_ms");
-    co_return nullptr;
+    co_return Route{};
 }
 
-awaitable<void> ClientSession::reject_request(std::string_view state, std::string_view message)
+awaitable<void> ClientSession::reject_request(const wire::Request& request, std::string_view state,
+                                              std::string_view message)
 {
     std::string out;
     be::build_error_response(out, "ERROR", state, message);
-    if (info_.synced)
+    if (request.synced())
         be::build_ready_for_query(out, tx_status_);
     else
-        discard_until_sync_ = info_.extended;  // the server would skip to Sync too
+        discard_until_sync_ = request.extended();  // the server would skip to Sync too
     (void)co_await stream_.send(out);
 }
 
-awaitable<bool> ClientSession::answer_pgswitch_setting()
+awaitable<bool> ClientSession::answer_pgswitch_setting(const routing::RequestFacts& facts)
 {
     std::string out;
-    if (info_.show_lsn) {
+    if (facts.show_lsn) {
         be::FieldDescription col;
         col.name = "pgswitch.lsn";
         col.type_oid = 25;  // text
@@ -358,7 +332,7 @@ awaitable<bool> ClientSession::answer_pgswitch_setting()
         be::build_data_row(out, {value});
         be::build_command_complete(out, "SHOW");
     } else {
-        std::string text = *info_.set_min_lsn;
+        std::string text = *facts.set_min_lsn;
         std::erase(text, '\'');
         const auto lsn = routing::parse_lsn(text);
         if (!lsn) {
@@ -373,6 +347,29 @@ awaitable<bool> ClientSession::answer_pgswitch_setting()
     co_return !co_await stream_.send(out);
 }
 
+awaitable<bool> ClientSession::reject_parse_clash(const wire::Request& request, const routing::RequestFacts&)
+{
+    for (const auto& m : request.messages()) {
+        const auto* p = m.as<fe::Parse>();
+        if (!p || p->statement.empty() || !state_.statement(p->statement))
+            continue;
+        // A Parse of that name still unanswered may yet fail (then the name
+        // is free, as on the server): wait for the answers before deciding.
+        const bool pending = std::any_of(links_.begin(), links_.end(), [&](const auto& l) {
+            return !l->dead && l->statements.parse_pending(p->statement);
+        });
+        if (pending) {
+            co_await wait_until_drained();
+            if (!state_.statement(p->statement))
+                continue;
+        }
+        const std::string message = "prepared statement \"" + std::string(p->statement) + "\" already exists";
+        co_await reject_request(request, "42P05", message);
+        co_return true;
+    }
+    co_return false;
+}
+
 std::string ClientSession::settings_catch_up_script(routing::LinkState& link_state) const
 {
     const auto c = state_.catch_up(link_state);
@@ -380,41 +377,95 @@ std::string ClientSession::settings_catch_up_script(routing::LinkState& link_sta
     if (c.discard_all)
         script = "DISCARD ALL";
     if (c.settings)
-        script += (script.empty() ? "" : "; ") + *c.settings;
+        append_statement(script, *c.settings);
     return script;
 }
 
-awaitable<bool> ClientSession::catch_up(ServerLink& link)
+void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string_view name,
+                                 const routing::PreparedStatement& ps, bool close_first)
+{
+    if (close_first)
+        fe::build_close(out, 'S', name);
+    fe::build_parse(out, name, ps.query, param_oids(ps.param_types));
+    link.state.statements[std::string(name)] = ps.version;
+    link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false);
+}
+
+awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Request& request)
+{
+    // In the middle of an unfinished extended request nothing may be slipped in.
+    if (link.unsynced)
+        co_return true;
+    std::string out;
+    bool any = false;
+    for_each_used_statement(request, [&](std::string_view name) {
+        const auto* ps = state_.statement(name);
+        if (!ps || !ps->shown)
+            return;
+        auto it = link.state.statements.find(name);
+        if (it != link.state.statements.end() && it->second == ps->version)
+            return;
+        if (!any) {
+            // The statement's text resolves names by the session's search_path.
+            if (const auto script = settings_catch_up_script(link.state); !script.empty()) {
+                fe::build_query(out, script);
+                link.push(Segment::hidden);
+            }
+            any = true;
+        }
+        replay_parse(link, out, name, *ps, it != link.state.statements.end());
+        fe::build_describe(out, 'S', name);
+        link.statements.describe_sent(std::string(name), ps->version, link.segments_sent + 1, ps->shown);
+    });
+    if (!any)
+        co_return true;
+    fe::build_sync(out);
+    const auto n = link.push(Segment::check);
+    (void)co_await link.conn->write(out);
+    co_await wait_for_segment(link, n);
+    if (link.statements.take_check_failure()) {
+        log::info("session ", id_, ": a statement the client described differs on ", link.backend,
+                  " (its tables changed): answering 0A000");
+        co_return false;
+    }
+    co_return true;
+}
+
+void ClientSession::catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
 {
     hidden_.clear();
     // In the middle of an unfinished extended request nothing may be slipped
     // in: a Sync would end the implicit transaction and its portals.
     if (link.unsynced)
-        co_return true;
+        return;
     std::string script = settings_catch_up_script(link.state);
 
     // SQL PREPAREd statements this request EXECUTEs, and stale names it re-PREPAREs.
-    for (const auto& cls : info_.classes) {
+    for (const auto& cls : facts.classes) {
+        if (!cls)
+            continue;
         for (const auto& st : cls->statements) {
             if (st.execute_name) {
                 const auto* sp = state_.sql_prepared(*st.execute_name);
                 auto it = link.state.sql_prepared.find(*st.execute_name);
-                if (!sp && it != link.state.sql_prepared.end() && it->second == routing::foreign_version) {
-                    // Another client's (transaction pooling): gone before this EXECUTE.
-                    script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
+                if (!sp && it != link.state.sql_prepared.end()) {
+                    // Another client's (transaction pooling), or the session's
+                    // own that it DEALLOCATEd on another server: gone before
+                    // this EXECUTE, which the server must refuse (26000).
+                    append_statement(script, "DEALLOCATE " + quote_ident(*st.execute_name));
                     link.state.sql_prepared.erase(it);
                 }
                 if (sp && (it == link.state.sql_prepared.end() || it->second != sp->version)) {
                     if (it != link.state.sql_prepared.end())
-                        script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.execute_name));
-                    script += (script.empty() ? "" : "; ") + sp->prepare_text;
+                        append_statement(script, "DEALLOCATE " + quote_ident(*st.execute_name));
+                    append_statement(script, sp->prepare_text);
                     link.state.sql_prepared[*st.execute_name] = sp->version;
                 }
             }
             if (st.prepare_name) {
                 auto it = link.state.sql_prepared.find(*st.prepare_name);
                 if (it != link.state.sql_prepared.end()) {
-                    script += (script.empty() ? "" : "; ") + ("DEALLOCATE " + quote_ident(*st.prepare_name));
+                    append_statement(script, "DEALLOCATE " + quote_ident(*st.prepare_name));
                     link.state.sql_prepared.erase(it);
                 }
             }
@@ -422,26 +473,21 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
     }
     if (!script.empty()) {
         fe::build_query(hidden_, script);
-        link.segments.push_back(ServerLink::Segment::hidden);
+        link.push(Segment::hidden);
     }
 
     // Protocol-level named statements: prepared lazily where they are used.
     bool parsed = false;
-    for (const auto& fr : request_frames_) {
-        const auto body = body_of(std::string_view(request_).substr(fr.offset, fr.size));
+    for (const auto& m : request.messages()) {
         std::string_view name;
         bool defines = false;
-        if (fr.tag == static_cast<char>(fe::Tag::Bind)) {
-            if (auto b = fe::parse_bind(body))
-                name = b->statement;
-        } else if (fr.tag == static_cast<char>(fe::Tag::Describe)) {
-            if (auto d = fe::parse_describe(body); d && d->kind == 'S')
-                name = d->name;
-        } else if (fr.tag == static_cast<char>(fe::Tag::Parse)) {
-            if (auto p = fe::parse_parse(body)) {
-                name = p->statement;
-                defines = true;
-            }
+        if (const auto* b = m.as<fe::Bind>()) {
+            name = b->statement;
+        } else if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S') {
+            name = d->name;
+        } else if (const auto* p = m.as<fe::Parse>()) {
+            name = p->statement;
+            defines = true;
         }
         if (name.empty())
             continue;
@@ -468,156 +514,166 @@ awaitable<bool> ClientSession::catch_up(ServerLink& link)
         }
         if (!ps || (it != link.state.statements.end() && it->second == ps->version))
             continue;
-        if (it != link.state.statements.end())
-            fe::build_close(hidden_, 'S', name);
-        fe::build_parse(hidden_, name, ps->query, param_oids(ps->param_types));
-        link.state.statements[std::string(name)] = ps->version;
+        replay_parse(link, hidden_, name, *ps, it != link.state.statements.end());
         parsed = true;
     }
     if (parsed) {
         fe::build_sync(hidden_);
-        link.segments.push_back(ServerLink::Segment::hidden);
-    }
-    co_return true;
-}
-
-void ClientSession::apply_statement_effects(ServerLink& link, const routing::Classification& cls,
-                                            std::string_view text)
-{
-    for (const auto& st : cls.statements) {
-        const auto own = text.substr(std::min(st.offset, text.size()), st.length);
-        switch (st.session) {
-        case SessionEffect::set:
-            if (st.set_name == "pgswitch.min_lsn")
-                break;
-            state_.record_set(st.set_name, std::string(own));
-            link.state.settings_version = state_.settings_version();
-            if (st.set_name == "default_transaction_read_only")
-                default_read_only_ = is_true_setting(st.set_value);
-            break;
-        case SessionEffect::reset:
-            state_.record_reset(st.set_name);
-            link.state.settings_version = state_.settings_version();
-            if (st.set_name == "default_transaction_read_only")
-                default_read_only_ = false;
-            break;
-        case SessionEffect::reset_all:
-            state_.record_reset_all();
-            link.state.settings_version = state_.settings_version();
-            default_read_only_ = false;
-            break;
-        case SessionEffect::discard_all:
-            state_.record_discard_all();
-            link.state.discard_epoch = state_.discard_epoch();
-            link.state.settings_version = state_.settings_version();
-            link.state.statements.clear();
-            link.state.sql_prepared.clear();
-            default_read_only_ = false;
-            break;
-        default:
-            break;
-        }
-        if (st.prepare_name) {
-            state_.record_sql_prepare(*st.prepare_name, std::string(own), st.prepared_statement_is_write);
-            link.state.sql_prepared[*st.prepare_name] = state_.sql_prepared(*st.prepare_name)->version;
-        }
-        if (st.deallocate_name) {
-            state_.record_deallocate(*st.deallocate_name);
-            link.state.sql_prepared.erase(*st.deallocate_name);
-        }
-        if (st.deallocate_all) {
-            state_.record_deallocate_all();
-            link.state.sql_prepared.clear();
-        }
-        if (st.pins_primary && link.role == routing::Role::primary)
-            state_.pinned_to_primary = true;
-        if (st.kind == routing::StatementKind::other) {
-            // CREATE/ALTER/DROP FUNCTION may change which calls write.
-            std::string lower(own);
-            for (auto& ch : lower)
-                ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-            if (lower.find("function") != std::string::npos || lower.find("procedure") != std::string::npos)
-                runtime_.invalidate_catalog(database_);
-        }
+        link.push(Segment::hidden);
     }
 }
 
-void ClientSession::record_request(ServerLink& link)
+void ClientSession::record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
 {
-    std::size_t cls_index = 0;
-    char last = 0;
-    for (const auto& fr : request_frames_) {
-        const auto body = body_of(std::string_view(request_).substr(fr.offset, fr.size));
-        last = fr.tag;
-        switch (static_cast<fe::Tag>(fr.tag)) {
-        case fe::Tag::Query: {
-            push_client_segment(link);
-            if (cls_index < info_.classes.size()) {
-                if (auto q = fe::parse_query(body))
-                    apply_statement_effects(link, *info_.classes[cls_index], q->sql);
-                ++cls_index;
+    const bool on_primary = link.role == routing::Role::primary;
+    auto apply_executed = [&](std::size_t message) {
+        for (const auto& e : facts.executed) {
+            if (e.message != message)
+                continue;
+            for (const auto& st : e.cls->statements) {
+                const auto own = e.text.substr(std::min(st.offset, e.text.size()), st.length);
+                if (state_.apply_effects(st, own, link.state, on_primary))
+                    runtime_.invalidate_catalog(database_);
             }
-            break;
         }
-        case fe::Tag::Sync:
-        case fe::Tag::FunctionCall:
+    };
+    const auto messages = request.messages();
+    std::size_t cls_index = 0;  // facts.classes has one entry per Query and Parse
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const auto& m = messages[i];
+        const bool has_class = m.tag == fe::Tag::Query || m.tag == fe::Tag::Parse;
+        const routing::Classification* cls =
+            has_class && cls_index < facts.classes.size() ? facts.classes[cls_index].get() : nullptr;
+        if (has_class)
+            ++cls_index;
+        switch (m.tag) {
+        case fe::Tag::Query:
             push_client_segment(link);
+            apply_executed(i);
+            // A simple Query destroys the unnamed statement (Protocol → Extended Query).
+            state_.forget_unnamed();
+            unnamed_link_.reset();
             break;
-        case fe::Tag::Parse: {
-            auto p = fe::parse_parse(body);
-            if (p && cls_index < info_.classes.size()) {
-                const auto& cls = *info_.classes[cls_index];
-                apply_statement_effects(link, cls, p->query);
+        case fe::Tag::Sync:
+        case fe::Tag::FunctionCall: push_client_segment(link); break;
+        case fe::Tag::Execute: apply_executed(i); break;
+        case fe::Tag::Parse:
+            if (const auto* p = m.as<fe::Parse>()) {
+                routing::PreparedStatement ps;
+                ps.query.assign(p->query);
+                ps.param_types.assign(p->param_types);
+                ps.param_count = p->param_type_count;
+                ps.write = !cls || cls->write;
                 if (p->statement.empty()) {
-                    parsed_unnamed_ = true;
+                    state_.record_unnamed(std::move(ps));
                 } else {
-                    routing::PreparedStatement ps;
-                    ps.query.assign(p->query);
-                    ps.param_types.assign(p->param_types);
-                    ps.param_count = p->param_type_count;
-                    ps.write = cls.write;
-                    state_.record_parse(std::string(p->statement), std::move(ps));
-                    link.state.statements[std::string(p->statement)] = state_.statement(p->statement)->version;
+                    const std::string name(p->statement);
+                    state_.record_parse(name, std::move(ps));
+                    const auto version = state_.statement(name)->version;
+                    link.state.statements[name] = version;
+                    link.statements.parse_sent(name, version, link.segments_sent + 1, true);
                 }
             }
-            ++cls_index;
             break;
-        }
+        case fe::Tag::Describe:
+            if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
+                if (const auto* ps = state_.statement(d->name))
+                    link.statements.describe_sent(std::string(d->name), ps->version, link.segments_sent + 1);
+            break;
         case fe::Tag::Close:
-            if (auto c = fe::parse_close(body); c && c->kind == 'S' && !c->name.empty()) {
+            if (const auto* c = m.as<fe::Close>(); c && c->kind == 'S' && !c->name.empty()) {
                 state_.record_close_statement(c->name);
                 if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
                     link.state.statements.erase(it);
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
-    if (info_.extended)
-        link.unsynced = last != static_cast<char>(fe::Tag::Sync);
-    bool executes = false;  // a Parse/Describe alone changes no data
-    for (const auto& fr : request_frames_)
-        if (fr.tag == static_cast<char>(fe::Tag::Execute) || fr.tag == static_cast<char>(fe::Tag::Query) ||
-            fr.tag == static_cast<char>(fe::Tag::FunctionCall))
-            executes = true;
-    if (info_.write && executes) {
+    if (request.extended())
+        link.unsynced = !request.synced() && request.boundary() == fe::Tag::Flush;
+    if (facts.may_write) {
         state_.wrote = true;
         link.wrote = true;
     }
-    if (info_.tx_begin)
-        link.wrote = true;
 }
 
-awaitable<bool> ClientSession::dispatch_request()
+void ClientSession::push_capture(ServerLink& link, std::string& out)
+{
+    // The insert position, not the write position: with synchronous_commit
+    // off the commit record may not be written when COMMIT returns, and a
+    // replica replaying only that far would lack it.
+    fe::build_query(out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
+    link.push(Segment::capture_lsn);
+    ++lsn_captures_;
+    link.wrote = false;
+}
+
+awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wire::Request request,
+                                            const routing::RequestFacts& facts,
+                                            std::optional<std::uint64_t> wait_lsn, bool is_retry)
+{
+    if (!co_await check_statements(*link, request)) {
+        co_await reject_request(request, "0A000", "cached plan must not change result type");
+        co_return !closed_;
+    }
+    if (closed_)
+        co_return false;
+    if (link->dead) {
+        const std::string message = "server connection to \"" + link->backend + "\" was lost";
+        co_await reject_request(request, sqlstate::connection_failure, message);
+        co_return !closed_;
+    }
+    catch_up(*link, request, facts);
+    const auto policy = runtime_.policy();
+    if (wait_lsn) {
+        fe::build_query(hidden_, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
+        link->push(Segment::replay_wait, *wait_lsn);
+    }
+    // Segments are queued before the bytes leave, so the pump can never see
+    // a reply it does not expect.
+    record_request(*link, request, facts);
+    if (facts.parses_unnamed)
+        unnamed_link_ = link;
+
+    // Read your writes (lsn): right behind a request that may commit a write,
+    // ask the primary for its WAL position. It is pipelined: the client gets
+    // its own ReadyForQuery first and waits for nothing.
+    // Not after COPY FROM: the server is then in copy-in mode and a Query
+    // would break the protocol; that write is captured before the next request.
+    capture_.clear();
+    if (read_your_writes_lsn() && link->role == routing::Role::primary && request.synced() && link->wrote &&
+        !facts.copy_from &&
+        ((tx_status_ == wire::TxStatus::idle && !facts.tx_begin && !facts.tx_begin_read_only) || facts.tx_end))
+        push_capture(*link, capture_);
+    active_ = link;
+
+    // A read on a replica outside a transaction is kept until its reply
+    // starts: it is re-run on the primary when it fails with 25006, when its
+    // replay wait falls short, or when its server dies before answering.
+    const bool keep = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
+                      request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
+                      request.bytes().size() <= retry_keep_limit && link->pending_client() == 1;
+    std::string_view bytes = request.bytes();
+    if (keep) {
+        link->retry.emplace(std::move(request));
+        link->retry_segment = link->segments_sent;  // its Sync or Query was the last pushed
+        bytes = link->retry->bytes();
+    }
+    std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(bytes.data(), bytes.size()),
+                                              asio::buffer(capture_)};
+    auto ec = co_await write_all_fast(link->conn->socket(), buffers);
+    // A failed write shows up in the link's pump, which tells the client.
+    (void)ec;
+    co_return !closed_;
+}
+
+awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 {
     // After pgswitch answered part of an extended request with an error,
     // the rest up to Sync is dropped, then ReadyForQuery closes it.
     if (discard_until_sync_) {
-        const bool sync = !request_frames_.empty() && request_frames_.back().tag == static_cast<char>(fe::Tag::Sync);
-        request_.clear();
-        request_frames_.clear();
-        if (!sync)
+        if (request.boundary() != fe::Tag::Sync)
             co_return true;
         discard_until_sync_ = false;
         std::string out;
@@ -629,102 +685,54 @@ awaitable<bool> ClientSession::dispatch_request()
     // transaction that ended without a COMMIT we saw): capture it now,
     // before routing, while the primary connection is idle.
     if (auto p = primary_link(); p && p->wrote && p->segments.empty() && !p->unsynced &&
-        tx_status_ == wire::TxStatus::idle && runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn) {
+        tx_status_ == wire::TxStatus::idle && read_your_writes_lsn()) {
         std::string q;
-        fe::build_query(q, "SELECT pg_current_wal_lsn()");
-        p->segments.push_back(ServerLink::Segment::capture_lsn);
-        ++lsn_captures_;
-        lsn_pending_ = true;
-        p->wrote = false;
+        push_capture(*p, q);
         (void)co_await p->conn->write(q);
     }
 
-    // A misrouted read is moving to the primary: later requests queue behind it.
+    // A kept request is moving to the primary: later requests queue behind it.
     while (retrying_ && !closed_) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }
 
-    analyze_request();
+    auto facts = analyze(request);
+    // DDL changed functions (or a read wrote after all), or the request calls
+    // functions created behind pgswitch's back: ask the database first.
+    // (Plain statements: g++ 12 mis-evaluates co_await inside && and ||.)
+    bool learned = false;
+    if (catalog_stale_)
+        learned = co_await learn_functions({});
+    else if (!facts.unknown_functions.empty())
+        learned = co_await learn_functions(facts.unknown_functions);
+    if (learned)
+        facts = analyze(request);
     // SHOW pgswitch.lsn must include the session's last write: wait for its capture.
-    while (info_.show_lsn && lsn_captures_ > 0 && !closed_) {
+    while (facts.show_lsn && lsn_captures_ > 0 && !closed_) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }
-    if ((info_.show_lsn || info_.set_min_lsn) && request_frames_.size() == 1 && info_.classes.size() == 1 &&
-        info_.classes.front()->statements.size() == 1 && !any_pending()) {
-        request_.clear();
-        request_frames_.clear();
-        co_return co_await answer_pgswitch_setting();
-    }
+    if ((facts.show_lsn || facts.set_min_lsn) && request.is_single_query() && facts.classes.size() == 1 &&
+        facts.classes.front()->statements.size() == 1 && !any_pending())
+        co_return co_await answer_pgswitch_setting(facts);
 
-    // Parse of a name the session still has: the server would say 42P05,
-    // but the name may live on another server than the one chosen now.
-    for (const auto& fr : request_frames_) {
-        if (fr.tag != static_cast<char>(fe::Tag::Parse))
-            continue;
-        auto p = fe::parse_parse(body_of(std::string_view(request_).substr(fr.offset, fr.size)));
-        if (p && !p->statement.empty() && state_.statement(p->statement)) {
-            const std::string message = "prepared statement \"" + std::string(p->statement) + "\" already exists";
-            co_await reject_request("42P05", message);
-            request_.clear();
-            request_frames_.clear();
-            co_return !closed_;
+    if (co_await reject_parse_clash(request, facts))
+        co_return !closed_;
+
+    // A read that may go to a replica needs the position of the session's
+    // last write, which is on its way right behind that write's reply.
+    if (!facts.needs_primary() && read_your_writes_lsn() && lsn_captures_ > 0 && !any_pending()) {
+        while (lsn_captures_ > 0 && !closed_) {
+            auto [ec] = co_await drained_.async_wait(use_nothrow);
+            (void)ec;
         }
     }
 
-    auto link = co_await route_request();
-    if (!link) {
-        request_.clear();
-        request_frames_.clear();
+    auto route = co_await route_request(request, facts);
+    if (!route.link)
         co_return !closed_;
-    }
-    (void)co_await catch_up(*link);
-    // Segments are queued before the bytes leave, so the pump can never see
-    // a reply it does not expect.
-    parsed_unnamed_ = false;
-    record_request(*link);
-    if (parsed_unnamed_)
-        unnamed_link_ = link;
-
-    // Read your writes (lsn): right behind a request that may commit a write,
-    // ask the primary for its WAL position. It is pipelined: the client gets
-    // its own ReadyForQuery first and waits for nothing.
-    // Not after COPY FROM: the server is then in copy-in mode and a Query
-    // would break the protocol; that write is captured before the next request.
-    capture_.clear();
-    const auto policy = runtime_.policy();
-    if (policy.read_your_writes == routing::ReadYourWrites::lsn && link->role == routing::Role::primary &&
-        info_.synced && link->wrote && !info_.copy_from &&
-        ((tx_status_ == wire::TxStatus::idle && !info_.tx_begin && !info_.tx_begin_read_only) || info_.tx_end)) {
-        fe::build_query(capture_, "SELECT pg_current_wal_lsn()");
-        link->segments.push_back(ServerLink::Segment::capture_lsn);
-        ++lsn_captures_;
-        lsn_pending_ = true;
-        link->wrote = false;
-    } else if (link->wrote && link->role == routing::Role::primary &&
-               policy.read_your_writes == routing::ReadYourWrites::lsn) {
-        lsn_pending_ = true;  // until a capture after this write lands
-    }
-    active_ = link;
-    // Keep a replica read's bytes until its reply starts (25006 safety net).
-    constexpr std::size_t retry_keep_limit = 64 * 1024;
-    if (link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle && !info_.extended &&
-        request_frames_.size() == 1 && request_frames_.front().tag == static_cast<char>(fe::Tag::Query) &&
-        !info_.tx_begin_read_only && request_.size() <= retry_keep_limit && link->pending_client() == 1)
-        link->retry_request = request_;
-    else
-        link->retry_request.clear();
-
-    std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(request_), asio::buffer(capture_)};
-    auto ec = co_await write_all_fast(link->conn->socket(), buffers);
-    request_.clear();
-    request_frames_.clear();
-    if (request_.capacity() > (1u << 20))
-        std::string().swap(request_);
-    // A failed write shows up in the link's pump, which tells the client.
-    (void)ec;
-    co_return !closed_;
+    co_return co_await send_request(route.link, std::move(request), facts, route.wait_lsn, false);
 }
 
 }  // namespace pgswitch::proxy

@@ -17,6 +17,8 @@ void WorkerStats::add(const WorkerStats& other)
     for (const auto& [name, n] : other.in_flight)
         in_flight[name] += n;
     misroutes += other.misroutes;
+    replay_waits_reached += other.replay_waits_reached;
+    replay_waits_missed += other.replay_waits_missed;
     query_latency.merge(other.query_latency);
     for (const auto& [reason, n] : other.route_decisions)
         route_decisions[reason] += n;

@@ -39,6 +39,8 @@ struct WorkerStats {
     std::unordered_map<std::string, QueryCounts> queries;  ///< per backend
     std::unordered_map<std::string, int> in_flight;        ///< per backend (Runtime::stats() fills it)
     std::uint64_t misroutes = 0;
+    std::uint64_t replay_waits_reached = 0;
+    std::uint64_t replay_waits_missed = 0;
     admin::LatencyHistogram query_latency;
     std::map<routing::Reason, std::uint64_t> route_decisions;
     std::uint64_t cache_hits = 0;

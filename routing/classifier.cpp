@@ -146,6 +146,14 @@ struct TreeFacts {
     bool pins_primary = false;  ///< a session advisory lock, or SELECT INTO TEMP
     bool uses_currval = false;
     bool too_deep = false;
+    /// pg_backend_pid(), current_setting('transaction_read_only'): the answer
+    /// is about the session's own connection (StatementInfo::session_identity).
+    bool session_identity = false;
+    /// A literal argument decided something (set_config's is_local,
+    /// current_setting's name): the classification is not literal-free.
+    bool literal_sensitive = false;
+    /// Calls of functions the (complete) catalog does not know.
+    std::vector<std::string> unknown_functions;
 
     [[nodiscard]] bool writes() const noexcept
     {
@@ -213,11 +221,37 @@ private:
             name = lowered_name = to_lower(name);
 
         FunctionEffect effect = lookup(schema, name);
-        if (name == "set_config" && (schema.empty() || schema == "pg_catalog"))
+        if (name == "set_config" && (schema.empty() || schema == "pg_catalog")) {
             effect.write = !third_argument_is_true(call);
+            facts_.literal_sensitive = true;
+        }
+        if (name == "current_setting")
+            facts_.literal_sensitive = true;
         facts_.write_call = facts_.write_call || effect.write;
         facts_.pins_primary = facts_.pins_primary || effect.pins_primary;
         facts_.uses_currval = facts_.uses_currval || effect.uses_currval;
+        if (schema.empty() || schema == "pg_catalog") {
+            if (name == "pg_backend_pid" ||
+                (name == "current_setting" && first_argument_is(call, "transaction_read_only")))
+                facts_.session_identity = true;
+        }
+        if (catalog_ && !catalog_->knows(schema, name)) {
+            std::string full = schema.empty() ? std::string(name) : std::string(schema) + "." + std::string(name);
+            if (std::find(facts_.unknown_functions.begin(), facts_.unknown_functions.end(), full) ==
+                facts_.unknown_functions.end())
+                facts_.unknown_functions.push_back(std::move(full));
+        }
+    }
+
+    // current_setting('name' [, missing_ok]) with that name as a literal.
+    static bool first_argument_is(const json& call, std::string_view setting)
+    {
+        const json* args = array_member(call, "args");
+        if (!args || args->empty())
+            return false;
+        const json* a_const = node_body((*args)[0], "A_Const");
+        const json* sval = a_const ? member(*a_const, "sval") : nullptr;
+        return sval && iequals(string_member(*sval, "sval"), setting);
     }
 
     [[nodiscard]] FunctionEffect lookup(std::string_view schema, std::string_view name) const
@@ -268,6 +302,20 @@ void apply_walk(const json* tree, const Context& ctx, StatementInfo& out)
     out.write = f.writes();
     out.pins_primary = out.pins_primary || f.pins_primary;
     out.uses_currval = out.uses_currval || f.uses_currval;
+    out.session_identity = out.session_identity || f.session_identity;
+    out.literal_sensitive = out.literal_sensitive || f.literal_sensitive;
+    out.unknown_functions.insert(out.unknown_functions.end(), f.unknown_functions.begin(),
+                                 f.unknown_functions.end());
+}
+
+/// What a nested statement (EXPLAIN ANALYZE's, COPY's query) adds to its container.
+void take_inner_facts(const StatementInfo& inner, StatementInfo& out)
+{
+    out.pins_primary = inner.pins_primary;
+    out.uses_currval = inner.uses_currval;
+    out.session_identity = inner.session_identity;
+    out.literal_sensitive = inner.literal_sensitive;
+    out.unknown_functions = inner.unknown_functions;
 }
 
 /// Classification of a statement nested in another (EXPLAIN, COPY, PREPARE).
@@ -297,6 +345,8 @@ void on_show(const json& body, const Context&, StatementInfo& out)
     out.kind = StatementKind::show;
     out.write = false;
     out.set_name = to_lower(string_member(body, "name"));  // SHOW pgswitch.lsn is answered by the proxy
+    // A standby says "on" whatever the session set: the session's answer is the primary's.
+    out.session_identity = out.set_name == "transaction_read_only";
 }
 
 // EXPLAIN without ANALYZE plans but does not execute (ExecutorStart with EXPLAIN_ONLY skips
@@ -322,8 +372,7 @@ void on_explain(const json& body, const Context& ctx, StatementInfo& out)
         return;
     const StatementInfo inner = classify_inner(member(body, "query"), ctx);
     out.write = inner.write;
-    out.pins_primary = inner.pins_primary;
-    out.uses_currval = inner.uses_currval;
+    take_inner_facts(inner, out);
     out.execute_name = inner.execute_name;  // EXPLAIN ANALYZE EXECUTE p runs p
 }
 
@@ -339,8 +388,7 @@ void on_copy(const json& body, const Context& ctx, StatementInfo& out)
     out.kind = StatementKind::copy_to;
     const StatementInfo inner = classify_inner(member(body, "query"), ctx);
     out.write = !string_member(body, "filename").empty() || (member(body, "query") && inner.write);
-    out.pins_primary = inner.pins_primary;
-    out.uses_currval = inner.uses_currval;
+    take_inner_facts(inner, out);
 }
 
 /// The value of a `transaction_read_only` DefElem (BEGIN/START/SET TRANSACTION options:
@@ -356,6 +404,19 @@ std::optional<bool> read_only_option(const json& option)
     return ival && int_member(*ival, "ival") != 0;
 }
 
+/// The isolation level of a `transaction_isolation` DefElem, lower-case
+/// ("serializable", "repeatable read"...), or nullopt for other options.
+std::optional<std::string> isolation_option(const json& option)
+{
+    const json* def = node_body(option, "DefElem");
+    if (!def || string_member(*def, "defname") != "transaction_isolation")
+        return std::nullopt;
+    const json* arg = member(*def, "arg");
+    const json* a_const = arg ? node_body(*arg, "A_Const") : nullptr;
+    auto text = a_const ? const_text(*a_const) : std::nullopt;
+    return text ? std::optional<std::string>(to_lower(*text)) : std::nullopt;
+}
+
 void on_transaction(const json& body, const Context&, StatementInfo& out)
 {
     out.kind = StatementKind::transaction;
@@ -368,6 +429,8 @@ void on_transaction(const json& body, const Context&, StatementInfo& out)
         for_each_element(body, "options", [&](const json& option) {
             if (const auto value = read_only_option(option))
                 read_only = *value;
+            if (const auto level = isolation_option(option))
+                out.serializable = *level == "serializable";
         });
         out.tx = read_only ? Tx::begin_read_only : Tx::begin;
     } else if (kind == "TRANS_STMT_COMMIT") {
@@ -395,6 +458,8 @@ void on_transaction_characteristics(const json& body, StatementInfo& out)
         if (const auto value = read_only_option(option)) {
             out.set_name = "default_transaction_read_only";
             out.set_value = *value ? "on" : "off";
+        } else if (const auto level = isolation_option(option)) {
+            out.set_value = *level;
         }
     });
 }
@@ -452,7 +517,9 @@ void on_prepare(const json& body, const Context& ctx, StatementInfo& out)
     out.kind = StatementKind::prepare;
     out.write = false;
     out.prepare_name = std::string(string_member(body, "name"));
-    out.prepared_statement_is_write = classify_inner(member(body, "query"), ctx).write;
+    const StatementInfo inner = classify_inner(member(body, "query"), ctx);
+    out.prepared_statement_is_write = inner.write;
+    out.unknown_functions = inner.unknown_functions;  // looked up now, so the EXECUTEs route right
 }
 
 // EXECUTE's own arguments may call functions: EXECUTE p(nextval('s')).
@@ -633,6 +700,11 @@ Classification summarize(std::vector<StatementInfo> statements, Hint hint)
         c.has_session_effect = c.has_session_effect || s.session != SessionEffect::none;
         c.has_session_bookkeeping = c.has_session_bookkeeping || s.prepare_name || s.execute_name ||
                                     s.deallocate_name || s.deallocate_all || s.unlisten;
+        c.session_identity = c.session_identity || s.session_identity;
+        c.literal_sensitive = c.literal_sensitive || s.literal_sensitive;
+        for (const auto& f : s.unknown_functions)
+            if (std::find(c.unknown_functions.begin(), c.unknown_functions.end(), f) == c.unknown_functions.end())
+                c.unknown_functions.push_back(f);
     }
     c.statements = std::move(statements);
     return c;

@@ -76,6 +76,9 @@ struct StatementInfo {
     /// COMMIT AND CHAIN / ROLLBACK AND CHAIN: a new transaction with the same
     /// characteristics (read-only or not) starts at once.
     bool tx_chain = false;
+    /// BEGIN / START TRANSACTION ISOLATION LEVEL SERIALIZABLE: a hot standby
+    /// refuses those, read-only or not.
+    bool serializable = false;
     SessionEffect session = SessionEffect::none;
     /// GUC name for SET/RESET/SHOW, lower-case ("search_path", "default_transaction_read_only").
     /// SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY/WRITE is reported as
@@ -97,6 +100,18 @@ struct StatementInfo {
     /// nextval(), so the router should follow the session's sequence use.
     bool uses_currval = false;
     Hint hint = Hint::none;  ///< leading comment of this statement's text
+    /// Answers about the session's own connection rather than the data:
+    /// pg_backend_pid() (the pid the client was given is its primary
+    /// connection's), SHOW / current_setting('transaction_read_only') (on on
+    /// every standby). Such a read runs on the primary.
+    bool session_identity = false;
+    /// A literal value decided part of this (set_config's is_local,
+    /// current_setting's name): not to be cached under a literal-free key.
+    bool literal_sensitive = false;
+    /// Functions it calls that the catalog does not know ("name" or
+    /// "schema.name", lower-case): created behind pgswitch's back, to be looked
+    /// up before routing. Empty without a complete catalog.
+    std::vector<std::string> unknown_functions;
     bool parse_error = false;  ///< the text did not parse; then write is true
     /// This statement's bytes in the classified text, for replaying SET or PREPARE on
     /// another server. Covers the whole text for a parse error.
@@ -116,13 +131,16 @@ struct Classification {
     bool has_session_effect = false;  ///< any statement has session != SessionEffect::none
     /// Any PREPARE, EXECUTE, DEALLOCATE or UNLISTEN: session bookkeeping for the router.
     bool has_session_bookkeeping = false;
+    bool session_identity = false;  ///< any statement has session_identity
+    bool literal_sensitive = false;  ///< any statement has literal_sensitive
+    std::vector<std::string> unknown_functions;  ///< of every statement, once each
 
     /// A plain read the router may send anywhere: no write, no transaction or session
     /// effect, no pin, no currval, no prepared-statement bookkeeping.
     [[nodiscard]] bool is_plain_read() const noexcept
     {
         return !write && !pins_primary && !uses_currval && !has_tx_control && !has_session_effect &&
-               !has_session_bookkeeping;
+               !has_session_bookkeeping && !session_identity;
     }
 };
 

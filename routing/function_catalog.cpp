@@ -135,6 +135,22 @@ void FunctionCatalog::add_volatile(std::string_view schema, std::string_view nam
     ++volatile_count_;
 }
 
+void FunctionCatalog::add_known(std::string_view schema, std::string_view name)
+{
+    std::string entry;
+    entry.reserve(schema.size() + 1 + name.size());
+    entry.append(schema).append(1, '.').append(name);
+    known_.add(entry);
+    ++known_count_;
+}
+
+void FunctionCatalog::add_missing(std::string_view name) { known_.add(name); }
+
+bool FunctionCatalog::knows(std::string_view schema, std::string_view name) const
+{
+    return !complete() || known_.matches(schema, name);
+}
+
 void FunctionCatalog::add_write_function(std::string_view name) { write_.add(name); }
 
 void FunctionCatalog::add_read_only_function(std::string_view name) { read_only_.add(name); }

@@ -51,6 +51,21 @@ public:
     /// A config `read_only_functions` entry: overrides VOLATILE, not `write_functions` and
     /// not the built-in list (those fail or misbehave on a hot standby).
     void add_read_only_function(std::string_view name);
+    /// A function that exists (any volatility, any schema, pg_catalog included).
+    /// A catalog given at least one is complete: calls of names it does not
+    /// know are reported by the classifier (Classification::unknown_functions)
+    /// so that the proxy can look them up before routing.
+    void add_known(std::string_view schema, std::string_view name);
+    /// A name that was looked up and does not exist ("name" or "schema.name"):
+    /// known as a read until the next refresh, so it is not looked up again.
+    void add_missing(std::string_view name);
+
+    /// The catalog lists every function of its database (add_known was used).
+    [[nodiscard]] bool complete() const noexcept { return known_count_ > 0; }
+    /// Whether `schema.name` (schema empty for an unqualified call) is a
+    /// function this catalog knows of, or was told is missing. Always true
+    /// for an incomplete catalog. Lower-case arguments.
+    [[nodiscard]] bool knows(std::string_view schema, std::string_view name) const;
 
     /// Effect of calling `schema.name(...)`; `schema` is empty for an unqualified call.
     /// Both must already be lower-case (the parser folds unquoted identifiers).
@@ -80,6 +95,8 @@ private:
 
     std::uint64_t generation_;
     std::size_t volatile_count_ = 0;
+    std::size_t known_count_ = 0;
+    NameIndex known_;      ///< every function of the database, and names known to be missing
     NameIndex volatile_;   ///< pg_proc VOLATILE user functions
     NameIndex write_;      ///< config write_functions
     NameIndex read_only_;  ///< config read_only_functions

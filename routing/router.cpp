@@ -35,6 +35,19 @@ bool is_usable_replica(const BackendView& b) noexcept
 
 }  // namespace
 
+std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& view, const Policy& policy,
+                 BalancerState& state, std::string_view client_key, std::span<const int> in_flight)
+{
+    if (candidates.size() == 1)
+        return candidates.front();
+    switch (policy.load_balancing) {
+    case LoadBalancing::round_robin: return state.pick_round_robin(view, candidates);
+    case LoadBalancing::least_connections: return pick_least_connections(view, candidates, in_flight, state);
+    case LoadBalancing::ip_hash: return pick_rendezvous(view, candidates, client_key);
+    }
+    return candidates.front();
+}
+
 std::string_view to_string(Reason r) noexcept
 {
     switch (r) {
@@ -42,6 +55,7 @@ std::string_view to_string(Reason r) noexcept
     case Reason::pinned: return "session pinned to primary";
     case Reason::hint_primary: return "hint pgswitch:primary";
     case Reason::read_your_writes: return "read your writes";
+    case Reason::read_your_writes_wait: return "read on replica after replay wait";
     case Reason::replica: return "read on replica";
     case Reason::primary_read: return "read balanced onto primary";
     case Reason::no_replica: return "no usable replica";
@@ -122,6 +136,26 @@ std::size_t pick_least_connections(const ClusterView& view, std::span<const std:
     return state.pick_round_robin(view, best);
 }
 
+std::vector<std::size_t> login_order(const ClusterView& view)
+{
+    std::vector<std::size_t> order;
+    if (const auto primary = view.primary_index())
+        order.push_back(*primary);
+    for (std::size_t i = 0; i < view.backends.size(); ++i)
+        if (view.backends[i].role == Role::replica && view.backends[i].state == BackendState::up)
+            order.push_back(i);
+    return order;
+}
+
+bool known_fresh(const ClusterView& view, std::size_t index, std::uint64_t lsn,
+                 std::span<const std::uint64_t> known_replay) noexcept
+{
+    const auto& b = view.backends[index];
+    if (b.wal_lsn && *b.wal_lsn >= lsn)
+        return true;
+    return index < known_replay.size() && known_replay[index] >= lsn;
+}
+
 std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy& policy,
                                            const SessionConstraints& session)
 {
@@ -130,12 +164,10 @@ std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy
         const auto& b = view.backends[i];
         if (!is_usable_replica(b) || b.lagging)
             continue;
-        if (policy.read_your_writes == ReadYourWrites::lsn) {
-            if (session.lsn_pending)
-                continue;
-            if (session.min_lsn && (!b.wal_lsn || *b.wal_lsn < *session.min_lsn))
-                continue;
-        }
+        if (policy.read_your_writes == ReadYourWrites::lsn &&
+            (session.lsn_pending ||
+             (session.min_lsn && !known_fresh(view, i, *session.min_lsn, session.known_replay))))
+            continue;
         out.push_back(i);
     }
     return out;
@@ -166,11 +198,17 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
         if (policy.read_your_writes == ReadYourWrites::session && session.wrote && primary)
             return {primary, Reason::read_your_writes};
         candidates = eligible_replicas(view, policy, session);
-        if (candidates.empty() && primary && policy.read_your_writes == ReadYourWrites::lsn &&
+        if (candidates.empty() && policy.read_your_writes == ReadYourWrites::lsn &&
             (session.min_lsn || session.lsn_pending)) {
-            // Replicas exist but none has the session's last write yet?
-            SessionConstraints fresh_not_needed;
-            if (!eligible_replicas(view, policy, fresh_not_needed).empty())
+            // Replicas exist but none is known to have the session's last
+            // write yet: one may get there within the wait, else the primary.
+            const auto usable = eligible_replicas(view, policy, SessionConstraints{});
+            if (!usable.empty() && request.can_wait && policy.read_your_writes_wait_ms > 0 && !session.lsn_pending) {
+                Decision d{pick(usable, view, policy, state, client_key, in_flight), Reason::read_your_writes_wait,
+                           session.min_lsn};
+                return d;
+            }
+            if (!usable.empty() && primary)
                 return {primary, Reason::read_your_writes};
         }
         if (policy.primary_reads && primary && view.backends[*primary].weight > 0)
@@ -181,17 +219,8 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
             return {primary, Reason::no_replica};
         return {std::nullopt, Reason::no_backend};
     }
-    std::size_t pick = candidates.front();
-    if (candidates.size() > 1) {
-        switch (policy.load_balancing) {
-        case LoadBalancing::round_robin: pick = state.pick_round_robin(view, candidates); break;
-        case LoadBalancing::least_connections:
-            pick = pick_least_connections(view, candidates, in_flight, state);
-            break;
-        case LoadBalancing::ip_hash: pick = pick_rendezvous(view, candidates, client_key); break;
-        }
-    }
-    return {pick, primary && pick == *primary ? Reason::primary_read : Reason::replica};
+    const std::size_t chosen = pick(candidates, view, policy, state, client_key, in_flight);
+    return {chosen, primary && chosen == *primary ? Reason::primary_read : Reason::replica};
 }
 
 }  // namespace pgswitch::routing

@@ -23,6 +23,9 @@ struct Policy {
     bool primary_reads = false;
     std::uint64_t max_replica_lag_bytes = 16777216;
     ReadYourWrites read_your_writes = ReadYourWrites::lsn;
+    /// routing.read_your_writes_wait_ms: how long a read may wait on a replica
+    /// for it to replay the session's last write (0: never wait).
+    std::uint32_t read_your_writes_wait_ms = 20;
 };
 
 /// What is being routed, reduced to what the decision needs.
@@ -30,6 +33,10 @@ struct RouteRequest {
     bool write = true;         ///< must run on the primary
     bool prefer_primary = false;  ///< /* pgswitch:primary */ hint on a read
     bool prefer_replica = false;  ///< /* pgswitch:replica */ hint (ignored for writes)
+    /// The caller can run a replay wait on a replica ahead of this read and
+    /// re-run it on the primary if the wait times out (an autocommit request
+    /// it keeps): a read after a write then need not go to the primary.
+    bool can_wait = false;
 };
 
 /// The session's history that constrains reads.
@@ -38,9 +45,12 @@ struct SessionConstraints {
     bool wrote = false;              ///< read_your_writes = session: a write happened
     /// read_your_writes = lsn: replicas must have replayed at least this far.
     std::optional<std::uint64_t> min_lsn;
-    /// The session's write is committed but its WAL position is not known
-    /// yet: no replica can be proven fresh.
+    /// The session's last write is committed but its position is not known
+    /// yet (a read pipelined right behind it): no replica can be proven fresh.
     bool lsn_pending = false;
+    /// Replay positions the session learned itself (its replay waits), by
+    /// view index, 0 where unknown; fresher than the health round's.
+    std::span<const std::uint64_t> known_replay;
 };
 
 /// Why a target was chosen (for /routing/explain, logs and counters).
@@ -49,6 +59,7 @@ enum class Reason {
     pinned,              ///< the session is pinned to the primary
     hint_primary,        ///< /* pgswitch:primary */
     read_your_writes,    ///< no replica has the session's last write yet
+    read_your_writes_wait,  ///< a replica that must first replay the session's last write
     replica,             ///< a read on a replica
     primary_read,        ///< a read balanced onto the primary (primary_reads = true)
     no_replica,          ///< a read with no usable replica: the primary
@@ -60,6 +71,16 @@ enum class Reason {
 struct Decision {
     std::optional<std::size_t> backend;  ///< index into ClusterView::backends
     Reason reason = Reason::no_backend;
+    /// Reason::read_your_writes_wait: the read may run on `backend` once it
+    /// has replayed this far (the caller waits there, up to the policy's
+    /// read_your_writes_wait_ms, else re-runs the read on the primary).
+    std::optional<std::uint64_t> wait_lsn;
+
+    Decision() = default;
+    Decision(std::optional<std::size_t> b, Reason r, std::optional<std::uint64_t> wait = std::nullopt)
+        : backend(b), reason(r), wait_lsn(wait)
+    {
+    }
 };
 
 /// Per-backend live figures the balancer reads (indexed like the view).
@@ -90,6 +111,10 @@ private:
 [[nodiscard]] std::size_t pick_least_connections(const ClusterView& view, std::span<const std::size_t> candidates,
                                                  std::span<const int> in_flight, BalancerState& state);
 
+/// One of `candidates` (not empty) by the policy's balancer.
+[[nodiscard]] std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& view, const Policy& policy,
+                               BalancerState& state, std::string_view client_key, std::span<const int> in_flight);
+
 /// The decision itself. Writes (and pinned or read-your-writes reads) go to
 /// the primary; other reads to an up, non-lagging replica (fresh enough for
 /// min_lsn), chosen by the policy's balancer, with the primary among the
@@ -101,5 +126,14 @@ private:
 /// Replicas that may serve a read under `session` (up, not lagging, fresh).
 [[nodiscard]] std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy& policy,
                                                          const SessionConstraints& session);
+
+/// Where a new session logs in, in order of preference: the usable primary,
+/// then every up replica (so that logins and reads go on during a failover).
+[[nodiscard]] std::vector<std::size_t> login_order(const ClusterView& view);
+
+/// Whether replica `index` is known to have replayed `lsn`: by the health
+/// round's position or by one the session learned.
+[[nodiscard]] bool known_fresh(const ClusterView& view, std::size_t index, std::uint64_t lsn,
+                               std::span<const std::uint64_t> known_replay) noexcept;
 
 }  // namespace pgswitch::routing

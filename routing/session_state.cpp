@@ -1,8 +1,36 @@
 #include "session_state.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace pgswitch::routing {
+namespace {
+
+std::string lower_unquoted(std::string_view v)
+{
+    std::string out;
+    for (char c : v)
+        if (c != '\'' && c != ' ' && c != '"')
+            out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    return out;
+}
+
+/// A boolean GUC value as the server reads it ("on", 'true', yes, 1...).
+bool is_true_setting(std::string_view v)
+{
+    const auto s = lower_unquoted(v);
+    return s == "on" || s == "true" || s == "yes" || s == "1" || s == "t" || s == "y";
+}
+
+bool contains_function_ddl(std::string_view text)
+{
+    std::string lower(text);
+    for (auto& ch : lower)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return lower.find("function") != std::string::npos || lower.find("procedure") != std::string::npos;
+}
+
+}  // namespace
 
 void SessionState::record_set(std::string name, std::string statement)
 {
@@ -23,7 +51,15 @@ void SessionState::record_reset(std::string_view name)
 void SessionState::record_reset_all()
 {
     settings_.clear();
+    default_read_only = login_read_only_;
+    default_serializable = login_serializable_;
     ++settings_version_;
+}
+
+void SessionState::set_login_defaults(bool read_only, bool serializable) noexcept
+{
+    login_read_only_ = default_read_only = read_only;
+    login_serializable_ = default_serializable = serializable;
 }
 
 void SessionState::record_discard_all()
@@ -32,6 +68,8 @@ void SessionState::record_discard_all()
     statements_.clear();
     sql_prepared_.clear();
     pinned_to_primary = false;
+    default_read_only = login_read_only_;
+    default_serializable = login_serializable_;
     ++settings_version_;
     ++discard_epoch_;
 }
@@ -64,6 +102,12 @@ void SessionState::record_close_statement(std::string_view name)
 {
     if (auto it = statements_.find(name); it != statements_.end())
         statements_.erase(it);
+}
+
+void SessionState::record_shown(std::string_view name, StatementShape shape)
+{
+    if (auto it = statements_.find(name); it != statements_.end())
+        it->second.shown = std::move(shape);
 }
 
 const PreparedStatement* SessionState::statement(std::string_view name) const
@@ -117,6 +161,62 @@ SessionState::Catchup SessionState::catch_up(LinkState& link) const
         link.settings_version = settings_version_;
     }
     return c;
+}
+
+bool SessionState::apply_effects(const StatementInfo& st, std::string_view text, LinkState& link, bool on_primary)
+{
+    switch (st.session) {
+    case SessionEffect::set:
+        if (st.set_name == "pgswitch.min_lsn")
+            break;  // answered by pgswitch, never sent
+        record_set(st.set_name, std::string(text));
+        link.settings_version = settings_version_;
+        if (st.set_name == "default_transaction_read_only")
+            default_read_only = is_true_setting(st.set_value);
+        else if (st.set_name == "default_transaction_isolation")
+            default_serializable = lower_unquoted(st.set_value) == "serializable";
+        break;
+    case SessionEffect::reset:
+        record_reset(st.set_name);
+        link.settings_version = settings_version_;
+        if (st.set_name == "default_transaction_read_only")
+            default_read_only = login_read_only_;
+        else if (st.set_name == "default_transaction_isolation")
+            default_serializable = login_serializable_;
+        break;
+    case SessionEffect::reset_all:
+        record_reset_all();
+        link.settings_version = settings_version_;
+        break;
+    case SessionEffect::discard_all:
+        record_discard_all();
+        link.discard_epoch = discard_epoch_;
+        link.settings_version = settings_version_;
+        link.statements.clear();
+        link.sql_prepared.clear();
+        break;
+    default:
+        break;
+    }
+    if (st.prepare_name) {
+        record_sql_prepare(*st.prepare_name, std::string(text), st.prepared_statement_is_write);
+        link.sql_prepared[*st.prepare_name] = sql_prepared(*st.prepare_name)->version;
+    }
+    if (st.deallocate_name) {
+        record_deallocate(*st.deallocate_name);
+        link.sql_prepared.erase(*st.deallocate_name);
+        if (auto it = link.statements.find(*st.deallocate_name); it != link.statements.end())
+            link.statements.erase(it);
+    }
+    if (st.deallocate_all) {
+        record_deallocate_all();
+        link.sql_prepared.clear();
+        link.statements.clear();
+    }
+    if (st.pins_primary && on_primary)
+        pinned_to_primary = true;
+    // CREATE/ALTER/DROP FUNCTION may change which calls write.
+    return st.kind == StatementKind::other && contains_function_ddl(text);
 }
 
 }  // namespace pgswitch::routing

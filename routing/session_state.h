@@ -11,7 +11,19 @@
 #include <string_view>
 #include <vector>
 
+#include "routing/classifier.h"
+
 namespace pgswitch::routing {
+
+/// A prepared statement's description as a server gave it: the bodies of the
+/// ParameterDescription and of the RowDescription ("" for NoData) answering
+/// a Describe of the statement. Equal bytes mean the same parameter and
+/// column types (OIDs are the same on every server of a physical cluster).
+struct StatementShape {
+    std::string parameters;
+    std::string rows;
+    bool operator==(const StatementShape&) const = default;
+};
 
 /// A protocol-level named prepared statement, as the client Parsed it.
 struct PreparedStatement {
@@ -20,6 +32,10 @@ struct PreparedStatement {
     std::int16_t param_count = 0;
     bool write = true;         ///< classification of `query`
     std::uint64_t version = 0; ///< bumps when the name is re-Parsed after a Close
+    /// What the client was told of it by a Describe of the statement, when it
+    /// asked: a copy on another server must agree before it runs the
+    /// client's Bind (a client decodes rows with this description).
+    std::optional<StatementShape> shown;
 };
 
 /// A statement prepared with SQL PREPARE.
@@ -60,7 +76,17 @@ public:
     // ---- protocol prepared statements ---------------------------------------
     void record_parse(std::string name, PreparedStatement s);
     void record_close_statement(std::string_view name);
+    /// What a Describe of statement `name` showed the client.
+    void record_shown(std::string_view name, StatementShape shape);
     [[nodiscard]] const PreparedStatement* statement(std::string_view name) const;
+    /// The unnamed statement as last Parsed (a later Bind of "" without a
+    /// Parse runs it); a simple Query destroys it on the server.
+    void record_unnamed(PreparedStatement s) { unnamed_ = std::move(s); }
+    void forget_unnamed() noexcept { unnamed_.reset(); }
+    [[nodiscard]] const PreparedStatement* unnamed_statement() const noexcept
+    {
+        return unnamed_ ? &*unnamed_ : nullptr;
+    }
 
     // ---- SQL PREPARE --------------------------------------------------------
     void record_sql_prepare(std::string name, std::string prepare_text, bool write);
@@ -77,6 +103,22 @@ public:
     };
     [[nodiscard]] Catchup catch_up(LinkState& link) const;
 
+    /// Records what statement `st` (its own text is `text`) does to the
+    /// session, sent on a connection whose state is `link` (which then has it
+    /// too); `on_primary` says whether that connection is the primary's (pins
+    /// only hold there). True when it may change which functions write
+    /// (CREATE/ALTER/DROP FUNCTION or PROCEDURE): the catalog is stale.
+    bool apply_effects(const StatementInfo& st, std::string_view text, LinkState& link, bool on_primary);
+    /// The transaction defaults a login started with (startup parameters);
+    /// RESET ALL and DISCARD ALL return to them.
+    void set_login_defaults(bool read_only, bool serializable) noexcept;
+
+    // ---- transaction defaults (SET default_transaction_*, startup parameters) --
+    /// default_transaction_read_only is on: BEGIN opens read-only transactions.
+    bool default_read_only = false;
+    /// default_transaction_isolation is serializable: a standby refuses those.
+    bool default_serializable = false;
+
     // ---- routing constraints -------------------------------------------------
     bool pinned_to_primary = false;
     bool wrote = false;
@@ -89,6 +131,8 @@ public:
     }
 
 private:
+    bool login_read_only_ = false;
+    bool login_serializable_ = false;
     // name → SET statement, in first-SET order (replay order matters little,
     // but a stable order keeps scripts comparable in tests and logs).
     std::vector<std::pair<std::string, std::string>> settings_;
@@ -96,6 +140,7 @@ private:
     std::uint64_t discard_epoch_ = 0;
     std::uint64_t next_version_ = 0;
     std::map<std::string, PreparedStatement, std::less<>> statements_;
+    std::optional<PreparedStatement> unnamed_;
     std::map<std::string, SqlPrepared, std::less<>> sql_prepared_;
 };
 

@@ -57,7 +57,8 @@ void StatementCache::clear() noexcept
 
 bool literal_insensitive(const Classification& c) noexcept
 {
-    if (c.parse_error || c.has_session_effect || c.has_session_bookkeeping || c.statements.empty())
+    if (c.parse_error || c.has_session_effect || c.has_session_bookkeeping || c.literal_sensitive ||
+        c.statements.empty())
         return false;
     for (const auto& st : c.statements) {
         switch (st.kind) {

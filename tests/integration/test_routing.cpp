@@ -719,7 +719,10 @@ TEST_CASE("routing: SQL PREPARE / EXECUTE / DEALLOCATE across servers") {
     CHECK(before.r2() > 0);
     for (int i = 0; i < 3; ++i)
         CHECK(server_name(server_port(c.get(), "EXECUTE rt_i(" + std::to_string(i) + ")")) == "primary");
-    CHECK(query_value(c.get(), "SELECT count(*) FROM pg_prepared_statements WHERE name IN ('rt_q', 'rt_i')") == "2");
+    // Both were PREPAREd where the session logged in (the primary); a replica
+    // has only what ran there.
+    CHECK(query_value(c.get(), "/* pgswitch:primary */ SELECT count(*) FROM pg_prepared_statements "
+                               "WHERE name IN ('rt_q', 'rt_i')") == "2");
 
     exec_ok(c.get(), "DEALLOCATE rt_q");
     for (int i = 0; i < 6; ++i) {  // gone wherever the next EXECUTE lands
@@ -980,34 +983,79 @@ TEST_CASE("routing: a WITH HOLD cursor declared in autocommit pins the session; 
     }
 }
 
-TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary") {
+/// A name no earlier run of the suite used (functions outlive a run on the shared cluster).
+std::string fresh_name(const std::string& stem) {
+    return stem + "_" + std::to_string(::getpid()) + "_" +
+           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+/// Runs `sql` with one text parameter over the extended protocol (PQexecParams).
+Result exec_params(PGconn* c, const std::string& sql, const std::string& param) {
+    const char* values[1] = {param.c_str()};
+    return Result(PQexecParams(c, sql.c_str(), 1, nullptr, values, nullptr, nullptr, 0));
+}
+
+TEST_CASE("routing: a function created behind pgswitch's back is looked up before routing (simple and extended)") {
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
         Conn c = px.connect_app();  // the database's function catalog is loaded by now
-        exec_ok(c.get(), "DROP TABLE IF EXISTS rt_misroute; CREATE TABLE rt_misroute (id int)");
+        exec_ok(c.get(), "CREATE TABLE IF NOT EXISTS rt_sneaky_log (id int)");
     }
-    // Created behind pgswitch's back, under a name no earlier run used: the catalog
-    // pgswitch loaded does not know this function writes.
-    const std::string fn = "rt_sneaky_" + std::to_string(::getpid()) + "_" +
-                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+    // A migration run straight against the primary: pgswitch's catalog does
+    // not know this function, which writes.
+    const std::string fn = fresh_name("rt_sneaky");
     {
         Conn su = direct(primary_port());
-        exec_ok(su.get(), "CREATE FUNCTION " + fn + "() RETURNS int LANGUAGE sql VOLATILE "
-                          "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
-        exec_ok(su.get(), "GRANT EXECUTE ON FUNCTION " + fn + "() TO app; GRANT ALL ON rt_misroute TO app");
+        exec_ok(su.get(), "CREATE FUNCTION " + fn + "(x text) RETURNS int LANGUAGE sql VOLATILE "
+                          "AS 'INSERT INTO rt_sneaky_log VALUES (1) RETURNING inet_server_port()'");
+        exec_ok(su.get(), "GRANT ALL ON rt_sneaky_log TO app");
     }
     wait_replay_caught_up();
+    const auto log_before = px.log_size();
     Conn c = px.connect_app();
     for (int i = 0; i < 5; ++i) {
-        Result r(PQexec(c.get(), ("SELECT " + fn + "()").c_str()));
+        Result r(PQexec(c.get(), ("SELECT " + fn + "('a')").c_str()));
         REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
         CHECK(server_name(std::atoi(PQgetvalue(r.get(), 0, 0))) == "primary");
+        Result e = exec_params(c.get(), "SELECT " + fn + "($1)", "b");
+        REQUIRE_MESSAGE(PQresultStatus(e.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+        CHECK(server_name(std::atoi(PQgetvalue(e.get(), 0, 0))) == "primary");
     }
-    Result n(PQexec(c.get(), "/* pgswitch:primary */ SELECT count(*) FROM rt_misroute"));
-    REQUIRE(PQresultStatus(n.get()) == PGRES_TUPLES_OK);
-    CHECK(std::string(PQgetvalue(n.get(), 0, 0)) == "5");
-    CHECK(px.log_text(0, 1 << 20).find("misroute") != std::string::npos);
+    const std::string log = px.log_text(log_before, 1 << 20);
+    INFO(log);
+    CHECK(log.find("looked up functions unknown to pgswitch") != std::string::npos);
+    CHECK(log.find("misroute") == std::string::npos);  // never sent to a replica first
+}
+
+TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary, simple and extended") {
+    E2E_SKIP_IF_DIRECT("routing needs pgswitch");
+    // A function wrongly listed in read_only_functions: the classifier sends
+    // its calls to replicas, which refuse the write it does.
+    const std::string fn = fresh_name("rt_liar");
+    ProxyOptions o;
+    o.health_interval_ms = 100;
+    o.extra_toml = "[routing]\nread_only_functions = [\"" + fn + "\"]\n";
+    auto px = start_proxy(std::move(o));
+    {
+        Conn su = direct(primary_port());
+        exec_ok(su.get(), "CREATE TABLE IF NOT EXISTS rt_misroute (id int)");
+        exec_ok(su.get(), "TRUNCATE rt_misroute; GRANT ALL ON rt_misroute TO app");
+        exec_ok(su.get(), "CREATE FUNCTION " + fn + "(x text) RETURNS int LANGUAGE sql VOLATILE "
+                          "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
+    }
+    wait_replay_caught_up();
+    Conn c = px->connect_app();
+    for (int i = 0; i < 5; ++i) {
+        Result r(PQexec(c.get(), ("SELECT " + fn + "('a')").c_str()));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+        CHECK(server_name(std::atoi(PQgetvalue(r.get(), 0, 0))) == "primary");
+        Result e = exec_params(c.get(), "SELECT " + fn + "($1)", "b");
+        REQUIRE_MESSAGE(PQresultStatus(e.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+        CHECK(server_name(std::atoi(PQgetvalue(e.get(), 0, 0))) == "primary");
+    }
+    CHECK(query_value(direct(primary_port()).get(), "SELECT count(*) FROM rt_misroute") == "10");
+    CHECK(px->log_text(0, 1 << 20).find("misroute") != std::string::npos);
 }
 
 TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {

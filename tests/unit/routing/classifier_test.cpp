@@ -364,7 +364,7 @@ const Row session_state[] = {
     {.sql = "SET SESSION default_transaction_read_only = true", .write = R, .session = SessionEffect::set, .set_name = "default_transaction_read_only", .set_value = "true"},
     {.sql = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", .write = R, .session = SessionEffect::set, .set_name = "default_transaction_read_only", .set_value = "on"},
     {.sql = "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", .write = R, .session = SessionEffect::set, .set_name = "default_transaction_read_only", .set_value = "off"},
-    {.sql = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", .write = R, .session = SessionEffect::set, .set_name = "default_transaction_isolation"},
+    {.sql = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", .write = R, .session = SessionEffect::set, .set_name = "default_transaction_isolation", .set_value = "serializable"},
     {.sql = "SET LOCAL search_path = x", .write = R, .session = SessionEffect::set_transaction_scoped, .set_name = "search_path", .set_value = "x"},
     {.sql = "SET LOCAL statement_timeout = 0", .write = R, .session = SessionEffect::set_transaction_scoped, .set_name = "statement_timeout", .set_value = "0"},
     {.sql = "SET TRANSACTION READ ONLY", .write = R, .session = SessionEffect::set_transaction_scoped, .set_name = "transaction"},
