@@ -549,7 +549,7 @@ void build_error_fields(std::string& out, const std::vector<std::pair<char, std:
 }
 
 void build_error_response(std::string& out, std::string_view severity, std::string_view sqlstate,
-                          std::string_view message)
+                          std::string_view message, const std::vector<std::pair<char, std::string_view>>& extra)
 {
     // 'S' is the localized severity and 'V' the untranslated one (9.6+); the
     // proxy does not localize, so both carry the same word.
@@ -559,6 +559,8 @@ void build_error_response(std::string& out, std::string_view severity, std::stri
     w.u8('V').cstring(severity);
     w.u8('C').cstring(sqlstate);
     w.u8('M').cstring(message);
+    for (const auto& [code, value] : extra)
+        w.u8(static_cast<std::uint8_t>(code)).cstring(value);
     w.u8(0);
     w.finish();
 }

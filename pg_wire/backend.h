@@ -126,8 +126,11 @@ void build_negotiate_protocol_version(std::string& out, std::int32_t newest_mino
 /// ErrorResponse (or NoticeResponse when `notice`) from fields in order.
 void build_error_fields(std::string& out, const std::vector<std::pair<char, std::string>>& fields,
                         bool notice = false);
-/// The ErrorResponse pgswitch itself sends: severity ("ERROR", "FATAL"), SQLSTATE, message.
+/// The ErrorResponse pgswitch itself sends: severity ("ERROR", "FATAL"), SQLSTATE, message,
+/// then `extra` fields (code, value), e.g. {'R', "RevalidateCachedQuery"} where a client
+/// tells errors apart by the server routine that raised them.
 void build_error_response(std::string& out, std::string_view severity, std::string_view sqlstate,
-                          std::string_view message);
+                          std::string_view message,
+                          const std::vector<std::pair<char, std::string_view>>& extra = {});
 
 }  // namespace pgswitch::wire::be

@@ -52,6 +52,8 @@ public:
     /// The last message: the boundary that completed the request.
     [[nodiscard]] fe::Tag boundary() const noexcept { return messages_.back().tag; }
     /// Ends in Sync, Query or FunctionCall: the server answers with ReadyForQuery.
+    /// A request that is not synced (Flush, or the first part of a long one
+    /// taken early) leaves the server in the middle of an extended request.
     [[nodiscard]] bool synced() const noexcept;
     /// Has extended-protocol messages (Parse, Bind, Describe, Execute, Close, Sync, Flush).
     [[nodiscard]] bool extended() const noexcept { return extended_; }
@@ -84,9 +86,12 @@ public:
     /// Copies one frame in; true when it completed a request (take() it).
     bool push(const Frame& frame);
     /// The completed request, parsed; the assembler starts an empty one.
+    /// Also takes the messages of a request still under way (a long one sent
+    /// on in parts): the rest follows as further requests.
     [[nodiscard]] Request take();
-    /// Messages gathered for the request under way.
+    /// Messages gathered for the request under way, and their bytes.
     [[nodiscard]] std::size_t pending() const noexcept { return frames_.size(); }
+    [[nodiscard]] std::size_t pending_bytes() const noexcept { return bytes_.size(); }
     /// Drops the request under way.
     void clear() noexcept;
 

@@ -18,6 +18,9 @@ namespace sqlstate = wire::sqlstate;
 
 namespace {
 
+// A request still under way past this many bytes is sent on in parts.
+constexpr std::size_t request_part_bytes = 64 * 1024;
+
 // PostgreSQL's authentication_timeout default: a client that does not finish
 // logging in by then is dropped, so half-open logins cannot pile up.
 constexpr std::chrono::seconds login_timeout{60};
@@ -176,6 +179,17 @@ awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
     for (;;) {
         auto next = decoder_.next();
         if (!next) {
+            if (decoder_.phase() == wire::FrameDecoder::Phase::startup) {
+                // A startup packet whose length makes no sense (a client that
+                // sent a Terminate before its StartupMessage, node-postgres
+                // when it ends at once): the server only logs it and hangs up
+                // (postmaster.c "invalid length of startup packet"), so do we.
+                log::info("session ", id_, " from ", peer_, ": invalid startup packet (",
+                          next.error().message(), "): closing");
+                end_ = end_.value_or(SessionEnd::client_protocol_error);
+                close();
+                co_return std::nullopt;
+            }
             const std::string message = "invalid message from client: " + next.error().message();
             co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
             co_return std::nullopt;
@@ -594,13 +608,25 @@ awaitable<void> ClientSession::relay_client()
             if (!co_await flush_copy())
                 co_return;
             // Parse/Bind/Describe/Execute/Close wait for a Sync or a Flush.
-            if (assembler_.push(f)) {
+            // A long extended request (asyncpg's executemany: thousands of
+            // Bind/Execute before one Sync) goes on in parts, so that a server
+            // error reaches the client while it is still sending, and the
+            // request is never held whole in memory.
+            if (assembler_.push(f) || assembler_.pending_bytes() >= request_part_bytes) {
                 if (!co_await dispatch_request(assembler_.take()))
                     co_return;
             }
         }
         if (!co_await flush_copy())
             co_return;
+        // Messages of a request without its Sync yet, and nothing more to
+        // read for now: the server must see them (libpq's pipeline mode sends
+        // Bind/Execute and waits for their results before any Sync; the
+        // server answers as messages come).
+        if (assembler_.pending() > 0) {
+            if (!co_await dispatch_request(assembler_.take()))
+                co_return;
+        }
         if (closed_)
             co_return;
         auto region = decoder_.prepare();

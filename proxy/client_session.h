@@ -114,7 +114,9 @@ private:
     awaitable<void> pump_server(std::shared_ptr<ServerLink> link);
     /// Books one reply message for `link`'s prepared statements and hidden
     /// requests (before it is forwarded or dropped).
-    void track_reply(ServerLink& link, const wire::Frame& f);
+    /// True when the message answers a hidden Parse or Close slipped into
+    /// the client's own request: it is dropped.
+    [[nodiscard]] bool track_reply(ServerLink& link, const wire::Frame& f);
     /// A hidden segment's message: acted on (LSN, replay wait), never forwarded.
     void on_hidden_reply(ServerLink& link, const wire::Frame& f, const wire::be::ErrorFields* error);
     /// An idle connection (owing the client nothing) said FATAL: true when
@@ -159,9 +161,12 @@ private:
     /// "DISCARD ALL; RESET ALL; SET ..." for what `link_state` lacks of the
     /// session's discards and settings ("" when nothing), marking it sent.
     [[nodiscard]] std::string settings_catch_up_script(routing::LinkState& link_state) const;
-    /// Appends a Parse of the session's statement `name` to `out` for `link`.
+    /// Appends a Parse of the session's statement `name` to `out` for `link`
+    /// (`inline_hidden`: inside the client's unfinished extended request).
     void replay_parse(ServerLink& link, std::string& out, std::string_view name, const routing::PreparedStatement& ps,
-                      bool close_first);
+                      bool close_first, bool inline_hidden);
+    /// Appends a Close of statement `name` to `out` for `link`.
+    void hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden);
     /// Updates SessionState from the request just sent to `link`.
     void record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
     /// Queues a hidden read of the primary's WAL position behind a write.
@@ -169,6 +174,8 @@ private:
     /// Answers the request with an ErrorResponse (+ ReadyForQuery when it
     /// ended in Sync/Query) without running it anywhere.
     awaitable<void> reject_request(const wire::Request& request, std::string_view sqlstate, std::string_view message);
+    /// The same with an ErrorResponse already built in `error`.
+    awaitable<void> reject_request(const wire::Request& request, std::string error);
     /// Waits until no link has replies outstanding.
     awaitable<void> wait_until_drained();
     /// Waits for `link`'s segment number `n` to complete.

@@ -56,19 +56,22 @@ bool is_terminate_by_administrator(const be::ErrorFields& e)
 
 }  // namespace
 
-void ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
+bool ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
 {
     switch (static_cast<be::Tag>(f.tag)) {
-    case be::Tag::ParseComplete: link.statements.on_parse_complete(); break;
+    case be::Tag::ParseComplete: return link.statements.on_parse_complete();
+    case be::Tag::CloseComplete: return link.statements.on_close_complete();
     case be::Tag::ParameterDescription: link.statements.on_parameter_description(f.body); break;
     case be::Tag::RowDescription: link.statements.on_row_description(f.body, state_); break;
     case be::Tag::NoData: link.statements.on_row_description(std::nullopt, state_); break;
     case be::Tag::ReadyForQuery:
         ++link.segments_done;
-        link.statements.on_segment_done(link.segments_done, state_, link.state);
+        if (const auto failed = link.statements.on_segment_done(link.segments_done, state_, link.state))
+            log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
         break;
     default: break;
     }
+    return false;
 }
 
 void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, const be::ErrorFields* error)
@@ -194,7 +197,8 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                 if (routing::announces_restart(said))
                     runtime_.report_restart_announced(link->backend);
             }
-            track_reply(*link, f);
+            if (track_reply(*link, f))
+                continue;  // a hidden Parse/Close slipped into the client's request
 
             // A FATAL on a connection that owes the client nothing and holds
             // nothing of its (no transaction, no pinned state) is not the
@@ -305,12 +309,17 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
             default:
                 break;
             }
-            if (!batch_begin)
+            if (!batch_begin) {
                 batch_begin = f.raw.data();
-            else if (batch_begin + batch_len != f.raw.data()) {
-                // A hidden reply was cut out in between: send what we have first.
-                if (!co_await flush())
+            } else if (batch_begin + batch_len != f.raw.data()) {
+                // A hidden reply was cut out in between: send what we have
+                // first (or, still undecided, keep it).
+                if (batch_held) {
+                    link->held.append(batch_begin, batch_len);
+                    batch_len = 0;
+                } else if (!co_await flush()) {
                     co_return;
+                }
                 batch_begin = f.raw.data();
             }
             batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);

@@ -307,6 +307,11 @@ awaitable<void> ClientSession::reject_request(const wire::Request& request, std:
 {
     std::string out;
     be::build_error_response(out, "ERROR", state, message);
+    co_await reject_request(request, std::move(out));
+}
+
+awaitable<void> ClientSession::reject_request(const wire::Request& request, std::string out)
+{
     if (request.synced())
         be::build_ready_for_query(out, tx_status_);
     else
@@ -381,14 +386,20 @@ std::string ClientSession::settings_catch_up_script(routing::LinkState& link_sta
     return script;
 }
 
+void ClientSession::hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden)
+{
+    fe::build_close(out, 'S', name);
+    link.statements.close_sent(link.segments_sent + 1, inline_hidden);
+}
+
 void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string_view name,
-                                 const routing::PreparedStatement& ps, bool close_first)
+                                 const routing::PreparedStatement& ps, bool close_first, bool inline_hidden)
 {
     if (close_first)
-        fe::build_close(out, 'S', name);
+        hidden_close(link, out, name, inline_hidden);
     fe::build_parse(out, name, ps.query, param_oids(ps.param_types));
     link.state.statements[std::string(name)] = ps.version;
-    link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false);
+    link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false, inline_hidden);
 }
 
 awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Request& request)
@@ -413,7 +424,7 @@ awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Re
             }
             any = true;
         }
-        replay_parse(link, out, name, *ps, it != link.state.statements.end());
+        replay_parse(link, out, name, *ps, it != link.state.statements.end(), false);
         fe::build_describe(out, 'S', name);
         link.statements.describe_sent(std::string(name), ps->version, link.segments_sent + 1, ps->shown);
     });
@@ -434,15 +445,16 @@ awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Re
 void ClientSession::catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
 {
     hidden_.clear();
-    // In the middle of an unfinished extended request nothing may be slipped
-    // in: a Sync would end the implicit transaction and its portals.
-    if (link.unsynced)
-        return;
-    std::string script = settings_catch_up_script(link.state);
+    // In the middle of an unfinished extended request (the client ended the
+    // last one with Flush, as asyncpg's prepare does) no Query or Sync may be
+    // slipped in: a Sync would end the implicit transaction and its portals.
+    // Statements can still be prepared, their replies cut out one by one.
+    const bool inline_hidden = link.unsynced;
+    std::string script = inline_hidden ? std::string() : settings_catch_up_script(link.state);
 
     // SQL PREPAREd statements this request EXECUTEs, and stale names it re-PREPAREs.
     for (const auto& cls : facts.classes) {
-        if (!cls)
+        if (!cls || inline_hidden)
             continue;
         for (const auto& st : cls->statements) {
             if (st.execute_name) {
@@ -495,7 +507,7 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
         if (defines) {
             // The client defines this name now; a stale copy here would clash.
             if (it != link.state.statements.end()) {
-                fe::build_close(hidden_, 'S', name);
+                hidden_close(link, hidden_, name, inline_hidden);
                 link.state.statements.erase(it);
                 parsed = true;
             }
@@ -507,17 +519,17 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
             // has one: another client's (transaction pooling), or the
             // session's own that it closed or DEALLOCATEd on another server.
             // The server must say it is gone (26000).
-            fe::build_close(hidden_, 'S', name);
+            hidden_close(link, hidden_, name, inline_hidden);
             link.state.statements.erase(it);
             parsed = true;
             continue;
         }
         if (!ps || (it != link.state.statements.end() && it->second == ps->version))
             continue;
-        replay_parse(link, hidden_, name, *ps, it != link.state.statements.end());
+        replay_parse(link, hidden_, name, *ps, it != link.state.statements.end(), inline_hidden);
         parsed = true;
     }
-    if (parsed) {
+    if (parsed && !inline_hidden) {
         fe::build_sync(hidden_);
         link.push(Segment::hidden);
     }
@@ -581,6 +593,7 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
                     link.statements.describe_sent(std::string(d->name), ps->version, link.segments_sent + 1);
             break;
         case fe::Tag::Close:
+            link.statements.close_sent(link.segments_sent + 1);
             if (const auto* c = m.as<fe::Close>(); c && c->kind == 'S' && !c->name.empty()) {
                 state_.record_close_statement(c->name);
                 if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
@@ -591,7 +604,7 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
         }
     }
     if (request.extended())
-        link.unsynced = !request.synced() && request.boundary() == fe::Tag::Flush;
+        link.unsynced = !request.synced();
     if (facts.may_write) {
         state_.wrote = true;
         link.wrote = true;
@@ -614,7 +627,14 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
                                             std::optional<std::uint64_t> wait_lsn, bool is_retry)
 {
     if (!co_await check_statements(*link, request)) {
-        co_await reject_request(request, "0A000", "cached plan must not change result type");
+        // What the server itself says when a statement's tables changed
+        // under it (plancache.c); drivers re-prepare on it (asyncpg looks at
+        // the routine, pgjdbc at the message).
+        std::string out;
+        be::build_error_response(out, "ERROR", sqlstate::feature_not_supported,
+                                 "cached plan must not change result type",
+                                 {{'F', "plancache.c"}, {'R', "RevalidateCachedQuery"}});
+        co_await reject_request(request, out);
         co_return !closed_;
     }
     if (closed_)
@@ -697,6 +717,19 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         (void)ec;
     }
 
+    if (log::enabled(log::Level::debug)) {
+        std::string desc;
+        for (const auto& m : request.messages()) {
+            desc += static_cast<char>(m.tag);
+            if (const auto* p = m.as<fe::Parse>()) desc += "(" + std::string(p->statement) + ")";
+            if (const auto* b = m.as<fe::Bind>()) desc += "(" + std::string(b->statement) + ")";
+            if (const auto* d = m.as<fe::Describe>()) desc += "(" + std::string(1, d->kind) + std::string(d->name) + ")";
+            if (const auto* c = m.as<fe::Close>()) desc += "(" + std::string(1, c->kind) + std::string(c->name) + ")";
+            if (const auto* q = m.as<fe::Query>()) desc += "(" + std::string(q->sql.substr(0, 40)) + ")";
+            desc += " ";
+        }
+        log::debug("session ", id_, ": request ", desc);
+    }
     auto facts = analyze(request);
     // DDL changed functions (or a read wrote after all), or the request calls
     // functions created behind pgswitch's back: ask the database first.

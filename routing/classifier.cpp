@@ -243,14 +243,17 @@ private:
         }
     }
 
-    // current_setting('name' [, missing_ok]) with that name as a literal.
+    // current_setting('name' [, missing_ok]) with that name as a literal, or
+    // with a name only known at run time ($1, an expression): it may be it.
     static bool first_argument_is(const json& call, std::string_view setting)
     {
         const json* args = array_member(call, "args");
         if (!args || args->empty())
             return false;
         const json* a_const = node_body((*args)[0], "A_Const");
-        const json* sval = a_const ? member(*a_const, "sval") : nullptr;
+        if (!a_const)
+            return true;
+        const json* sval = member(*a_const, "sval");
         return sval && iequals(string_member(*sval, "sval"), setting);
     }
 

@@ -277,7 +277,9 @@ inline std::string error_fields(const std::vector<std::pair<char, std::string>>&
 inline std::string error_response(std::string_view severity, std::string_view sqlstate,
                                   std::string_view message)
 {
-    return built(wire::be::build_error_response, severity, sqlstate, message);
+    std::string out;
+    wire::be::build_error_response(out, severity, sqlstate, message);
+    return out;
 }
 }  // namespace be
 

@@ -215,7 +215,7 @@ TEST_CASE("read your writes, lsn mode: only replicas past the session's LSN")
     CHECK(d.backend == std::optional<std::size_t>{0});
     CHECK(d.reason == Reason::read_your_writes);
     s.min_lsn.reset();
-    s.lsn_pending = true;
+    s.lsn_pending = true;  // a read pipelined right behind the write
     CHECK(choose_target(read_req, s, v, Policy{}, st, "", {}).reason == Reason::read_your_writes);
     Policy off;
     off.read_your_writes = ReadYourWrites::off;
@@ -258,4 +258,65 @@ TEST_CASE("lag hysteresis")
     CHECK_FALSE(update_lagging(true, 750, max));
     CHECK(update_lagging(true, std::nullopt, max));
     CHECK_FALSE(update_lagging(false, std::nullopt, max));
+}
+
+TEST_CASE("read your writes: a read that can wait goes to a replica with the position to wait for")
+{
+    auto v = cluster3();
+    v.backends[1].wal_lsn = 500;
+    v.backends[2].wal_lsn = 300;
+    BalancerState st;
+    SessionConstraints s;
+    s.min_lsn = 600;  // no replica known to be there yet
+    RouteRequest waitable = read_req;
+    waitable.can_wait = true;
+    std::map<std::size_t, int> seen;
+    for (int i = 0; i < 4; ++i) {
+        const auto d = choose_target(waitable, s, v, Policy{}, st, "", {});
+        REQUIRE(d.backend);
+        CHECK(d.reason == Reason::read_your_writes_wait);
+        REQUIRE(d.wait_lsn);
+        CHECK(*d.wait_lsn == 600);
+        ++seen[*d.backend];
+    }
+    CHECK(seen[1] == 2);  // balanced as usual
+    CHECK(seen[2] == 2);
+    // A replica the session saw reach the position needs no wait.
+    const std::vector<std::uint64_t> known{0, 0, 650};
+    s.known_replay = known;
+    const auto fresh = choose_target(waitable, s, v, Policy{}, st, "", {});
+    CHECK(fresh.backend == std::optional<std::size_t>{2});
+    CHECK(fresh.reason == Reason::replica);
+    CHECK_FALSE(fresh.wait_lsn);
+    s.known_replay = {};
+    // Waiting turned off, or a request the caller cannot re-run: the primary.
+    Policy no_wait;
+    no_wait.read_your_writes_wait_ms = 0;
+    CHECK(choose_target(waitable, s, v, no_wait, st, "", {}).reason == Reason::read_your_writes);
+    CHECK(choose_target(read_req, s, v, Policy{}, st, "", {}).reason == Reason::read_your_writes);
+    // The position is not known yet (pipelined read): nothing to wait for, the primary.
+    s.lsn_pending = true;
+    CHECK(choose_target(waitable, s, v, Policy{}, st, "", {}).reason == Reason::read_your_writes);
+}
+
+TEST_CASE("known_fresh: the health round's position or the session's own")
+{
+    auto v = cluster3();
+    v.backends[1].wal_lsn = 500;
+    CHECK(known_fresh(v, 1, 500, {}));
+    CHECK_FALSE(known_fresh(v, 1, 501, {}));
+    const std::vector<std::uint64_t> known{0, 700, 0};
+    CHECK(known_fresh(v, 1, 650, known));
+    v.backends[2].wal_lsn.reset();
+    CHECK_FALSE(known_fresh(v, 2, 1, known));
+}
+
+TEST_CASE("login order: the primary first, then the replicas that are up")
+{
+    auto v = cluster3();
+    CHECK(login_order(v) == std::vector<std::size_t>{0, 1, 2});
+    v.backends[0].state = BackendState::down;
+    CHECK(login_order(v) == std::vector<std::size_t>{1, 2});
+    v.backends[1].state = BackendState::drained;
+    CHECK(login_order(v) == std::vector<std::size_t>{2});
 }

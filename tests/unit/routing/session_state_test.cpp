@@ -99,3 +99,46 @@ TEST_CASE("DEALLOCATE drops a protocol-level statement too (one namespace with S
     CHECK(s.statement("p2") == nullptr);
     CHECK(s.sql_prepared("q1") == nullptr);
 }
+
+TEST_CASE("apply_effects: transaction defaults follow SET, RESET and DISCARD ALL back to the login's")
+{
+    SessionState s;
+    s.set_login_defaults(false, true);  // e.g. a startup parameter default_transaction_isolation=serializable
+    LinkState link;
+    auto apply = [&](std::string_view sql) {
+        const auto c = classify(sql, nullptr);
+        for (const auto& st : c.statements)
+            (void)s.apply_effects(st, sql.substr(st.offset, st.length), link, true);
+    };
+    CHECK(s.default_serializable);
+    apply("SET default_transaction_read_only = on");
+    CHECK(s.default_read_only);
+    apply("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED");
+    CHECK_FALSE(s.default_serializable);
+    apply("RESET default_transaction_isolation");
+    CHECK(s.default_serializable);
+    apply("DISCARD ALL");
+    CHECK_FALSE(s.default_read_only);
+    CHECK(s.default_serializable);
+    apply("SET default_transaction_isolation TO 'serializable'");
+    CHECK(s.default_serializable);
+    apply("RESET ALL");
+    CHECK(s.default_serializable);  // the login's value
+    CHECK(link.settings_version == s.settings_version());
+}
+
+TEST_CASE("apply_effects: DEALLOCATE drops the statement on the connection that ran it; function DDL says so")
+{
+    SessionState s;
+    LinkState link;
+    s.record_sql_prepare("p", "PREPARE p AS SELECT 1", false);
+    link.sql_prepared["p"] = s.sql_prepared("p")->version;
+    const std::string_view dealloc = "DEALLOCATE p";
+    const auto c = classify(dealloc, nullptr);
+    CHECK_FALSE(s.apply_effects(c.statements.front(), dealloc, link, false));
+    CHECK_FALSE(s.sql_prepared("p"));
+    CHECK_FALSE(link.sql_prepared.contains("p"));
+    const std::string_view ddl = "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'";
+    const auto d = classify(ddl, nullptr);
+    CHECK(s.apply_effects(d.statements.front(), ddl, link, true));
+}
