@@ -155,6 +155,8 @@ private:
     /// shown (one round trip, once per statement and server). False (client
     /// answered 0A000) when they differ.
     [[nodiscard]] awaitable<bool> check_statements(ServerLink& link, const wire::Request& request);
+    /// `link` must prepare a statement the client Described before this request.
+    [[nodiscard]] bool needs_check(const ServerLink& link, const wire::Request& request) const;
     /// Builds in hidden_ what `link` lacks of the session's state before the
     /// request: DISCARD ALL, SET replay, named statements and SQL PREPAREs.
     void catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);

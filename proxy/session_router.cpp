@@ -402,10 +402,25 @@ void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string
     link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false, inline_hidden);
 }
 
+bool ClientSession::needs_check(const ServerLink& link, const wire::Request& request) const
+{
+    if (link.unsynced)
+        return false;
+    bool any = false;
+    for_each_used_statement(request, [&](std::string_view name) {
+        const auto* ps = state_.statement(name);
+        if (!ps || !ps->shown)
+            return;
+        auto it = link.state.statements.find(name);
+        any = any || it == link.state.statements.end() || it->second != ps->version;
+    });
+    return any;
+}
+
 awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Request& request)
 {
     // In the middle of an unfinished extended request nothing may be slipped in.
-    if (link.unsynced)
+    if (!needs_check(link, request))
         co_return true;
     std::string out;
     bool any = false;
@@ -626,6 +641,27 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
                                             const routing::RequestFacts& facts,
                                             std::optional<std::uint64_t> wait_lsn, bool is_retry)
 {
+    const auto policy = runtime_.policy();
+    if (wait_lsn && needs_check(*link, request)) {
+        // The statements are checked on a replica that must first replay the
+        // session's last write (a CREATE TYPE they use, say): wait there
+        // before the check, and take the primary if it does not get there.
+        std::string q;
+        fe::build_query(q, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
+        const auto n = link->push(Segment::replay_wait, *wait_lsn);
+        (void)co_await link->conn->write(q);
+        co_await wait_for_segment(*link, n);
+        wait_lsn.reset();
+        if (link->next_client == ServerLink::Fate::rerun) {
+            link->next_client = ServerLink::Fate::forward;
+            const auto view = runtime_.cluster();
+            std::shared_ptr<ServerLink> primary;
+            if (auto idx = view->primary_index())
+                primary = co_await link_to(view->backends[*idx]);
+            if (primary)
+                link = primary;
+        }
+    }
     if (!co_await check_statements(*link, request)) {
         // What the server itself says when a statement's tables changed
         // under it (plancache.c); drivers re-prepare on it (asyncpg looks at
@@ -645,7 +681,6 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
         co_return !closed_;
     }
     catch_up(*link, request, facts);
-    const auto policy = runtime_.policy();
     if (wait_lsn) {
         fe::build_query(hidden_, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
         link->push(Segment::replay_wait, *wait_lsn);

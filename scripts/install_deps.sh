@@ -25,6 +25,9 @@ PACKAGES=(
     postgresql-15 postgresql-client-15 postgresql-contrib-15
     # scripts and tests
     python3 python3-psycopg procps iproute2 docker-compose
+    # the drivers the end-to-end tests run in their default configuration
+    # (node-postgres itself comes from the npm registry: tests/drivers/setup.sh)
+    python3-asyncpg libpostgresql-jdbc-java default-jdk-headless nodejs npm
 )
 
 installed() {  # installed PKG: a real package in state "ii", or a virtual one some installed package provides

@@ -128,6 +128,10 @@ if [[ $UNIT_ONLY -eq 0 ]]; then
         if bash "$REPO/tests/pg_cluster.sh" start --dir "$TEST_CLUSTER_DIR" --replicas 2; then
             export PGSWITCH_CLUSTER_ENV=$TEST_CLUSTER_DIR/cluster.env
             export PGSWITCH_BIN=$BUILD/proxy/pgswitch
+            # node-postgres for the driver tests (npm registry; a failure here
+            # shows up as that test's failure, with this message above it)
+            export PGSWITCH_NODE_MODULES=$BUILD/drivers/node/node_modules
+            bash "$REPO/tests/drivers/setup.sh" "$BUILD/drivers/node" || echo "run_tests.sh: warning: node-postgres not installed"
             run_binary integration_e2e "$e2e" "$E2E_TIMEOUT"
         else
             SUMMARY+=("integration_e2e: FAILED — tests/pg_cluster.sh start failed (counted as 1 failure)")
