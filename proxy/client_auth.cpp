@@ -19,6 +19,14 @@ namespace auth = wire::auth;
 
 namespace {
 
+/// The server's words for a client that answers an authentication request
+/// with another message (a Terminate right after its StartupMessage, say).
+std::string unexpected_message(std::string_view expected, char tag)
+{
+    return "expected " + std::string(expected) + " response, got message type " +
+           std::to_string(static_cast<unsigned char>(tag));
+}
+
 bool equal_constant_time(std::string_view a, std::string_view b)
 {
     if (a.size() != b.size())
@@ -60,8 +68,13 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
         if (!frame)
             co_return false;
         auto msg = fe::parse_password_message(frame->body);
-        if (static_cast<fe::Tag>(frame->tag) != fe::Tag::Password || !msg) {
-            co_await send_fatal(wire::sqlstate::protocol_violation, "expected a password response",
+        if (static_cast<fe::Tag>(frame->tag) != fe::Tag::Password) {
+            co_await send_fatal(wire::sqlstate::protocol_violation, unexpected_message("password", frame->tag),
+                                SessionEnd::client_protocol_error);
+            co_return false;
+        }
+        if (!msg) {
+            co_await send_fatal(wire::sqlstate::protocol_violation, "invalid password packet size",
                                 SessionEnd::client_protocol_error);
             co_return false;
         }
@@ -95,7 +108,12 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
     if (!frame)
         co_return false;
     auto initial = fe::parse_sasl_initial_response(frame->body);
-    if (static_cast<fe::Tag>(frame->tag) != fe::Tag::Password || !initial || !initial->data) {
+    if (static_cast<fe::Tag>(frame->tag) != fe::Tag::Password) {
+        co_await send_fatal(wire::sqlstate::protocol_violation, unexpected_message("SASL", frame->tag),
+                            SessionEnd::client_protocol_error);
+        co_return false;
+    }
+    if (!initial || !initial->data) {
         co_await send_fatal(wire::sqlstate::protocol_violation, "malformed SASLInitialResponse",
                             SessionEnd::client_protocol_error);
         co_return false;
@@ -123,7 +141,7 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
     if (!frame)
         co_return false;
     if (static_cast<fe::Tag>(frame->tag) != fe::Tag::Password) {
-        co_await send_fatal(wire::sqlstate::protocol_violation, "expected SASLResponse",
+        co_await send_fatal(wire::sqlstate::protocol_violation, unexpected_message("SASL", frame->tag),
                             SessionEnd::client_protocol_error);
         co_return false;
     }

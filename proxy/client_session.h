@@ -260,6 +260,7 @@ private:
     bool discard_until_sync_ = false;
     bool retrying_ = false;        // a kept request is being moved to the primary
     bool catalog_stale_ = false;   // set by analyze(): the database's function catalog needs a refresh
+    bool checking_termination_ = false;  // an idle link said FATAL: is it pg_terminate_backend() of the client's pid?
     std::string peer_host_;        // client address without port, for ip_hash
     std::string scratch_;
     /// proxy.pool_mode = "transaction" when the session logged in.

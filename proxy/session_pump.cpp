@@ -211,7 +211,14 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     if (!co_await flush())
                         co_return;
                 }
-                if (co_await fatal_reaches_client(*link, *error)) {
+                // New requests wait for the verdict: when it is the client's
+                // termination, its next statement must get the FATAL, as it
+                // would from the server.
+                checking_termination_ = true;
+                const bool reaches_client = co_await fatal_reaches_client(*link, *error);
+                checking_termination_ = false;
+                drained_.cancel();
+                if (reaches_client) {
                     log::info("session ", id_, ": its connection to ", link->backend,
                               " was terminated by an administrator: ending the session");
                     (void)co_await stream_.send(f.raw);

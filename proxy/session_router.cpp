@@ -746,8 +746,9 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         (void)co_await p->conn->write(q);
     }
 
-    // A kept request is moving to the primary: later requests queue behind it.
-    while (retrying_ && !closed_) {
+    // A kept request is moving to the primary, or the session may be ending
+    // (its identity connection was terminated): later requests queue behind.
+    while ((retrying_ || checking_termination_) && !closed_) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }

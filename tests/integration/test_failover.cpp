@@ -16,6 +16,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <mutex>
 #include <set>
 #include <string>
@@ -882,4 +884,172 @@ TEST_CASE("failover: manual mode promotes nothing by itself, and POST /failover 
     const auto j = status.json();
     CHECK(j["primary"] == "replica2");
     CHECK(j["failover"]["history"].size() == 1);
+}
+
+namespace {
+
+/// A driver script of tests/drivers in its failover mode: reads (or writes)
+/// in a loop through pgswitch until `stop_file` exists, then prints metrics.
+struct DriverLoop {
+    std::string label;
+    CommandResult result;
+    std::thread thread;
+    std::map<std::string, std::string> metrics;
+
+    void start(const std::string& driver, const std::string& role, const Proxy& px, const OwnCluster& cl,
+               const std::string& stop_file, const std::string& table)
+    {
+        label = driver + " " + role;
+        const std::string dir = std::string(PGSWITCH_SOURCE_ROOT) + "/tests/drivers";
+        std::vector<std::string> argv;
+        if (driver == "psycopg")
+            argv = {"/usr/bin/python3", dir + "/psycopg_driver.py", "--failover", role, stop_file, table};
+        else
+            argv = {"node", dir + "/node_driver.js", "--failover", role, stop_file, table};
+        const char* modules = std::getenv("PGSWITCH_NODE_MODULES");
+        std::vector<std::string> env = {
+            "PGSW_HOST=127.0.0.1", "PGSW_PORT=" + std::to_string(px.port()), "PGSW_USER=app", "PGSW_PASSWORD=app",
+            "PGSW_DB=app", "PRIMARY_PORT=" + std::to_string(cl.env.primary_port()),
+            "NODE_MODULES_DIR=" + (modules ? std::string(modules) : std::string(PGSWITCH_SOURCE_ROOT) + "/build/drivers/node/node_modules"),
+            "PYTHONPATH=" + dir};
+        thread = std::thread([this, argv, env] { result = run_command(argv, env, 120s); });
+    }
+    void join()
+    {
+        if (thread.joinable())
+            thread.join();
+        std::istringstream lines(result.output);
+        std::string line;
+        while (std::getline(lines, line)) {
+            std::istringstream words(line);
+            std::string kind, name, value;
+            words >> kind >> name;
+            std::getline(words, value);
+            if (kind == "metric")
+                metrics[name] = value.empty() ? value : value.substr(1);
+        }
+    }
+    long count(const std::string& key) const
+    {
+        auto it = metrics.find(key);
+        return it == metrics.end() ? -1 : std::atol(it->second.c_str());
+    }
+};
+
+long rows_in(const OwnCluster& cl, int port, const std::string& table)
+{
+    Conn c(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(port) +
+                        " dbname=app user=postgres password=postgres connect_timeout=2 sslmode=disable").c_str()));
+    if (PQstatus(c.get()) != CONNECTION_OK)
+        return -1;
+    Result r(PQexec(c.get(), ("SELECT count(*) FROM " + table).c_str()));
+    (void)cl;
+    return PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::atol(PQgetvalue(r.get(), 0, 0)) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("failover: psycopg and node-postgres sessions through kill -9 of the primary: readers see no error, writers resume")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/true);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_drv_psycopg (id int PRIMARY KEY, v text); "
+                         "CREATE TABLE fo_drv_node (id int PRIMARY KEY, v text)");
+    }
+    const std::string stop_file = cl.dir + "/stop";
+    std::vector<std::unique_ptr<DriverLoop>> loops;
+    for (const std::string driver : {"psycopg", "node"})
+        for (const std::string role : {"reader", "writer"}) {
+            loops.push_back(std::make_unique<DriverLoop>());
+            loops.back()->start(driver, role, px, cl, stop_file, "fo_drv_" + std::string(driver == "node" ? "node" : "psycopg"));
+        }
+    // Both writers are committing: kill the primary's postmaster.
+    REQUIRE(eventually([&] { return rows_in(cl, cl.env.primary_port(), "fo_drv_psycopg") >= 20 &&
+                                    rows_in(cl, cl.env.primary_port(), "fo_drv_node") >= 20; }, 30s));
+    const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
+    REQUIRE(::kill(pm, SIGKILL) == 0);
+    // Writes resume on a promoted replica: both tables grow there.
+    int new_primary = 0;
+    REQUIRE_MESSAGE(eventually([&] {
+                        for (int n : {1, 2})
+                            if (!cl.in_recovery(cl.env.replica_port(n)))
+                                new_primary = cl.env.replica_port(n);
+                        return new_primary != 0;
+                    }, 30s),
+                    "no replica was promoted\n" << px.log_text());
+    const long psy0 = rows_in(cl, new_primary, "fo_drv_psycopg");
+    const long node0 = rows_in(cl, new_primary, "fo_drv_node");
+    CHECK_MESSAGE(eventually([&] { return rows_in(cl, new_primary, "fo_drv_psycopg") >= psy0 + 20 &&
+                                          rows_in(cl, new_primary, "fo_drv_node") >= node0 + 20; }, 30s),
+                  "the writers did not resume on the new primary\n" << px.log_text());
+    { std::ofstream(stop_file) << "stop\n"; }
+    for (auto& l : loops)
+        l->join();
+    for (auto& l : loops) {
+        INFO(l->label << " output:\n" << l->result.output);
+        REQUIRE(l->result.exit_code == 0);
+        CHECK(l->count("ok") > 0);
+        if (l->label.ends_with("reader")) {
+            // A session that only reads never notices the failover (SPEC §4).
+            CHECK_MESSAGE(l->count("errors") == 0, l->label << ": " << l->metrics["last_error"]);
+        } else {
+            // The write in flight on the dead primary may fail; then writes run again.
+            CHECK_MESSAGE(l->count("errors") <= 3, l->label << ": " << l->metrics["last_error"]);
+            // No acknowledged commit is lost (synchronous replication).
+            std::set<long> present;
+            Conn c = cl.superuser(new_primary);
+            Result r = exec_ok(c.get(), "SELECT id FROM " + std::string(l->label.starts_with("node") ? "fo_drv_node" : "fo_drv_psycopg"),
+                               PGRES_TUPLES_OK);
+            for (int i = 0; i < PQntuples(r.get()); ++i)
+                present.insert(std::atol(PQgetvalue(r.get(), i, 0)));
+            std::istringstream acked(l->metrics["acknowledged"]);
+            std::string id;
+            int lost = 0;
+            while (std::getline(acked, id, ','))
+                lost += !id.empty() && present.count(std::atol(id.c_str())) == 0;
+            CHECK_MESSAGE(lost == 0, l->label << ": " << lost << " acknowledged inserts missing on the new primary");
+        }
+        MESSAGE(l->label << ": ok " << l->count("ok") << ", errors " << l->count("errors"));
+    }
+}
+
+TEST_CASE("failover: with no primary, new clients log in and read at once; writes wait, then fail with 57P03")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 100;
+    o.extra_toml = "[failover]\nmode = \"manual\"\nwait_for_primary_ms = 1500\n";
+    Proxy px(o);
+    px.start();
+    REQUIRE(cl.pg_ctl("primary", "stop -m immediate") == 0);
+    REQUIRE_MESSAGE(eventually([&] { return http::get(px.admin_port(), "/ready").status == 503; }, 10s),
+                    "pgswitch still reports a usable primary");
+    const auto t0 = Clock::now();
+    Conn c = connect_ok(px.conninfo());
+    const double login_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    CHECK_MESSAGE(login_ms < 1000, "login took " << login_ms << " ms with no primary");
+    for (int i = 0; i < 5; ++i) {
+        Result r(PQexec(c.get(), "SELECT inet_server_port()"));
+        REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+        const int port = std::atoi(PQgetvalue(r.get(), 0, 0));
+        CHECK((port == cl.env.replica_port(1) || port == cl.env.replica_port(2)));
+    }
+    const auto w0 = Clock::now();
+    Result w(PQexec(c.get(), "CREATE TABLE no_primary (id int)"));
+    const double waited_ms = std::chrono::duration<double, std::milli>(Clock::now() - w0).count();
+    CHECK(PQresultStatus(w.get()) == PGRES_FATAL_ERROR);
+    CHECK(std::string(PQresultErrorField(w.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(w.get(), PG_DIAG_SQLSTATE) : "") == "57P03");
+    CHECK(waited_ms >= 1400);
+    // The session is still usable for reads.
+    Result r(PQexec(c.get(), "SELECT 1"));
+    CHECK(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
 }

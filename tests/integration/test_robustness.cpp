@@ -158,3 +158,35 @@ TEST_CASE("max_client_connections: the client over the limit is refused with 533
     }
     CHECK(query_value(d.get(), "SELECT 4") == "4");
 }
+
+TEST_CASE("a client that ends before or right after its StartupMessage gets what the server would say") {
+    // node-postgres ends a client at once by queueing a Terminate before the
+    // StartupMessage (quick-disconnect-tests.js), or right behind it.
+    E2E_SKIP_IF_DIRECT("compares pgswitch with the primary");
+    Proxy px;
+    px.start();
+    const std::string startup_body = be32(196608) + std::string("user\0app\0database\0app\0\0", 23);
+    const std::string startup = be32(static_cast<uint32_t>(startup_body.size() + 4)) + startup_body;
+    const std::string terminate = std::string("X") + be32(4);
+    auto replies = [](int port, const std::string& bytes) {
+        RawConn raw;
+        REQUIRE(raw.connect(port));
+        raw.send_bytes(bytes);
+        std::string seen;
+        for (;;) {
+            auto m = raw.read_message(Clock::now() + 5s);
+            if (!m) break;
+            seen += m->type;
+            if (m->type == 'E') seen += ":" + error_fields(m->body)['C'] + ":" + error_fields(m->body)['M'];
+            seen += ' ';
+        }
+        CHECK_MESSAGE(raw.eof(), "the connection stayed open");
+        return seen;
+    };
+    const int primary = cluster().primary_port();
+    // Terminate first: the server hangs up without a word (an invalid startup length).
+    CHECK(replies(px.port(), terminate + startup) == replies(primary, terminate + startup));
+    CHECK(replies(px.port(), terminate + startup).empty());
+    // Terminate right behind the StartupMessage: the authentication request, then the server's complaint.
+    CHECK(replies(px.port(), startup + terminate) == replies(primary, startup + terminate));
+}
