@@ -6,7 +6,10 @@
 #include "client_session.h"
 #include "health_checker.h"
 #include "log.h"
+#include "pg_wire/frontend.h"
+#include "pg_wire/request.h"
 #include "routing/classifier.h"
+#include "routing/request_analysis.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -148,32 +151,23 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
     e.classification = routing::classify(sql, catalog.get());
     const auto& cls = e.classification;
 
-    // The same request summary the session builds (session_router.cpp).
-    e.request.write = false;  // RouteRequest defaults to a write
-    bool tx_begin = false;
-    bool tx_begin_read_only = false;
-    bool bookkeeping_only = true;
-    for (const auto& st : cls.statements) {
-        bool bookkeeping = false;
-        switch (st.tx) {
-        case routing::Tx::begin: tx_begin = true; break;
-        case routing::Tx::begin_read_only: tx_begin_read_only = true; break;
-        case routing::Tx::commit:
-        case routing::Tx::rollback:
-        case routing::Tx::prepare_transaction: bookkeeping = !st.tx_chain; break;
-        default: break;
-        }
-        if (st.session != routing::SessionEffect::none || st.prepare_name || st.deallocate_name || st.deallocate_all)
-            bookkeeping = true;
-        if (st.execute_name)  // a fresh session has no prepared statements: the primary answers
-            e.request.write = true;
-        if (!bookkeeping)
-            bookkeeping_only = false;
-    }
-    e.request.write = e.request.write || cls.write || tx_begin || cls.uses_currval;
-    e.request.prefer_primary = cls.hint == routing::Hint::primary;
-    e.request.prefer_replica = cls.hint == routing::Hint::replica;
-
+    // The same request summary the session builds (routing::analyze_request),
+    // for a session that just logged in.
+    std::string bytes;
+    wire::fe::build_query(bytes, sql);
+    wire::RequestAssembler assembler;
+    (void)assembler.push(wire::Frame{'Q', std::string_view(bytes).substr(5), bytes});
+    const auto request = assembler.take();
+    const routing::SessionState fresh;
+    const routing::ClassifyFn classify = [&](std::string_view text) {
+        return std::make_shared<const routing::Classification>(routing::classify(text, catalog.get()));
+    };
+    const auto facts = routing::analyze_request(request, fresh, classify);
+    e.request.write = facts.needs_primary();
+    e.request.prefer_primary = facts.hint_primary || facts.session_identity;
+    e.request.prefer_replica = facts.hint_replica;
+    const bool bookkeeping_only = facts.bookkeeping_only;
+    const bool tx_begin_read_only = facts.tx_begin_read_only;
     const auto view = runtime_.cluster();
     if (bookkeeping_only && !e.request.write && !tx_begin_read_only) {
         // SET, PREPARE, COMMIT...: where the session already is, which for a

@@ -88,6 +88,13 @@ void Runtime::count_misroute() noexcept
         ++w->stats.misroutes;
 }
 
+void Runtime::publish_schema_lsn(std::uint64_t lsn) noexcept
+{
+    auto seen = schema_lsn_.load(std::memory_order_relaxed);
+    while (seen < lsn && !schema_lsn_.compare_exchange_weak(seen, lsn, std::memory_order_release))
+        ;
+}
+
 void Runtime::count_replay_wait(bool reached) noexcept
 {
     if (auto* w = Worker::current())

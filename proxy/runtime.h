@@ -126,6 +126,11 @@ public:
     /// A read the classifier sent to a replica failed there with 25006 and
     /// was re-run on the primary.
     void count_misroute() noexcept;
+    /// The WAL position after the newest schema change (DDL) committed
+    /// through this pgswitch, by any session (0: none yet). Every session's
+    /// reads go to replicas past it (read_your_writes = lsn).
+    [[nodiscard]] std::uint64_t schema_lsn() const noexcept { return schema_lsn_.load(std::memory_order_acquire); }
+    void publish_schema_lsn(std::uint64_t lsn) noexcept;
     /// A replay wait ahead of a read after a write ended: `reached` when the
     /// replica replayed the write in time (else the read re-ran on the primary).
     void count_replay_wait(bool reached) noexcept;
@@ -197,6 +202,7 @@ private:
     std::atomic<std::size_t> clients_{0};
     std::atomic<std::uint64_t> last_session_id_{0};
     std::atomic<bool> draining_{false};
+    std::atomic<std::uint64_t> schema_lsn_{0};
     /// Statements in flight per backend, over all workers: the one counter the
     /// workers share, because least_connections needs the whole picture.
     mutable std::mutex in_flight_mutex_;

@@ -35,6 +35,7 @@ struct ServerLink {
         Segment kind;
         std::uint64_t number = 0;  ///< its ReadyForQuery's rank on this link (segments_sent)
         std::uint64_t lsn = 0;     ///< replay_wait: the position the read needs
+        bool schema = false;       ///< capture_lsn: of a write that changed the schema
     };
     /// What happens to the next client segment's reply.
     enum class Fate : std::uint8_t {
@@ -63,6 +64,8 @@ struct ServerLink {
     /// A write ran here since its position was last captured: its commit
     /// position matters to read-your-writes.
     bool wrote = false;
+    /// ... and some of it changed the schema (DDL): its position is every session's.
+    bool changed_schema = false;
     bool server_sent_fatal = false;
     bool dead = false;
 

@@ -96,8 +96,11 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
         if (pending.kind == Segment::capture_lsn) {
             auto rfq = be::parse_ready_for_query(f.body);
             // Only a position read outside a transaction is past the commit.
-            if (value && rfq && rfq->status == wire::TxStatus::idle)
+            if (value && rfq && rfq->status == wire::TxStatus::idle) {
                 state_.require_lsn(*value);
+                if (pending.schema)
+                    runtime_.publish_schema_lsn(*value);
+            }
             --lsn_captures_;
         } else if (pending.kind == Segment::replay_wait) {
             const bool reached = value && *value >= pending.lsn;

@@ -229,6 +229,11 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     sc.pinned_to_primary = state_.pinned_to_primary;
     sc.wrote = state_.wrote;
     sc.min_lsn = state_.min_lsn;
+    // Schema changes committed through pgswitch by any session: a replica
+    // that has not replayed them would fail this statement ("relation does
+    // not exist"), not merely show old rows.
+    if (const auto schema = runtime_.schema_lsn(); schema > 0 && (!sc.min_lsn || *sc.min_lsn < schema))
+        sc.min_lsn = schema;
     // A pipelined read right behind a write: its position is still on the way.
     sc.lsn_pending = lsn_captures_ > 0;
 
@@ -624,6 +629,8 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
         state_.wrote = true;
         link.wrote = true;
     }
+    if (facts.changes_schema)
+        link.changed_schema = true;
 }
 
 void ClientSession::push_capture(ServerLink& link, std::string& out)
@@ -633,6 +640,7 @@ void ClientSession::push_capture(ServerLink& link, std::string& out)
     // replica replaying only that far would lack it.
     fe::build_query(out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
     link.push(Segment::capture_lsn);
+    link.segments.back().schema = std::exchange(link.changed_schema, false);
     ++lsn_captures_;
     link.wrote = false;
 }

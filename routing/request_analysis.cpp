@@ -179,6 +179,8 @@ private:
             }
             if (st.kind == StatementKind::copy_from)
                 facts_.copy_from = true;
+            if (st.kind == StatementKind::other)
+                facts_.changes_schema = true;
             if (st.kind == StatementKind::show && st.set_name == "pgswitch.lsn")
                 facts_.show_lsn = true;
             if (st.session == SessionEffect::set && st.set_name == "pgswitch.min_lsn")

@@ -707,6 +707,19 @@ TEST_CASE("admin: POST /routing/explain says where a statement goes") {
     CHECK(j["target"] == "primary");
     CHECK(j["reason"].is_string());
 
+    // The same rules as sessions: what pins, what a standby refuses, what is
+    // about the session's own connection goes to the primary.
+    for (const char* sql : {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+                            "SELECT pg_backend_pid()", "SHOW transaction_read_only"}) {
+        auto e = http::post(ap, "/routing/explain", json{{"sql", sql}}.dump());
+        INFO("explain " << sql << " -> " << e.str());
+        REQUIRE(e.status == 200);
+        CHECK(e.json()["target"] == "primary");
+    }
+    auto ro = http::post(ap, "/routing/explain", R"({"sql":"BEGIN READ ONLY"})");
+    REQUIRE(ro.status == 200);
+    CHECK((ro.json()["target"] == "replica1" || ro.json()["target"] == "replica2"));
+
     // Explaining runs nothing: no table t exists, and no query was counted.
     auto s = http::get(ap, "/status");
     REQUIRE(s.status == 200);
