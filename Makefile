@@ -15,6 +15,7 @@ help:
 	@echo "  make bench          build, benchmark pgswitch vs direct, PgBouncer, pgpool-II (bench/README.md; QUICK=1 for a short run)"
 	@echo "  make bench-callgrind  build, instructions per statement under valgrind callgrind (bench/results/callgrind.md)"
 	@echo "  make bench-idle     build, memory per idle client + admin/query latency while idle (CLIENTS=150 POOL_MODE=session)"
+	@echo "  make bench-ryw      build, reads right after writes: share on replicas, latency (bench/results/read_your_writes.md)"
 	@echo "  make build          configure ($(BUILD_DIR)/, $(MESON_BUILDTYPE)) and compile"
 	@echo "  make deps           install missing Debian 12 packages (scripts/install_deps.sh)"
 	@echo "  make cluster-start  start the test cluster in .cluster/ (tests/pg_cluster.sh)"
@@ -49,7 +50,7 @@ unit: build
 bench: build
 	bash bench/run_bench.sh
 
-.PHONY: bench-callgrind bench-idle
+.PHONY: bench-callgrind bench-idle bench-ryw
 bench-callgrind: build
 	bash bench/callgrind.sh
 
@@ -57,6 +58,9 @@ CLIENTS ?= 150
 POOL_MODE ?= session
 bench-idle: build
 	/usr/bin/python3 bench/idle_clients.py --clients $(CLIENTS) --pool-mode $(POOL_MODE) --md bench/results/idle_clients.md
+
+bench-ryw: build
+	/usr/bin/python3 bench/read_your_writes.py
 
 clean:
 	rm -rf $(BUILD_DIR) .run

@@ -102,6 +102,18 @@ struct ServerLink {
         segments.push_back({kind, ++segments_sent, lsn});
         return segments_sent;
     }
+    /// A read behind a replay wait is in flight here: it may yet be re-run on
+    /// the primary, so nothing may be pipelined behind it on this link (its
+    /// reply would overtake the re-run one).
+    [[nodiscard]] bool awaiting_replay() const noexcept
+    {
+        if (next_client == Fate::rerun || swallowing)
+            return true;
+        for (const auto& s : segments)
+            if (s.kind == Segment::replay_wait)
+                return true;
+        return false;
+    }
     /// The kept request can still be re-run: its client segment is the only
     /// one owed here (hidden ones may come before it).
     [[nodiscard]] bool can_rerun() const noexcept

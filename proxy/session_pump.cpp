@@ -105,7 +105,13 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
         } else if (pending.kind == Segment::replay_wait) {
             const bool reached = value && *value >= pending.lsn;
             runtime_.count_replay_wait(reached);
-            if (reached) {
+            if (!reached && link.pending_client() > 0 && !link.can_rerun()) {
+                // Requests were pipelined behind the read (route_request()
+                // keeps them back, so this should not happen): a re-run would
+                // reorder replies; the read is answered by the replica.
+                log::warning("session ", id_, ": replay wait on ", link.backend,
+                             " fell short with requests queued behind it; not re-running");
+            } else if (reached) {
                 // Good for every later read of the session up to that position.
                 auto it = std::find_if(known_replay_.begin(), known_replay_.end(),
                                        [&](const auto& k) { return k.first == link.backend; });
