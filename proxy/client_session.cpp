@@ -462,12 +462,15 @@ ServerStartup ClientSession::server_startup() const
 
 namespace {
 
-// Every function of the database: the VOLATILE ones outside pg_catalog
-// write; the others are known, so that a call of a name missing from it
-// (a function created behind pgswitch's back) is looked up before routing.
+// Every function of the database ('f'): the VOLATILE ones outside
+// pg_catalog write; the others are known, so that a call of a name missing
+// from it (a function created behind pgswitch's back) is looked up before
+// routing. And the UNLOGGED relations ('u'), which a standby cannot read.
 constexpr std::string_view catalog_query =
-    "SELECT n.nspname, p.proname, p.provolatile = 'v' FROM pg_catalog.pg_proc p "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+    "SELECT 'f', n.nspname, p.proname, p.provolatile = 'v' FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+    "UNION ALL SELECT 'u', n.nspname, c.relname, false FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relpersistence = 'u'";
 
 std::optional<std::vector<Runtime::FunctionRow>> catalog_rows(const std::variant<QueryRows, ConnectError>& r)
 {
@@ -477,8 +480,8 @@ std::optional<std::vector<Runtime::FunctionRow>> catalog_rows(const std::variant
     std::vector<Runtime::FunctionRow> out;
     out.reserve(rows->rows.size());
     for (const auto& row : rows->rows)
-        if (row.size() == 3 && row[0] && row[1] && row[2])
-            out.push_back({*row[0], *row[1], *row[2] == "t"});
+        if (row.size() == 4 && row[0] && row[1] && row[2] && row[3])
+            out.push_back({*row[1], *row[2], *row[3] == "t", *row[0] == "u"});
     return out;
 }
 

@@ -185,8 +185,6 @@ private:
     [[nodiscard]] bool any_pending() const noexcept;
     /// The link to the current primary (by the cluster view), if open.
     [[nodiscard]] std::shared_ptr<ServerLink> primary_link() const;
-    /// Replay positions the session learned, aligned with `view`.
-    [[nodiscard]] std::vector<std::uint64_t> known_replay(const routing::ClusterView& view) const;
 
     // ---- transaction pooling (session_pooling.cpp) ----------------------------
     /// Login without holding a server connection; the client's pid is ours.
@@ -248,8 +246,6 @@ private:
     bool copy_in_ = false;
     int lsn_captures_ = 0;  // capture_lsn segments outstanding
     std::optional<std::uint64_t> captured_lsn_;
-    /// Replay positions learned from replay waits, per backend name.
-    std::vector<std::pair<std::string, std::uint64_t>> known_replay_;
     /// The unnamed statement lives on this link (a Bind of "" must follow it).
     std::weak_ptr<ServerLink> unnamed_link_;
     asio::steady_timer drained_;

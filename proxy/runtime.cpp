@@ -77,6 +77,11 @@ routing::BalancerState& Runtime::balancer() noexcept
     return Worker::current()->balancer;
 }
 
+routing::ReplayKnowledge& Runtime::replay_knowledge() noexcept
+{
+    return Worker::current()->replay_knowledge;
+}
+
 ServerPool& Runtime::pool() noexcept
 {
     return Worker::current()->pool;
@@ -165,6 +170,10 @@ std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(const std
     std::lock_guard lock(catalogs_mutex_);
     auto c = std::make_shared<routing::FunctionCatalog>(++catalog_generation_);
     for (const auto& f : functions) {
+        if (f.unlogged_relation) {
+            c->add_unlogged(f.schema, f.name);
+            continue;
+        }
         c->add_known(f.schema, f.name);
         // Built-ins are judged by name (builtin_function_effect): most
         // VOLATILE ones (random(), pg_sleep()) are reads.

@@ -91,6 +91,7 @@ public:
     // ---- routing (the calling session's worker) -------------------------------
     [[nodiscard]] routing::StatementCache& statement_cache() noexcept;
     [[nodiscard]] routing::BalancerState& balancer() noexcept;
+    [[nodiscard]] routing::ReplayKnowledge& replay_knowledge() noexcept;
     [[nodiscard]] routing::Policy policy() const noexcept;
     /// Volatile user functions of `database`, or null when not loaded yet
     /// (or invalidated by DDL).
@@ -98,11 +99,13 @@ public:
     /// marked by invalidate_catalog().
     [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database,
                                                                         bool* stale = nullptr) const;
-    /// One pg_proc row: a function that exists, and whether it is VOLATILE.
+    /// One catalog row: a function that exists (and whether it is VOLATILE),
+    /// or an UNLOGGED relation.
     struct FunctionRow {
         std::string schema;
         std::string name;
         bool is_volatile = false;
+        bool unlogged_relation = false;
     };
     /// Builds and stores a database's catalog from every pg_proc row; the
     /// names in `looked_for` that are not among them are stored as missing

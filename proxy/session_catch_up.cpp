@@ -199,8 +199,11 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
         link.push(Segment::hidden);
     }
 
-    // Protocol-level named statements: prepared lazily where they are used.
+    // Protocol-level named statements: prepared lazily where they are used
+    // (not those the request parses itself first, which it may run again
+    // when re-sent to another server).
     bool parsed = false;
+    std::vector<std::string_view> defined;
     for (const auto& m : request.messages()) {
         std::string_view name;
         bool defines = false;
@@ -212,10 +215,11 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
             name = p->statement;
             defines = true;
         }
-        if (name.empty())
+        if (name.empty() || std::find(defined.begin(), defined.end(), name) != defined.end())
             continue;
         auto it = link.state.statements.find(name);
         if (defines) {
+            defined.push_back(name);
             // The client defines this name now; a stale copy here would clash.
             if (it != link.state.statements.end()) {
                 hidden_close(link, hidden_, name, inline_hidden);

@@ -49,6 +49,15 @@ bool is_asynchronous(be::Tag t) noexcept
 
 /// What pg_terminate_backend() says (and a fast shutdown: the server tells
 /// them apart only by still accepting logins).
+/// What a standby answers to a statement it cannot run: a write (25006), or a
+/// read of an UNLOGGED (or another session's temporary) table (0A000).
+bool refused_by_standby(const be::ErrorFields& e)
+{
+    return e.sqlstate() == "25006" ||
+           (e.sqlstate() == "0A000" &&
+            e.message() == "cannot access temporary or unlogged relations during recovery");
+}
+
 bool is_terminate_by_administrator(const be::ErrorFields& e)
 {
     return e.sqlstate() == "57P01" && e.message() == "terminating connection due to administrator command";
@@ -111,15 +120,13 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
                 // reorder replies; the read is answered by the replica.
                 log::warning("session ", id_, ": replay wait on ", link.backend,
                              " fell short with requests queued behind it; not re-running");
+                runtime_.replay_knowledge().missed(link.backend, pending.lsn, std::chrono::steady_clock::now());
             } else if (reached) {
-                // Good for every later read of the session up to that position.
-                auto it = std::find_if(known_replay_.begin(), known_replay_.end(),
-                                       [&](const auto& k) { return k.first == link.backend; });
-                if (it == known_replay_.end())
-                    known_replay_.emplace_back(link.backend, *value);
-                else
-                    it->second = std::max(it->second, *value);
+                // Good for every later read up to that position, this
+                // session's and the worker's other sessions'.
+                runtime_.replay_knowledge().reached(link.backend, *value);
             } else {
+                runtime_.replay_knowledge().missed(link.backend, pending.lsn, std::chrono::steady_clock::now());
                 link.next_client = ServerLink::Fate::rerun;
             }
         }
@@ -276,9 +283,10 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
                     continue;
                 }
                 if (link->can_rerun()) {
-                    if (error && error->sqlstate() == "25006") {
+                    if (error && refused_by_standby(*error)) {
                         // It writes after all (a function the classifier could
-                        // not know): run it where it can.
+                        // not know), or reads an UNLOGGED table created behind
+                        // pgswitch's back: run it where it can.
                         drop_batch();
                         link->held.clear();
                         link->swallowing = true;

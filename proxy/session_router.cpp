@@ -66,16 +66,6 @@ std::shared_ptr<ServerLink> ClientSession::primary_link() const
     return nullptr;
 }
 
-std::vector<std::uint64_t> ClientSession::known_replay(const routing::ClusterView& view) const
-{
-    std::vector<std::uint64_t> out(view.backends.size(), 0);
-    for (const auto& [name, lsn] : known_replay_)
-        for (std::size_t i = 0; i < view.backends.size(); ++i)
-            if (view.backends[i].name == name)
-                out[i] = lsn;
-    return out;
-}
-
 awaitable<void> ClientSession::wait_until_drained()
 {
     while (!closed_ && any_pending()) {
@@ -168,10 +158,11 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     rr.write = facts.needs_primary();
     rr.prefer_primary = facts.hint_primary || facts.session_identity;
     rr.prefer_replica = facts.hint_replica;
-    // A replay wait goes ahead of a read the session can re-run on the
-    // primary: one request outside a transaction, nothing else in flight.
-    rr.can_wait = tx_status_ == wire::TxStatus::idle && request.synced() && request.sync_count() == 1 &&
-                  !facts.tx_begin_read_only && request.bytes().size() <= retry_keep_limit && !any_pending();
+    // A replay wait may go ahead of a read outside a transaction with nothing
+    // else in flight: pipelined with it when the session can re-run the read
+    // on the primary, else (a BEGIN READ ONLY, a prepare ended by Flush) as a
+    // round trip of its own first (send_request()).
+    rr.can_wait = tx_status_ == wire::TxStatus::idle && !any_pending();
     routing::SessionConstraints sc;
     sc.pinned_to_primary = state_.pinned_to_primary;
     sc.wrote = state_.wrote;
@@ -194,10 +185,15 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         std::vector<int> in_flight;
         if (policy.load_balancing == routing::LoadBalancing::least_connections)
             in_flight = runtime_.in_flight(*view);
-        std::vector<std::uint64_t> known;
+        std::vector<std::uint64_t> known, behind;
         if (sc.min_lsn) {
-            known = known_replay(*view);
+            // A replica that just failed a wait for this much is not waited
+            // on again before the next health round could show it moved.
+            const auto memory = std::chrono::milliseconds(std::max(settings->config.health.interval_ms, 100));
+            known = runtime_.replay_knowledge().reached_positions(*view);
+            behind = runtime_.replay_knowledge().behind_positions(*view, std::chrono::steady_clock::now(), memory);
             sc.known_replay = known;
+            sc.known_behind = behind;
         }
         auto d = routing::choose_target(rr, sc, *view, policy, runtime_.balancer(), peer_host_, in_flight);
         if (d.backend) {
@@ -422,10 +418,18 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
                                             std::optional<std::uint64_t> wait_lsn, bool is_retry)
 {
     const auto policy = runtime_.policy();
-    if (wait_lsn && needs_check(*link, request)) {
-        // The statements are checked on a replica that must first replay the
-        // session's last write (a CREATE TYPE they use, say): wait there
-        // before the check, and take the primary if it does not get there.
+    // Kept until its reply starts (re-run on the primary when it fails with
+    // 25006, when its replay wait falls short, or when its server dies
+    // before answering): one read request on a replica outside a transaction.
+    const bool keepable = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
+                          request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
+                          request.bytes().size() <= retry_keep_limit && link->pending_client() == 0;
+    if (wait_lsn && (!keepable || needs_check(*link, request))) {
+        // The request cannot be re-run (a BEGIN READ ONLY, a prepare ended by
+        // Flush), or statements are checked first on a replica that must
+        // replay the session's last write (a CREATE TYPE they use): wait
+        // there before anything else, and take the primary if it does not
+        // get there.
         std::string q;
         fe::build_query(q, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
         const auto n = link->push(Segment::replay_wait, *wait_lsn);
@@ -483,14 +487,8 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
         push_capture(*link, capture_);
     active_ = link;
 
-    // A read on a replica outside a transaction is kept until its reply
-    // starts: it is re-run on the primary when it fails with 25006, when its
-    // replay wait falls short, or when its server dies before answering.
-    const bool keep = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
-                      request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
-                      request.bytes().size() <= retry_keep_limit && link->pending_client() == 1;
     std::string_view bytes = request.bytes();
-    if (keep) {
+    if (keepable && link->role == routing::Role::replica) {
         link->retry.emplace(std::move(request));
         link->retry_segment = link->segments_sent;  // its Sync or Query was the last pushed
         bytes = link->retry->bytes();

@@ -21,6 +21,7 @@
 #include "admin/metrics.h"
 #include "asio_common.h"
 #include "routing/cluster_view.h"
+#include "routing/replay_knowledge.h"
 #include "routing/router.h"
 #include "routing/statement_cache.h"
 #include "server_pool.h"
@@ -99,6 +100,8 @@ public:
     routing::ClusterViewPtr cluster;
     routing::StatementCache statement_cache;
     routing::BalancerState balancer;
+    /// What this worker's sessions' replay waits learned of replica positions.
+    routing::ReplayKnowledge replay_knowledge;
     WorkerStats stats;  ///< cache_* and pool_* filled in by snapshot()
     /// Transaction pooling's server connections of this worker's sessions.
     ServerPool pool;

@@ -152,6 +152,8 @@ struct TreeFacts {
     /// A literal argument decided something (set_config's is_local,
     /// current_setting's name): the classification is not literal-free.
     bool literal_sensitive = false;
+    /// Names an UNLOGGED relation (StatementInfo::unlogged).
+    bool unlogged = false;
     /// Calls of functions the (complete) catalog does not know.
     std::vector<std::string> unknown_functions;
 
@@ -183,6 +185,8 @@ public:
             const json& value = it.value();
             if (key == "FuncCall") {
                 on_function_call(value);
+            } else if (key == "RangeVar") {
+                on_relation(value);
             } else if (key == "lockingClause") {
                 facts_.locking = facts_.locking || (value.is_array() && !value.empty());
             } else if (key == "intoClause") {
@@ -241,6 +245,16 @@ private:
                 facts_.unknown_functions.end())
                 facts_.unknown_functions.push_back(std::move(full));
         }
+    }
+
+    void on_relation(const json& range_var)
+    {
+        if (!catalog_)
+            return;
+        std::string schema = to_lower(string_member(range_var, "schemaname"));
+        std::string name = to_lower(string_member(range_var, "relname"));
+        if (!name.empty() && catalog_->unlogged(schema, name))
+            facts_.unlogged = true;
     }
 
     // current_setting('name' [, missing_ok]) with that name as a literal, or
@@ -307,6 +321,7 @@ void apply_walk(const json* tree, const Context& ctx, StatementInfo& out)
     out.uses_currval = out.uses_currval || f.uses_currval;
     out.session_identity = out.session_identity || f.session_identity;
     out.literal_sensitive = out.literal_sensitive || f.literal_sensitive;
+    out.unlogged = out.unlogged || f.unlogged;
     out.unknown_functions.insert(out.unknown_functions.end(), f.unknown_functions.begin(),
                                  f.unknown_functions.end());
 }
@@ -318,6 +333,7 @@ void take_inner_facts(const StatementInfo& inner, StatementInfo& out)
     out.uses_currval = inner.uses_currval;
     out.session_identity = inner.session_identity;
     out.literal_sensitive = inner.literal_sensitive;
+    out.unlogged = inner.unlogged;
     out.unknown_functions = inner.unknown_functions;
 }
 
@@ -665,11 +681,26 @@ constexpr std::array node_handlers{
 };
 
 /// `stmt` is a node wrapper {"SelectStmt": {...}}; `out` starts as a default write.
+/// Statements that change the catalog (what exists, its shape, who may use
+/// it): a replica that has not replayed one fails later statements outright.
+bool changes_schema(std::string_view node)
+{
+    if (node.starts_with("Create") || node.starts_with("Alter") || node.starts_with("Drop"))
+        return node != "CreatedbStmt" && node != "DropdbStmt" && node != "AlterSystemStmt";
+    for (std::string_view n : {"RenameStmt", "ViewStmt", "IndexStmt", "DefineStmt", "CompositeTypeStmt",
+                               "CommentStmt", "GrantStmt", "GrantRoleStmt", "RuleStmt", "AlterObjectSchemaStmt",
+                               "SecLabelStmt", "ReassignOwnedStmt"})
+        if (node == n)
+            return true;
+    return false;
+}
+
 void classify_node(const json& stmt, const Context& ctx, StatementInfo& out)
 {
     if (!stmt.is_object() || stmt.empty())
         return;
     const auto first = stmt.begin();
+    out.changes_schema = changes_schema(first.key());
     for (const NodeHandler& h : node_handlers) {
         if (first.key() == h.node) {
             h.handler(first.value(), ctx, out);
@@ -705,6 +736,7 @@ Classification summarize(std::vector<StatementInfo> statements, Hint hint)
                                     s.deallocate_name || s.deallocate_all || s.unlisten;
         c.session_identity = c.session_identity || s.session_identity;
         c.literal_sensitive = c.literal_sensitive || s.literal_sensitive;
+        c.unlogged = c.unlogged || s.unlogged;
         for (const auto& f : s.unknown_functions)
             if (std::find(c.unknown_functions.begin(), c.unknown_functions.end(), f) == c.unknown_functions.end())
                 c.unknown_functions.push_back(f);

@@ -108,6 +108,12 @@ struct StatementInfo {
     /// A literal value decided part of this (set_config's is_local,
     /// current_setting's name): not to be cached under a literal-free key.
     bool literal_sensitive = false;
+    /// DDL: CREATE/ALTER/DROP/COMMENT/GRANT... (not TRUNCATE, VACUUM, LOCK):
+    /// it changes what later statements may name.
+    bool changes_schema = false;
+    /// Names an UNLOGGED relation the catalog lists: a standby cannot read
+    /// it, so even a read runs on the primary.
+    bool unlogged = false;
     /// Functions it calls that the catalog does not know ("name" or
     /// "schema.name", lower-case): created behind pgswitch's back, to be looked
     /// up before routing. Empty without a complete catalog.
@@ -133,6 +139,7 @@ struct Classification {
     bool has_session_bookkeeping = false;
     bool session_identity = false;  ///< any statement has session_identity
     bool literal_sensitive = false;  ///< any statement has literal_sensitive
+    bool unlogged = false;           ///< any statement has unlogged
     std::vector<std::string> unknown_functions;  ///< of every statement, once each
 
     /// A plain read the router may send anywhere: no write, no transaction or session

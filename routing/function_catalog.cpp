@@ -146,6 +146,20 @@ void FunctionCatalog::add_known(std::string_view schema, std::string_view name)
 
 void FunctionCatalog::add_missing(std::string_view name) { known_.add(name); }
 
+void FunctionCatalog::add_unlogged(std::string_view schema, std::string_view name)
+{
+    std::string entry;
+    entry.reserve(schema.size() + 1 + name.size());
+    entry.append(schema).append(1, '.').append(name);
+    unlogged_.add(entry);
+    any_unlogged_ = true;
+}
+
+bool FunctionCatalog::unlogged(std::string_view schema, std::string_view name) const
+{
+    return any_unlogged_ && unlogged_.matches(schema, name);
+}
+
 bool FunctionCatalog::knows(std::string_view schema, std::string_view name) const
 {
     return !complete() || known_.matches(schema, name);

@@ -56,6 +56,13 @@ public:
     /// know are reported by the classifier (Classification::unknown_functions)
     /// so that the proxy can look them up before routing.
     void add_known(std::string_view schema, std::string_view name);
+    /// An UNLOGGED table or index (pg_class.relpersistence = 'u'): a standby
+    /// cannot read it ("cannot access temporary or unlogged relations during
+    /// recovery"), so statements that name it run on the primary.
+    void add_unlogged(std::string_view schema, std::string_view name);
+    /// Whether `schema.name` (schema empty when unqualified) may be an UNLOGGED
+    /// relation; lower-case arguments.
+    [[nodiscard]] bool unlogged(std::string_view schema, std::string_view name) const;
     /// A name that was looked up and does not exist ("name" or "schema.name"):
     /// known as a read until the next refresh, so it is not looked up again.
     void add_missing(std::string_view name);
@@ -97,6 +104,8 @@ private:
     std::size_t volatile_count_ = 0;
     std::size_t known_count_ = 0;
     NameIndex known_;      ///< every function of the database, and names known to be missing
+    NameIndex unlogged_;   ///< UNLOGGED relations
+    bool any_unlogged_ = false;
     NameIndex volatile_;   ///< pg_proc VOLATILE user functions
     NameIndex write_;      ///< config write_functions
     NameIndex read_only_;  ///< config read_only_functions

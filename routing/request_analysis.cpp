@@ -132,7 +132,7 @@ private:
     /// What decides where the request may run.
     void merge_routing(const Classification& cls)
     {
-        facts_.must_primary = facts_.must_primary || cls.write;
+        facts_.must_primary = facts_.must_primary || cls.write || cls.unlogged;
         facts_.hint_primary = facts_.hint_primary || cls.hint == Hint::primary;
         facts_.hint_replica = facts_.hint_replica || cls.hint == Hint::replica;
         facts_.pins = facts_.pins || cls.pins_primary;
@@ -179,7 +179,7 @@ private:
             }
             if (st.kind == StatementKind::copy_from)
                 facts_.copy_from = true;
-            if (st.kind == StatementKind::other)
+            if (st.changes_schema)
                 facts_.changes_schema = true;
             if (st.kind == StatementKind::show && st.set_name == "pgswitch.lsn")
                 facts_.show_lsn = true;

@@ -52,9 +52,9 @@ struct RequestFacts {
     /// Parses the unnamed statement.
     bool parses_unnamed = false;
     bool copy_from = false;  ///< COPY ... FROM STDIN: copy-in mode follows
-    /// Runs DDL (or another utility statement of StatementKind::other): once
-    /// committed, every session's reads must see it (a missing table or a
-    /// changed column fails statements, where stale rows would only be old).
+    /// Runs DDL (StatementInfo::changes_schema): once committed, every
+    /// session's reads must see it (a missing table or a changed column
+    /// fails statements, where stale rows would only be old).
     bool changes_schema = false;
     bool show_lsn = false;   ///< SHOW pgswitch.lsn (answered by pgswitch)
     std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'

@@ -203,9 +203,15 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
             // Replicas exist but none is known to have the session's last
             // write yet: one may get there within the wait, else the primary.
             const auto usable = eligible_replicas(view, policy, SessionConstraints{});
-            if (!usable.empty() && request.can_wait && policy.read_your_writes_wait_ms > 0 && !session.lsn_pending) {
-                Decision d{pick(usable, view, policy, state, client_key, in_flight), Reason::read_your_writes_wait,
-                           session.min_lsn};
+            std::vector<std::size_t> worth_waiting;
+            for (auto i : usable)
+                if (!session.min_lsn || i >= session.known_behind.size() || session.known_behind[i] == 0 ||
+                    session.known_behind[i] > *session.min_lsn)
+                    worth_waiting.push_back(i);
+            if (!worth_waiting.empty() && request.can_wait && policy.read_your_writes_wait_ms > 0 &&
+                !session.lsn_pending) {
+                Decision d{pick(worth_waiting, view, policy, state, client_key, in_flight),
+                           Reason::read_your_writes_wait, session.min_lsn};
                 return d;
             }
             if (!usable.empty() && primary)

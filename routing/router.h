@@ -48,9 +48,12 @@ struct SessionConstraints {
     /// The session's last write is committed but its position is not known
     /// yet (a read pipelined right behind it): no replica can be proven fresh.
     bool lsn_pending = false;
-    /// Replay positions the session learned itself (its replay waits), by
-    /// view index, 0 where unknown; fresher than the health round's.
+    /// Replay positions learned from replay waits (ReplayKnowledge), by view
+    /// index, 0 where unknown; fresher than the health round's.
     std::span<const std::uint64_t> known_replay;
+    /// By view index: a position the replica recently failed to reach in
+    /// time (0: none). No read needing that much waits there.
+    std::span<const std::uint64_t> known_behind;
 };
 
 /// Why a target was chosen (for /routing/explain, logs and counters).

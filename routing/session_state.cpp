@@ -22,12 +22,15 @@ bool is_true_setting(std::string_view v)
     return s == "on" || s == "true" || s == "yes" || s == "1" || s == "t" || s == "y";
 }
 
-bool contains_function_ddl(std::string_view text)
+/// DDL that may change what the catalog lists: which functions write, which
+/// relations are UNLOGGED (CREATE UNLOGGED TABLE, ALTER TABLE SET [UN]LOGGED).
+bool may_change_catalog(std::string_view text)
 {
     std::string lower(text);
     for (auto& ch : lower)
         ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return lower.find("function") != std::string::npos || lower.find("procedure") != std::string::npos;
+    return lower.find("function") != std::string::npos || lower.find("procedure") != std::string::npos ||
+           lower.find("logged") != std::string::npos;
 }
 
 }  // namespace
@@ -216,7 +219,7 @@ bool SessionState::apply_effects(const StatementInfo& st, std::string_view text,
     if (st.pins_primary && on_primary)
         pinned_to_primary = true;
     // CREATE/ALTER/DROP FUNCTION may change which calls write.
-    return st.kind == StatementKind::other && contains_function_ddl(text);
+    return st.kind == StatementKind::other && may_change_catalog(text);
 }
 
 }  // namespace pgswitch::routing

@@ -106,8 +106,8 @@ public:
     /// Records what statement `st` (its own text is `text`) does to the
     /// session, sent on a connection whose state is `link` (which then has it
     /// too); `on_primary` says whether that connection is the primary's (pins
-    /// only hold there). True when it may change which functions write
-    /// (CREATE/ALTER/DROP FUNCTION or PROCEDURE): the catalog is stale.
+    /// only hold there). True when it may change what the catalog lists
+    /// (CREATE/ALTER/DROP FUNCTION or PROCEDURE, UNLOGGED tables): it is stale.
     bool apply_effects(const StatementInfo& st, std::string_view text, LinkState& link, bool on_primary);
     /// The transaction defaults a login started with (startup parameters);
     /// RESET ALL and DISCARD ALL return to them.

@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include <doctest/doctest.h>
+#include <libpq-fe.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace e2e;
@@ -139,4 +141,116 @@ TEST_CASE("drivers: pgjdbc in its default configuration (server-prepared stateme
     const auto run = run_driver({"java", "-cp", classes + ":" + jar, "JdbcDriver"}, *px, 180s);
     std::filesystem::remove_all(classes);
     check_scenarios("pgjdbc", run, with(common_scenarios, {"pipeline_errors"}));
+}
+
+namespace {
+
+int port_of(PGresult* r) { return std::atoi(PQgetvalue(r, 0, 0)); }
+
+std::string tally(const std::vector<int>& ports) {
+    std::map<std::string, int> m;
+    for (int p : ports)
+        m[p == cluster().primary_port() ? "primary" : "replica:" + std::to_string(p)]++;
+    std::ostringstream out;
+    for (const auto& [k, v] : m) out << k << "=" << v << " ";
+    return out.str();
+}
+
+void all_on_replicas(const std::vector<int>& ports, const std::string& what) {
+    INFO(what << ": " << tally(ports));
+    const int r1 = cluster().replica_port(1), r2 = cluster().replica_port(2);
+    int on1 = 0, on2 = 0;
+    for (int p : ports) {
+        CHECK((p == r1 || p == r2));
+        on1 += p == r1;
+        on2 += p == r2;
+    }
+    CHECK(on1 > 0);
+    CHECK(on2 > 0);
+}
+
+}  // namespace
+
+TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepare, pipeline-free)") {
+    E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
+    auto px = driver_proxy();
+    const int primary = cluster().primary_port();
+    Conn su = connect_ok("host=127.0.0.1 port=" + std::to_string(primary) + " dbname=" + cluster().get("APP_DB") +
+                         " user=" + cluster().get("SUPERUSER") + " password=" + cluster().get("SUPERPASS"));
+    exec_ok(su.get(), "DROP TABLE IF EXISTS drv_libpq; CREATE TABLE drv_libpq (id int PRIMARY KEY); "
+                      "GRANT ALL ON drv_libpq TO PUBLIC");
+    Conn c = px->connect_app();
+
+    SUBCASE("reads on replicas: simple, unnamed, named statements") {
+        std::vector<int> simple, unnamed, named;
+        for (int i = 0; i < 10; ++i)
+            simple.push_back(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()));
+        for (int i = 0; i < 10; ++i) {
+            const std::string v = std::to_string(i);
+            const char* values[1] = {v.c_str()};
+            Result r(PQexecParams(c.get(), "SELECT inet_server_port(), $1::int", 1, nullptr, values, nullptr, nullptr, 0));
+            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+            unnamed.push_back(port_of(r.get()));
+        }
+        Result prep(PQprepare(c.get(), "drv_q", "SELECT inet_server_port(), $1::int", 1, nullptr));
+        REQUIRE_MESSAGE(PQresultStatus(prep.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
+        for (int i = 0; i < 10; ++i) {
+            const std::string v = std::to_string(i);
+            const char* values[1] = {v.c_str()};
+            Result r(PQexecPrepared(c.get(), "drv_q", 1, values, nullptr, nullptr, 0));
+            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
+            named.push_back(port_of(r.get()));
+        }
+        all_on_replicas(simple, "PQexec");
+        all_on_replicas(unnamed, "PQexecParams");
+        all_on_replicas(named, "PQexecPrepared");
+    }
+    SUBCASE("writes on the primary; reads after them never stale, mostly on replicas") {
+        int on_replica = 0, stale = 0;
+        for (int i = 0; i < 200; ++i) {
+            const std::string id = std::to_string(i);
+            Result w = exec_ok(c.get(), "INSERT INTO drv_libpq VALUES (" + id + ") RETURNING inet_server_port()",
+                               PGRES_TUPLES_OK);
+            CHECK(port_of(w.get()) == primary);
+            Result r = exec_ok(c.get(), "SELECT inet_server_port(), count(*) FROM drv_libpq WHERE id = " + id,
+                               PGRES_TUPLES_OK);
+            on_replica += port_of(r.get()) != primary;
+            stale += std::string(PQgetvalue(r.get(), 0, 1)) != "1";
+        }
+        CHECK(stale == 0);
+        CHECK(on_replica >= 100);
+        MESSAGE("libpq: " << on_replica << " of 200 reads after writes on replicas");
+    }
+    SUBCASE("SERIALIZABLE READ ONLY on the primary, READ ONLY on a replica") {
+        exec_ok(c.get(), "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY");
+        CHECK(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()) == primary);
+        exec_ok(c.get(), "COMMIT");
+        exec_ok(c.get(), "SET default_transaction_isolation = serializable");
+        exec_ok(c.get(), "BEGIN READ ONLY");
+        CHECK(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()) == primary);
+        exec_ok(c.get(), "COMMIT");
+        exec_ok(c.get(), "RESET default_transaction_isolation");
+        std::vector<int> ro;
+        for (int i = 0; i < 4; ++i) {
+            exec_ok(c.get(), "BEGIN READ ONLY");
+            ro.push_back(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()));
+            exec_ok(c.get(), "COMMIT");
+        }
+        all_on_replicas(ro, "BEGIN READ ONLY");
+    }
+    SUBCASE("pg_backend_pid() is the pid libpq was given; pg_terminate_backend() of it ends the session") {
+        const int pid = PQbackendPID(c.get());
+        for (int i = 0; i < 4; ++i)
+            CHECK(query_value(c.get(), "SELECT pg_backend_pid()") == std::to_string(pid));
+        CHECK(query_value(su.get(), "SELECT pg_terminate_backend(" + std::to_string(pid) + ")") == "t");
+        const auto deadline = Clock::now() + 5s;
+        bool ended = false;
+        while (!ended && Clock::now() < deadline) {
+            Result r(PQexec(c.get(), "SELECT 1"));
+            ended = PQresultStatus(r.get()) != PGRES_TUPLES_OK;
+            if (!ended) std::this_thread::sleep_for(20ms);
+        }
+        CHECK_MESSAGE(ended, "the session survived pg_terminate_backend() of its pid");
+        CHECK(PQstatus(c.get()) == CONNECTION_BAD);
+    }
 }

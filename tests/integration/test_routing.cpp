@@ -1059,6 +1059,33 @@ TEST_CASE("routing: a function created behind pgswitch's back is looked up befor
     CHECK(log.find("misroute") == std::string::npos);  // never sent to a replica first
 }
 
+TEST_CASE("routing: UNLOGGED tables (which a standby cannot read) are read on the primary, also when created behind pgswitch's back") {
+    E2E_SKIP_IF_DIRECT("routing needs pgswitch");
+    Proxy& px = routing_proxy();
+    Conn c = px.connect_app();
+    exec_ok(c.get(), "DROP TABLE IF EXISTS rt_unlogged; CREATE UNLOGGED TABLE rt_unlogged (id int); "
+                     "INSERT INTO rt_unlogged VALUES (1)");
+    const std::string behind = fresh_name("rt_unlogged_behind");
+    {
+        Conn su = direct(primary_port());
+        exec_ok(su.get(), "CREATE UNLOGGED TABLE " + behind + " (id int); INSERT INTO " + behind +
+                          " VALUES (2); GRANT ALL ON " + behind + " TO app");
+    }
+    wait_replay_caught_up();
+    Conn other = px.connect_app();  // a session that wrote nothing
+    for (int i = 0; i < 4; ++i) {
+        for (const std::string& table : {std::string("rt_unlogged"), behind}) {
+            Result r(PQexec(other.get(), ("SELECT inet_server_port(), count(*) FROM " + table).c_str()));
+            REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, table << ": " << errmsg(other.get()));
+            CHECK(server_name(std::atoi(PQgetvalue(r.get(), 0, 0))) == "primary");
+            Result e = exec_params(other.get(), "SELECT inet_server_port() FROM " + table + " WHERE id > $1::int", "0");
+            REQUIRE_MESSAGE(PQresultStatus(e.get()) == PGRES_TUPLES_OK, table << ": " << errmsg(other.get()));
+            CHECK(server_name(std::atoi(PQgetvalue(e.get(), 0, 0))) == "primary");
+        }
+    }
+    exec_ok(direct(primary_port()).get(), "DROP TABLE " + behind);
+}
+
 TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary, simple and extended") {
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     // A function wrongly listed in read_only_functions: the classifier sends

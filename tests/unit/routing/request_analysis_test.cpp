@@ -218,3 +218,29 @@ TEST_CASE("a malformed message sends the request to the primary")
     const auto f = analyze(concat(bad, tfe::sync()));
     CHECK(f.must_primary);
 }
+
+TEST_CASE("a read of an UNLOGGED table runs on the primary (a standby cannot read it), without moving the position")
+{
+    FunctionCatalog c;
+    c.add_known("pg_catalog", "count");
+    c.add_unlogged("public", "scratch");
+    const auto f = analyze(tfe::query("SELECT count(*) FROM scratch s JOIN other o ON o.id = s.id"), {}, &c);
+    CHECK(f.must_primary);
+    CHECK_FALSE(f.may_write);
+    CHECK(analyze(tfe::query("SELECT * FROM public.scratch"), {}, &c).must_primary);
+    CHECK_FALSE(analyze(tfe::query("SELECT * FROM other.scratch"), {}, &c).must_primary);
+    CHECK_FALSE(analyze(tfe::query("SELECT * FROM logged_table"), {}, &c).must_primary);
+}
+
+TEST_CASE("DDL changes the schema; TRUNCATE, VACUUM and DML do not")
+{
+    for (const char* ddl : {"CREATE TABLE t (a int)", "ALTER TABLE t ADD COLUMN b int", "DROP TABLE t",
+                            "CREATE DOMAIN d AS int", "CREATE TYPE c AS (x int)", "CREATE INDEX ON t (a)",
+                            "ALTER TYPE c ADD ATTRIBUTE y int", "CREATE VIEW v AS SELECT 1", "GRANT SELECT ON t TO PUBLIC",
+                            "COMMENT ON TABLE t IS 'x'", "ALTER TABLE t RENAME TO u", "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"})
+        CHECK_MESSAGE(analyze(tfe::query(ddl)).changes_schema, ddl);
+    for (const char* other : {"TRUNCATE t", "VACUUM t", "LOCK t", "INSERT INTO t VALUES (1)", "SELECT 1", "SET x = 1"})
+        CHECK_FALSE_MESSAGE(analyze(tfe::query(other)).changes_schema, other);
+    // Only what runs counts: a prepared DDL that is only parsed does not.
+    CHECK_FALSE(analyze(concat(tfe::parse("s", "DROP TABLE t"), tfe::describe('S', "s"), tfe::sync())).changes_schema);
+}
