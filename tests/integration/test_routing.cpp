@@ -626,6 +626,7 @@ TEST_CASE("routing: named statements used 1000 times across reads and writes (li
         exec_ok(c.get(), "DROP TABLE IF EXISTS rt_ps; CREATE TABLE rt_ps (id int PRIMARY KEY)");
     }
     wait_replay_caught_up();
+    wait_replicas_serving(px);  // pgswitch saw both replicas replay that DDL (every session's reads need it)
 
     Conn c = px.connect_app();
     auto exec_prepared = [&](const char* name, int arg) -> Result {
@@ -703,6 +704,7 @@ TEST_CASE("routing: SQL PREPARE / EXECUTE / DEALLOCATE across servers") {
         exec_ok(c.get(), "DROP TABLE IF EXISTS rt_sqlps; CREATE TABLE rt_sqlps (id int PRIMARY KEY)");
     }
     wait_replay_caught_up();
+    wait_replicas_serving(px);  // pgswitch saw both replicas replay that DDL (every session's reads need it)
 
     Conn c = px.connect_app();
     exec_ok(c.get(), "PREPARE rt_q(int) AS SELECT inet_server_port(), $1 * 2");
