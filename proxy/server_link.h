@@ -61,6 +61,10 @@ struct ServerLink {
     /// Extended-protocol messages sent since the last Sync (a Flush-ended
     /// request): the link must get the rest of the request.
     bool unsynced = false;
+    /// ... and among them a Bind: a portal is open there, so the request that
+    /// follows must go to this link (else a hidden Sync can close the
+    /// sequence and let it go elsewhere: a write after asyncpg's prepare).
+    bool unsynced_portal = false;
     /// A write ran here since its position was last captured: its commit
     /// position matters to read-your-writes.
     bool wrote = false;

@@ -55,7 +55,8 @@ bool refused_by_standby(const be::ErrorFields& e)
 {
     return e.sqlstate() == "25006" ||
            (e.sqlstate() == "0A000" &&
-            e.message() == "cannot access temporary or unlogged relations during recovery");
+            (e.message() == "cannot access temporary or unlogged relations during recovery" ||
+             e.message() == "cannot use serializable mode in a hot standby"));
 }
 
 bool is_terminate_by_administrator(const be::ErrorFields& e)

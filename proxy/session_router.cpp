@@ -122,6 +122,18 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
 awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request& request,
                                                              const routing::RequestFacts& facts)
 {
+    // A write after an unfinished extended request on a replica that opened
+    // no portal there (asyncpg prepares with Parse/Describe/Flush, then may
+    // send a COPY or a DDL): a hidden Sync ends that request, as the client's
+    // own next Sync or Query would have, and the write goes to the primary.
+    if (active_ && !active_->dead && active_->unsynced && !active_->unsynced_portal &&
+        tx_status_ == wire::TxStatus::idle && facts.needs_primary() && active_->role != routing::Role::primary) {
+        std::string sync;
+        fe::build_sync(sync);
+        active_->push(Segment::hidden);
+        active_->unsynced = false;
+        (void)co_await active_->conn->write(sync);
+    }
     // Sticky cases: an open transaction or an unfinished extended request
     // stays on its server; pipelined requests stay while replies are owed,
     // unless they need another server, which waits for them to drain.
@@ -164,7 +176,9 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     // round trip of its own first (send_request()).
     rr.can_wait = tx_status_ == wire::TxStatus::idle && !any_pending();
     routing::SessionConstraints sc;
-    sc.pinned_to_primary = state_.pinned_to_primary;
+    // A session whose transactions default to SERIALIZABLE cannot read on a
+    // standby at all ("cannot use serializable mode in a hot standby").
+    sc.pinned_to_primary = state_.pinned_to_primary || state_.default_serializable;
     sc.wrote = state_.wrote;
     sc.min_lsn = state_.min_lsn;
     // Schema changes committed through pgswitch by any session: a replica
@@ -391,8 +405,13 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
         default: break;
         }
     }
-    if (request.extended())
+    if (request.extended()) {
         link.unsynced = !request.synced();
+        if (!link.unsynced)
+            link.unsynced_portal = false;
+        else if (std::any_of(messages.begin(), messages.end(), [](const auto& m) { return m.tag == fe::Tag::Bind; }))
+            link.unsynced_portal = true;
+    }
     if (facts.may_write) {
         state_.wrote = true;
         link.wrote = true;
@@ -423,7 +442,8 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     // before answering): one read request on a replica outside a transaction.
     const bool keepable = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
                           request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
-                          request.bytes().size() <= retry_keep_limit && link->pending_client() == 0;
+                          !facts.copy_from && request.bytes().size() <= retry_keep_limit &&
+                          link->pending_client() == 0;
     if (wait_lsn && (!keepable || needs_check(*link, request))) {
         // The request cannot be re-run (a BEGIN READ ONLY, a prepare ended by
         // Flush), or statements are checked first on a replica that must

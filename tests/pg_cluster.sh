@@ -96,14 +96,16 @@ PY
 TAKEN_PORTS=" "
 PICKED=
 pick_port() {  # sets PICKED to a free loopback port not handed out earlier in this run
+    # Below 32768: the kernel hands out ports above for client sockets
+    # (ip_local_port_range), which could take a server's port meanwhile.
     local p tries=0
     while :; do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 20000 ))
+        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12768 ))
         if [[ $TAKEN_PORTS != *" $p "* ]] && ! port_in_use "$p"; then
             TAKEN_PORTS+="$p "
             PICKED=$p; return 0
         fi
-        (( ++tries < 500 )) || die "no free TCP port found in 20000-39999"
+        (( ++tries < 500 )) || die "no free TCP port found in 20000-32767"
     done
 }
 

@@ -147,6 +147,39 @@ async def schema_change():
     return "rows follow the new column type"
 
 
+async def copy():
+    # copy_records_to_table prepares an introspection statement with
+    # Parse/Describe/Flush (on a replica), then sends COPY FROM STDIN: the
+    # COPY must still reach the primary.
+    d = await connect(direct=True)
+    await d.execute(f"DROP TABLE IF EXISTS {TABLE}_copy; CREATE TABLE {TABLE}_copy (id int, v text); "
+                    f"GRANT ALL ON {TABLE}_copy TO PUBLIC")
+    await d.close()
+    c = await connect()
+    await c.copy_records_to_table(f"{TABLE}_copy", records=[(i, f"r{i}") for i in range(100)])
+    n = await c.fetchval(f"SELECT count(*) FROM {TABLE}_copy")
+    chunks = []
+
+    async def sink(data):
+        chunks.append(data)
+
+    out = await c.copy_from_table(f"{TABLE}_copy", output=sink)
+    await c.close()
+    check(n == 100, f"{n} rows after COPY")
+    return f"100 rows in, {out}"
+
+
+async def serializable_session():
+    # default_transaction_isolation = serializable: a standby refuses every
+    # statement of such a session, so its reads run on the primary.
+    c = await connect()
+    await c.execute("SET default_transaction_isolation = serializable")
+    ports = [await c.fetchval("SELECT inet_server_port()") for _ in range(4)]
+    await c.close()
+    check(all(p == PRIMARY for p in ports), f"reads ran on {tally(ports)}")
+    return tally(ports)
+
+
 async def backend_pid():
     c = await connect()
     pid = c.get_server_pid()
@@ -188,6 +221,8 @@ if __name__ == "__main__":
         ("serializable_read_only", sync(serializable_read_only)),
         ("function_behind_back", sync(function_behind_back)),
         ("schema_change", sync(schema_change)),
+        ("copy", sync(copy)),
+        ("serializable_session", sync(serializable_session)),
         ("backend_pid", sync(backend_pid)),
         ("terminate_backend", sync(terminate_backend)),
     ])

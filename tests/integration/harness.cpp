@@ -350,17 +350,24 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::vecto
 }
 
 int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    ::close(fd);
-    return ntohs(a.sin_port);
+    // Below 32768, where the kernel does not pick ports for client sockets
+    // (ip_local_port_range), so nothing takes it between now and its use;
+    // a random start per process, so parallel runs rarely collide.
+    static unsigned next = 20000 + static_cast<unsigned>(::getpid()) % 12000;
+    for (int tries = 0; tries < 12768; ++tries) {
+        const unsigned port = 20000 + (next++ - 20000) % 12768;
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        ::close(fd);
+        if (ok) return static_cast<int>(port);
+    }
+    FAIL("no free TCP port in 20000-32767");
+    return 0;
 }
 
 // ---------------------------------------------------------------- pgswitch

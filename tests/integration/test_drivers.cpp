@@ -116,7 +116,7 @@ TEST_CASE("drivers: asyncpg in its default configuration (statement cache, Parse
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     auto px = driver_proxy();
     const auto run = run_driver({"/usr/bin/python3", drivers_dir() + "/asyncpg_driver.py"}, *px, 180s);
-    check_scenarios("asyncpg", run, with(common_scenarios, {"pipeline_errors", "schema_change"}));
+    check_scenarios("asyncpg", run, with(common_scenarios, {"pipeline_errors", "schema_change", "copy", "serializable_session"}));
 }
 
 TEST_CASE("drivers: node-postgres in its default configuration (simple, unnamed and named queries)") {
