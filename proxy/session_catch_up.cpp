@@ -201,9 +201,20 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
 
     // Protocol-level named statements: prepared lazily where they are used
     // (not those the request parses itself first, which it may run again
-    // when re-sent to another server).
+    // when re-sent to another server), also by an SQL EXECUTE.
     bool parsed = false;
     std::vector<std::string_view> defined;
+    for (const auto& cls : facts.classes)
+        for (const auto& st : cls ? cls->statements : std::vector<routing::StatementInfo>{})
+            if (st.execute_name && !state_.sql_prepared(*st.execute_name))
+                if (const auto* ps = state_.statement(*st.execute_name)) {
+                    auto it = link.state.statements.find(*st.execute_name);
+                    if (it == link.state.statements.end() || it->second != ps->version) {
+                        replay_parse(link, hidden_, *st.execute_name, *ps, it != link.state.statements.end(),
+                                     inline_hidden);
+                        parsed = true;
+                    }
+                }
     for (const auto& m : request.messages()) {
         std::string_view name;
         bool defines = false;

@@ -171,9 +171,12 @@ private:
             default: break;
             }
             if (st.execute_name) {
-                // EXECUTE of an SQL PREPAREd statement writes if what it runs does.
+                // EXECUTE of an SQL PREPAREd statement, or of a protocol-level
+                // one (one namespace: asyncpg's prepare(name=...) then
+                // EXECUTE name), writes if what it runs does.
                 const auto* sp = session_.sql_prepared(*st.execute_name);
-                const bool writes = !sp || sp->write;
+                const auto* ps = sp ? nullptr : session_.statement(*st.execute_name);
+                const bool writes = sp ? sp->write : !ps || ps->write;
                 facts_.must_primary = facts_.must_primary || writes;
                 facts_.may_write = facts_.may_write || writes;
             }

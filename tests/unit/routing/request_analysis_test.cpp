@@ -244,3 +244,15 @@ TEST_CASE("DDL changes the schema; TRUNCATE, VACUUM and DML do not")
     // Only what runs counts: a prepared DDL that is only parsed does not.
     CHECK_FALSE(analyze(concat(tfe::parse("s", "DROP TABLE t"), tfe::describe('S', "s"), tfe::sync())).changes_schema);
 }
+
+TEST_CASE("SQL EXECUTE of a protocol-level statement (one namespace) routes by that statement")
+{
+    SessionState s;
+    auto read = statement("select 1");
+    read.write = false;  // what record_request() stores from the Parse's classification
+    s.record_parse("foobar", std::move(read));
+    s.record_parse("w", statement("INSERT INTO t VALUES (1)"));
+    CHECK_FALSE(analyze(tfe::query("EXECUTE foobar"), s).needs_primary());
+    CHECK_FALSE(analyze(tfe::query("EXECUTE foobar"), s).may_write);
+    CHECK(analyze(tfe::query("EXECUTE w"), s).must_primary);
+}
