@@ -155,6 +155,10 @@ private:
     /// shown (one round trip, once per statement and server). False (client
     /// answered 0A000) when they differ.
     [[nodiscard]] awaitable<bool> check_statements(ServerLink& link, const wire::Request& request);
+    /// Statements the client Described that this request uses and `link`
+    /// has not prepared (in the version the client has).
+    [[nodiscard]] std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> statements_to_check(
+        const ServerLink& link, const wire::Request& request) const;
     /// `link` must prepare a statement the client Described before this request.
     [[nodiscard]] bool needs_check(const ServerLink& link, const wire::Request& request) const;
     /// Builds in hidden_ what `link` lacks of the session's state before the

@@ -98,49 +98,46 @@ void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string
     link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false, inline_hidden);
 }
 
-bool ClientSession::needs_check(const ServerLink& link, const wire::Request& request) const
+std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> ClientSession::statements_to_check(
+    const ServerLink& link, const wire::Request& request) const
 {
+    std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> out;
+    // In the middle of an unfinished extended request nothing may be slipped in.
     if (link.unsynced)
-        return false;
-    bool any = false;
+        return out;
     for_each_used_statement(request, [&](std::string_view name) {
         const auto* ps = state_.statement(name);
         if (!ps || !ps->shown)
             return;
         auto it = link.state.statements.find(name);
-        any = any || it == link.state.statements.end() || it->second != ps->version;
+        if (it == link.state.statements.end() || it->second != ps->version)
+            out.emplace_back(name, ps);
     });
-    return any;
+    return out;
+}
+
+bool ClientSession::needs_check(const ServerLink& link, const wire::Request& request) const
+{
+    return !statements_to_check(link, request).empty();
 }
 
 awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Request& request)
 {
-    // In the middle of an unfinished extended request nothing may be slipped in.
-    if (!needs_check(link, request))
+    const auto todo = statements_to_check(link, request);
+    if (todo.empty())
         co_return true;
     std::string out;
-    bool any = false;
-    for_each_used_statement(request, [&](std::string_view name) {
-        const auto* ps = state_.statement(name);
-        if (!ps || !ps->shown)
-            return;
-        auto it = link.state.statements.find(name);
-        if (it != link.state.statements.end() && it->second == ps->version)
-            return;
-        if (!any) {
-            // The statement's text resolves names by the session's search_path.
-            if (const auto script = settings_catch_up_script(link.state); !script.empty()) {
-                fe::build_query(out, script);
-                link.push(Segment::hidden);
-            }
-            any = true;
-        }
-        replay_parse(link, out, name, *ps, it != link.state.statements.end(), false);
+    // The statements' texts resolve names by the session's search_path.
+    if (const auto script = settings_catch_up_script(link.state); !script.empty()) {
+        fe::build_query(out, script);
+        link.push(Segment::hidden);
+    }
+    for (const auto& [name, ps] : todo) {
+        const bool stale_copy = link.state.statements.contains(name);
+        replay_parse(link, out, name, *ps, stale_copy, false);
         fe::build_describe(out, 'S', name);
         link.statements.describe_sent(std::string(name), ps->version, link.segments_sent + 1, ps->shown);
-    });
-    if (!any)
-        co_return true;
+    }
     fe::build_sync(out);
     const auto n = link.push(Segment::check);
     (void)co_await link.conn->write(out);
