@@ -82,7 +82,7 @@ password = "app"
     deadline = time.monotonic() + 15
     while True:
         try:
-            with psycopg.connect(dsn) as c:
+            with psycopg.connect(dsn, autocommit=True) as c:
                 ports = {c.execute("SELECT inet_server_port()").fetchone()[0] for _ in range(8)}
                 if int(env["PRIMARY_PORT"]) not in ports:
                     return proc, dsn
