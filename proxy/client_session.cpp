@@ -110,6 +110,19 @@ void ClientSession::pop_client_segment(ServerLink& link, bool completed)
     }
 }
 
+void ClientSession::drop_backend(const std::string& backend)
+{
+    // Closing the socket ends the link's pump, and server_lost() decides what
+    // the session loses: nothing for an idle connection, the session (08006)
+    // when a statement or transaction was running there.
+    for (const auto& link : links_)
+        if (link->backend == backend && !link->dead && link->conn && link->conn->is_open()) {
+            log::info("session ", id_, ": closing its connection to ", backend, ": fenced");
+            link->fenced = true;
+            link->conn->close();
+        }
+}
+
 void ClientSession::close() noexcept
 {
     if (closed_)

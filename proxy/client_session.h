@@ -79,6 +79,10 @@ public:
     void on_drain();
     /// Closes both sides; pending operations end with errors.
     void close() noexcept;
+    /// `backend` was fenced: closes the session's connection to it at once.
+    /// A statement in flight there fails with 08006 (and the session ends, as
+    /// when a server dies under a statement); an idle connection just goes.
+    void drop_backend(const std::string& backend);
 
     [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
     /// A snapshot for the admin API (client_session_info.cpp).

@@ -259,8 +259,24 @@ void Runtime::count_query(const std::string& backend, bool write)
 
 void Runtime::publish(routing::ClusterViewPtr view)
 {
+    // Backends fenced by this view: every connection to them closes at once,
+    // in-flight statements there fail, and nothing they say afterwards reaches
+    // a client (a frozen old primary that thaws must not acknowledge a commit).
+    std::vector<std::string> fenced;
+    for (const auto& b : view->backends) {
+        const auto* before = cluster_ ? cluster_->find(b.name) : nullptr;
+        if (b.state == routing::BackendState::fenced && (!before || before->state != routing::BackendState::fenced))
+            fenced.push_back(b.name);
+    }
     cluster_ = view;
-    post_to_workers([view](Worker& w) { w.cluster = view; });
+    post_to_workers([this, view, fenced](Worker& w) {
+        w.cluster = view;
+        for (const auto& name : fenced) {
+            w.pool.close_idle_to(name);
+            for (auto& s : live_sessions(&w))
+                s->drop_backend(name);
+        }
+    });
 }
 
 bool Runtime::try_admit_client()

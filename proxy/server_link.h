@@ -72,6 +72,7 @@ struct ServerLink {
     bool changed_schema = false;
     bool server_sent_fatal = false;
     bool dead = false;
+    bool fenced = false;  ///< closed by pgswitch because its server was fenced
 
     // ---- re-running a read elsewhere ------------------------------------------
     /// The client request of the front client segment, kept while it may be

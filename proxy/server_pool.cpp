@@ -199,6 +199,20 @@ void ServerPool::close_idle_before(std::chrono::steady_clock::time_point cutoff)
     }
 }
 
+void ServerPool::close_idle_to(std::string_view backend)
+{
+    for (auto& [key, g] : groups_) {
+        if (g.backend != backend)
+            continue;
+        while (!g.idle.empty()) {
+            g.idle.front()->conn->close();
+            g.idle.pop_front();
+            --g.open;
+            pass_slot(g);
+        }
+    }
+}
+
 ServerPool::Counts ServerPool::counts(const std::string& backend) const
 {
     Counts c;

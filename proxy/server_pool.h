@@ -66,6 +66,9 @@ public:
     void discard(std::unique_ptr<PooledConnection> pc);
     /// Closes idle connections unused since before `cutoff`.
     void close_idle_before(std::chrono::steady_clock::time_point cutoff);
+    /// Closes every idle connection to `backend` (fenced: nothing it says may
+    /// reach a client any more).
+    void close_idle_to(std::string_view backend);
 
     struct Counts {
         int open = 0;     ///< idle + lent + being opened

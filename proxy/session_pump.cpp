@@ -493,7 +493,9 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
         co_return;
     }
     log::warning("session ", id_, ": connection to ", link.backend, " lost: ", ec.message());
-    const std::string message = "server connection to \"" + link.backend + "\" was lost";
+    const std::string message =
+        link.fenced ? "server connection to \"" + link.backend + "\" was closed: the server was fenced (replaced by a new primary)"
+                    : "server connection to \"" + link.backend + "\" was lost";
     co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
 }
 

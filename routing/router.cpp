@@ -139,11 +139,17 @@ std::size_t pick_least_connections(const ClusterView& view, std::span<const std:
 std::vector<std::size_t> login_order(const ClusterView& view)
 {
     std::vector<std::size_t> order;
-    if (const auto primary = view.primary_index())
+    const auto primary = view.primary_index();
+    // A primary failing its checks (frozen, dying) comes last: a login there
+    // would wait for the connect timeout.
+    const bool suspect = primary && view.backends[*primary].consecutive_failures > 0;
+    if (primary && !suspect)
         order.push_back(*primary);
     for (std::size_t i = 0; i < view.backends.size(); ++i)
         if (view.backends[i].role == Role::replica && view.backends[i].state == BackendState::up)
             order.push_back(i);
+    if (suspect)
+        order.push_back(*primary);
     return order;
 }
 

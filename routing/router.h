@@ -131,7 +131,8 @@ private:
                                                          const SessionConstraints& session);
 
 /// Where a new session logs in, in order of preference: the usable primary,
-/// then every up replica (so that logins and reads go on during a failover).
+/// then every up replica (so that logins and reads go on during a failover);
+/// a primary that failed its last check comes after the replicas.
 [[nodiscard]] std::vector<std::size_t> login_order(const ClusterView& view);
 
 /// Whether replica `index` is known to have replayed `lsn`: by the health

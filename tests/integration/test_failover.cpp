@@ -1053,3 +1053,102 @@ TEST_CASE("failover: with no primary, new clients log in and read at once; write
     Result r(PQexec(c.get(), "SELECT 1"));
     CHECK(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
 }
+
+namespace {
+
+/// SIGSTOP / SIGCONT of a server's postmaster and every process it started:
+/// a hung VM, stuck storage, a partition where the kernel still answers.
+void signal_server(const OwnCluster& cl, const std::string& data_key, int sig)
+{
+    const pid_t pm = cl.postmaster_pid(data_key);
+    REQUIRE(pm > 0);
+    std::vector<pid_t> pids{pm};
+    const auto children = run_command({"pgrep", "-P", std::to_string(pm)}, {}, 10s);
+    std::istringstream in(children.output);
+    for (pid_t p; in >> p;)
+        pids.push_back(p);
+    for (pid_t p : pids)
+        (void)::kill(p, sig);
+}
+
+}  // namespace
+
+TEST_CASE("failover: a frozen primary (SIGSTOP) is replaced within threshold x timeout; its in-flight write fails, and it says nothing after it thaws")
+{
+    E2E_SKIP_IF_DIRECT("failover needs pgswitch");
+    OwnCluster cl(/*sync=*/false);
+    ProxyOptions o;
+    o.cluster_env = &cl.env;
+    o.health_interval_ms = 200;
+    o.health_extra = "timeout_ms = 500\n";
+    Proxy px(o);
+    px.start();
+    {
+        Conn c = connect_ok(px.conninfo());
+        exec_ok(c.get(), "CREATE TABLE fo_frozen (id int PRIMARY KEY)");
+        exec_ok(c.get(), "INSERT INTO fo_frozen VALUES (0)");
+    }
+    Conn victim = connect_ok(px.conninfo());
+    exec_ok(victim.get(), "SELECT 1", PGRES_TUPLES_OK);  // logged in, connection to the primary open
+    signal_server(cl, "PRIMARY_DATA", SIGSTOP);
+    struct Thaw {
+        const OwnCluster& cl;
+        ~Thaw() { signal_server(cl, "PRIMARY_DATA", SIGCONT); }
+    } thaw{cl};
+    const auto frozen_at = Clock::now();
+    auto since_freeze = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - frozen_at).count(); };
+    // An INSERT sent to the frozen primary: it hangs there until pgswitch fences the node.
+    REQUIRE(PQsendQuery(victim.get(), "INSERT INTO fo_frozen VALUES (1)") == 1);
+    std::optional<double> failed_ms;
+    std::string victim_state;
+    std::thread victim_wait([&] {
+        if (!wait_readable(PQsocket(victim.get()), Clock::now() + 20s))
+            return;
+        Result r(PQgetResult(victim.get()));
+        failed_ms = since_freeze();
+        const char* st = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+        victim_state = r && PQresultStatus(r.get()) == PGRES_FATAL_ERROR ? (st ? st : "") : "no error";
+    });
+    // New sessions try a write every 100 ms, each on its own connection (a
+    // login begun before pgswitch suspects the primary waits there for the
+    // connect timeout): when does the first one succeed on another server?
+    std::mutex mu;
+    std::optional<double> resumed_ms;
+    std::vector<std::thread> writers;
+    for (int id = 100; id < 300; ++id) {
+        {
+            std::lock_guard lk(mu);
+            if (resumed_ms || Clock::now() - frozen_at > 20s)
+                break;
+        }
+        writers.emplace_back([&, id] {
+            const int port = write_through(px, "fo_frozen", id);
+            std::lock_guard lk(mu);
+            if (port != 0 && port != cl.env.primary_port() && !resumed_ms)
+                resumed_ms = since_freeze();
+        });
+        std::this_thread::sleep_for(100ms);  // the pace of new attempts, not a condition wait
+    }
+    for (auto& t : writers)
+        t.join();
+    victim_wait.join();
+    REQUIRE_MESSAGE(resumed_ms, "no write succeeded on another server within 20 s\n" << px.log_text());
+    // The in-flight INSERT on the frozen node failed with 08006 once it was fenced (never a success).
+    REQUIRE_MESSAGE(failed_ms, "the INSERT sent to the frozen primary never ended");
+    CHECK(victim_state == "08006");
+    MESSAGE("frozen primary: writes resumed after " << *resumed_ms << " ms; the in-flight INSERT failed after "
+                                                    << *failed_ms << " ms");
+    CHECK(*failed_ms < 3 * 500 + 1500);
+    // threshold (3) x timeout (500 ms), plus the checks' spacing and the promotion.
+    CHECK(*resumed_ms < 3 * 500 + 2500);
+    // Thaw the old primary: it stays fenced, and nothing it says reaches a client.
+    signal_server(cl, "PRIMARY_DATA", SIGCONT);
+    const auto b = backend_status(px, "primary");
+    CHECK(b["state"] == "fenced");
+    Conn after = connect_ok(px.conninfo());
+    for (int i = 0; i < 5; ++i) {
+        Result w = exec_ok(after.get(), "INSERT INTO fo_frozen VALUES (" + std::to_string(1000 + i) +
+                                            ") RETURNING inet_server_port()", PGRES_TUPLES_OK);
+        CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) != cl.env.primary_port());
+    }
+}

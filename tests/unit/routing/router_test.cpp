@@ -315,6 +315,9 @@ TEST_CASE("login order: the primary first, then the replicas that are up")
 {
     auto v = cluster3();
     CHECK(login_order(v) == std::vector<std::size_t>{0, 1, 2});
+    v.backends[0].consecutive_failures = 1;  // not answering: the replicas first
+    CHECK(login_order(v) == std::vector<std::size_t>{1, 2, 0});
+    v.backends[0].consecutive_failures = 0;
     v.backends[0].state = BackendState::down;
     CHECK(login_order(v) == std::vector<std::size_t>{1, 2});
     v.backends[1].state = BackendState::drained;
