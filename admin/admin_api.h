@@ -69,6 +69,23 @@ struct PoolStats {
     std::uint64_t size = 0;     ///< proxy.pool_size (per backend per user and database)
 };
 
+/// Several instances on etcd (SPEC §9): GET /status `cluster`.
+struct ClusterInfo {
+    std::string name;    ///< this instance
+    std::string leader;  ///< "" when none holds the lease
+    std::uint64_t epoch = 0;
+    std::optional<double> etcd_seen_ms_ago;  ///< nullopt: etcd never reached
+    std::string etcd_endpoint;
+    std::string writes_blocked;  ///< why writes are held back, "" when they are not
+    struct Instance {
+        std::string name;
+        std::string listen;
+        std::string admin;
+        int id = 0;
+    };
+    std::vector<Instance> instances;
+};
+
 struct Snapshot {
     std::string version;
     double uptime_s = 0;
@@ -86,6 +103,7 @@ struct Snapshot {
     std::uint64_t replay_waits_reached = 0;  ///< replay waits that ended on the replica
     std::uint64_t replay_waits_missed = 0;   ///< replay waits that fell short (re-run on the primary)
     LatencyHistogram query_latency;
+    std::optional<ClusterInfo> cluster;  ///< with [cluster] only
     /// Routing decisions by reason (routing::to_string(Reason)); empty when the
     /// proxy does not count them.
     std::vector<std::pair<std::string, std::uint64_t>> routing_decisions;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -216,6 +217,21 @@ Response get_status(const Request&, std::string_view, AdminApi& api)
           {"size", s.statement_cache.size},
           {"capacity", s.statement_cache.capacity}}},
     };
+    if (s.cluster) {
+        const auto& c = *s.cluster;
+        json instances = json::array();
+        for (const auto& i : c.instances)
+            instances.push_back({{"name", i.name}, {"listen", i.listen}, {"admin", i.admin}, {"id", i.id}});
+        j["cluster"] = {
+            {"name", c.name},
+            {"leader", c.leader.empty() ? json(nullptr) : json(c.leader)},
+            {"epoch", c.epoch},
+            {"etcd_seen_ms_ago", c.etcd_seen_ms_ago ? json(std::round(*c.etcd_seen_ms_ago)) : json(nullptr)},
+            {"etcd_endpoint", c.etcd_endpoint},
+            {"writes_blocked", c.writes_blocked.empty() ? json(nullptr) : json(c.writes_blocked)},
+            {"instances", instances},
+        };
+    }
     return json_response(200, j);
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "client_session.h"
+#include "cluster_coordinator.h"
 #include "health_checker.h"
 #include "log.h"
 #include "pg_wire/frontend.h"
@@ -21,7 +22,7 @@ namespace {
 
 constexpr std::chrono::milliseconds removal_poll_interval{100};
 
-std::string quoted(std::string_view s)
+std::string in_quotes(std::string_view s)
 {
     return "\"" + std::string(s) + "\"";
 }
@@ -36,7 +37,7 @@ const BackendConfig* find_config(const Config& c, std::string_view name)
 
 CommandResult unknown_backend(std::string_view name)
 {
-    return CommandResult::error(Code::not_found, "no backend named " + quoted(name));
+    return CommandResult::error(Code::not_found, "no backend named " + in_quotes(name));
 }
 
 }  // namespace
@@ -68,6 +69,13 @@ admin::Snapshot AdminBridge::snapshot() const
     s.draining = runtime_.draining();
     if (const auto p = view->primary_index())
         s.primary = view->backends[*p].name;
+    if (const auto* coord = runtime_.coordinator()) {
+        const auto cs = coord->status();
+        admin::ClusterInfo c{cs.name, cs.leader, cs.epoch, cs.etcd_seen_ms_ago, cs.endpoint, cs.writes_blocked, {}};
+        for (const auto& i : cs.instances)
+            c.instances.push_back({i.name, i.listen, i.admin, i.id});
+        s.cluster = std::move(c);
+    }
 
     const auto sessions = runtime_.session_infos();
     std::vector<std::string> names;
@@ -203,11 +211,25 @@ CommandResult AdminBridge::add_backend(const admin::NewBackend& nb)
     const auto settings = runtime_.settings();
     const auto& cfg = settings->config;
     if (find_config(cfg, nb.name))
-        return CommandResult::error(Code::conflict, "a backend named " + quoted(nb.name) + " already exists");
+        return CommandResult::error(Code::conflict, "a backend named " + in_quotes(nb.name) + " already exists");
     for (const auto& b : cfg.backends)
         if (b.host == nb.host && b.port == nb.port)
-            return CommandResult::error(Code::conflict, "backend " + quoted(b.name) + " already has address " +
+            return CommandResult::error(Code::conflict, "backend " + in_quotes(b.name) + " already has address " +
                                                             nb.host + ":" + std::to_string(nb.port));
+    if (runtime_.coordinator()) {
+        const routing::SharedBackend added{nb.name, nb.host, nb.port, nb.weight, false};
+        share(
+            [added](std::vector<routing::SharedBackend>& list) {
+                for (const auto& b : list)
+                    if (b.name == added.name)
+                        return "a backend named \"" + added.name + "\" already exists";
+                list.push_back(added);
+                return std::string();
+            },
+            "adding backend " + nb.name);
+        return CommandResult::ok("added for every instance (stored in etcd): it gets traffic once its health "
+                                 "checks pass");
+    }
     auto backends = cfg.backends;
     backends.push_back({nb.name, nb.host, nb.port, nb.weight});
     runtime_.set_backends(std::move(backends));
@@ -226,8 +248,43 @@ bool AdminBridge::idle(const std::string& name) const
     return true;
 }
 
+void AdminBridge::share(std::function<std::string(std::vector<routing::SharedBackend>&)> change, std::string what)
+{
+    auto* coord = runtime_.coordinator();
+    asio::co_spawn(runtime_.io(),
+                   [coord, change = std::move(change), what = std::move(what)]() -> awaitable<void> {
+                       const auto err = co_await coord->change_backends(change);
+                       if (err.empty())
+                           log::info("admin: ", what, ": stored in etcd for every instance");
+                       else
+                           log::error("admin: ", what, " failed: ", err);
+                   },
+                   asio::detached);
+}
+
+void AdminBridge::share_drained(const std::string& name, bool drained)
+{
+    share(
+        [name, drained](std::vector<routing::SharedBackend>& list) {
+            for (auto& b : list)
+                if (b.name == name)
+                    b.drained = drained;
+            return std::string();
+        },
+        (drained ? "draining " : "enabling ") + name);
+}
+
 void AdminBridge::remove_now(const std::string& name)
 {
+    if (runtime_.coordinator()) {
+        share(
+            [name](std::vector<routing::SharedBackend>& list) {
+                std::erase_if(list, [&](const routing::SharedBackend& b) { return b.name == name; });
+                return std::string();
+            },
+            "removing backend " + name);
+        return;
+    }
     auto backends = runtime_.settings()->config.backends;
     std::erase_if(backends, [&](const BackendConfig& b) { return b.name == name; });
     runtime_.set_backends(std::move(backends));
@@ -244,10 +301,12 @@ CommandResult AdminBridge::remove_backend(std::string_view name_view)
         return CommandResult::error(Code::conflict, "cannot remove the last backend");
     const auto view = runtime_.cluster();
     if (const auto p = view->primary_index(); p && view->backends[*p].name == name)
-        return CommandResult::error(Code::conflict, quoted(name) +
+        return CommandResult::error(Code::conflict, in_quotes(name) +
                                                         " is the primary: fail over (or drain it) before removing it");
     if (runtime_.health())
         (void)runtime_.health()->set_drained(name, true);
+    if (runtime_.coordinator())
+        share_drained(name, true);
     if (idle(name)) {
         std::erase_if(removals_, [&](const PendingRemoval& r) { return r.name == name; });
         remove_now(name);
@@ -305,6 +364,8 @@ CommandResult AdminBridge::drain_backend(std::string_view name)
     const auto p = view->primary_index();
     const bool primary = p && view->backends[*p].name == name;
     (void)runtime_.health()->set_drained(name, true);
+    if (runtime_.coordinator())
+        share_drained(std::string(name), true);
     log::info("admin: backend ", name, " drained");
     return CommandResult::ok(primary ? "drained: this is the primary, so writes now wait for a primary "
                                        "(failover.wait_for_primary_ms) and then fail"
@@ -322,6 +383,15 @@ CommandResult AdminBridge::enable_backend(std::string_view name)
         note += " (its pending removal is cancelled)";
     (void)runtime_.health()->set_fenced(name, false);
     (void)runtime_.health()->set_drained(name, false);
+    if (auto* coord = runtime_.coordinator()) {
+        share_drained(std::string(name), false);
+        asio::co_spawn(runtime_.io(),
+                       [coord, n = std::string(name)]() -> awaitable<void> {
+                           if (!co_await coord->lift_fence(n))
+                               log::error("admin: could not lift the fence of ", n, " in etcd");
+                       },
+                       asio::detached);
+    }
     log::info("admin: backend ", name, " enabled");
     return CommandResult::ok(note);
 }

@@ -9,6 +9,7 @@
 
 #include "admin/admin_api.h"
 #include "asio_common.h"
+#include "routing/topology.h"
 
 namespace pgswitch::proxy {
 
@@ -44,6 +45,11 @@ private:
     /// inside a transaction (or owing replies) there.
     [[nodiscard]] bool idle(const std::string& name) const;
     void remove_now(const std::string& name);
+    /// Several instances: applies `change` to the backend list in etcd (in
+    /// the background; every instance, this one included, follows it).
+    void share(std::function<std::string(std::vector<routing::SharedBackend>&)> change, std::string what);
+    /// Sets the drained flag of `name` in the shared list.
+    void share_drained(const std::string& name, bool drained);
     void schedule_poll();
     void poll_removals();
 

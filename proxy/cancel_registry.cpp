@@ -1,5 +1,7 @@
 #include "cancel_registry.h"
 
+#include "routing/topology.h"
+
 #include <openssl/rand.h>
 
 namespace pgswitch::proxy {
@@ -11,6 +13,8 @@ std::int32_t CancelRegistry::add(std::int32_t process_id, std::weak_ptr<ClientSe
         // A guessable secret would let any client cancel others' queries.
         if (RAND_bytes(reinterpret_cast<unsigned char*>(&secret), sizeof secret) != 1)
             throw std::runtime_error("RAND_bytes failed");
+        if (const int id = instance_id_.load(std::memory_order_relaxed); id != 0)
+            secret = routing::secret_with_instance(secret, id);
         std::lock_guard lock(mutex_);
         auto [it, inserted] = sessions_.try_emplace(key(process_id, secret), session);
         if (inserted)

@@ -289,6 +289,9 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
                 auto target_executor = target->stream_.socket().get_executor();
                 co_await asio::co_spawn(target_executor, target->cancel_running_query(), asio::use_awaitable);
             }
+            else if (runtime_.coordinator())
+                // Another instance's client, sent here by a load balancer.
+                co_await asio::co_spawn(runtime_.main_io(), runtime_.forward_cancel(*cancel), asio::use_awaitable);
             else
                 log::debug("cancel request with an unknown key ignored");
             close();

@@ -214,6 +214,7 @@ public:
         check_routing();
         check_health();
         check_failover();
+        check_cluster();
         check_backends();
         check_users();
         return std::move(errors_);
@@ -278,6 +279,25 @@ private:
         at_least("health.restart_grace_ms", h.restart_grace_ms, 0);
         if (h.user.empty()) error("health.user", "must not be empty");
         if (h.database.empty()) error("health.database", "must not be empty");
+    }
+
+    void check_cluster() {
+        const auto& c = c_.cluster;
+        for (std::size_t i = 0; i < c.etcd.size(); ++i) {
+            const auto& url = c.etcd[i];
+            const auto rest = url.rfind("http://", 0) == 0 ? std::string_view(url).substr(7) : std::string_view{};
+            const auto colon = rest.rfind(':');
+            if (rest.empty() || colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size() ||
+                rest.substr(colon + 1).find_first_not_of("0123456789") != std::string_view::npos)
+                error(index_key("cluster.etcd", i), "must be an etcd client URL \"http://host:port\", got \"" + url + "\"");
+        }
+        if (c.enabled() && (c.prefix.empty() || c.prefix.front() != '/'))
+            error("cluster.prefix", "must start with \"/\"");
+        if (c.enabled() && c.prefix.size() > 1 && c.prefix.back() == '/')
+            error("cluster.prefix", "must not end with \"/\"");
+        at_least("cluster.lease_ttl_ms", c.lease_ttl_ms, 1000);
+        if (c.name.find('/') != std::string::npos)
+            error("cluster.name", "must not contain \"/\"");
     }
 
     void check_failover() { at_least("failover.wait_for_primary_ms", c_.failover.wait_for_primary_ms, 1); }
@@ -355,6 +375,7 @@ public:
                      {"routing", section(&TomlReader::read_routing)},
                      {"health", section(&TomlReader::read_health)},
                      {"failover", section(&TomlReader::read_failover)},
+                     {"cluster", section(&TomlReader::read_cluster)},
                      {"backends", [this](const toml::node& n, const std::string& k) { read_backends(n, k); }},
                      {"users", [this](const toml::node& n, const std::string& k) { read_users(n, k); }}});
     }
@@ -531,6 +552,15 @@ private:
                      {"user", str(h.user)},
                      {"password", str(h.password)},
                      {"database", str(h.database)}});
+    }
+
+    void read_cluster(const toml::table& t, const std::string& key) {
+        auto& c = c_.cluster;
+        read_fields(t, key,
+                    {{"etcd", string_list(c.etcd)},
+                     {"prefix", str(c.prefix)},
+                     {"name", str(c.name)},
+                     {"lease_ttl_ms", int32(c.lease_ttl_ms)}});
     }
 
     void read_failover(const toml::table& t, const std::string& key) {

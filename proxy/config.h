@@ -74,11 +74,22 @@ struct FailoverSettings {
     int wait_for_primary_ms = 10000;
 };
 
+/// [cluster]: several instances coordinated on etcd (SPEC §9); off while
+/// `etcd` is empty.
+struct ClusterSettings {
+    std::vector<std::string> etcd;        ///< client URLs, "http://host:port"
+    std::string prefix = "/pgswitch/default";
+    std::string name;                     ///< "" = host name + ":" + listen port
+    int lease_ttl_ms = 3000;
+    [[nodiscard]] bool enabled() const noexcept { return !etcd.empty(); }
+};
+
 struct BackendConfig {
     std::string name;
     std::string host;
     std::uint16_t port = 5432;
     int weight = 1;
+    bool operator==(const BackendConfig&) const = default;
 };
 
 struct UserConfig {
@@ -95,6 +106,7 @@ struct Config {
     RoutingSettings routing;
     HealthSettings health;
     FailoverSettings failover;
+    ClusterSettings cluster;
     std::vector<BackendConfig> backends;
     std::vector<UserConfig> users;
 

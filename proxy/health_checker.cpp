@@ -1,5 +1,6 @@
 #include "health_checker.h"
 
+#include "cluster_coordinator.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -160,6 +161,13 @@ void HealthChecker::publish()
     }
     auto view = std::make_shared<routing::ClusterView>();
     view->generation = ++generation_;
+    if (const auto* coord = runtime_.coordinator()) {
+        // Writes go only to the primary of the newest epoch this instance
+        // has seen, and nowhere while it cannot reach etcd.
+        if (!coord->topology().primary.empty())
+            view->designated_primary = coord->topology().primary;
+        view->writes_blocked = coord->writes_blocked();
+    }
     for (const auto& n : nodes_) {
         view->backends.push_back(n->view);
         if (n->fenced) {
@@ -170,6 +178,26 @@ void HealthChecker::publish()
             view->backends.back().state = routing::BackendState::drained;
     }
     runtime_.publish(std::move(view));
+}
+
+void HealthChecker::follow_topology()
+{
+    const auto* coord = runtime_.coordinator();
+    if (!coord)
+        return;
+    const auto& t = coord->topology();
+    for (auto& n : nodes_) {
+        auto it = t.fenced.find(n->config.name);
+        const bool fenced = it != t.fenced.end();
+        if (fenced != n->fenced)
+            log::info("backend ", n->config.name, fenced ? " fenced by the cluster's leader (" : " fence lifted in the cluster",
+                      fenced ? it->second + ")" : std::string());
+        n->fenced = fenced;
+        n->fence_reason = fenced ? it->second : std::string();
+    }
+    if (!t.primary.empty())
+        last_primary_ = t.primary;
+    publish();
 }
 
 bool HealthChecker::set_drained(std::string_view name, bool drained)
@@ -231,10 +259,61 @@ routing::FailoverInput HealthChecker::failover_input() const
     return in;
 }
 
+awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
+{
+    // Every instance checks the servers; only the leader acts, and only after
+    // etcd recorded what it is about to do (so that an instance taking over
+    // from a leader that died half way knows what to finish).
+    const auto& t = coord.topology();
+    problem_.clear();
+    if (!coord.has_topology() || !coord.is_leader())
+        co_return;
+    const auto in = failover_input();
+    if (t.primary.empty()) {
+        if (const auto sole = routing::sole_primary(in))
+            (void)co_await coord.record_primary(*sole);
+        co_return;
+    }
+    // A promotion recorded by a leader that did not live to carry it out.
+    for (const auto& n : nodes_)
+        if (n->config.name == t.primary && n->view.state == routing::BackendState::up &&
+            n->view.role == routing::Role::replica) {
+            const auto old = t.history.empty() ? std::string() : t.history.back().from;
+            co_await promote(t.primary, old, "completing the failover of epoch " + std::to_string(t.epoch));
+            co_return;
+        }
+    const auto d = routing::next_failover_action(in);
+    problem_ = d.reason.ends_with("\" is healthy") ? std::string() : d.reason;
+    if (d.reason != last_reason_) {
+        last_reason_ = d.reason;
+        if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
+            log::warning("failover: ", d.reason);
+    }
+    switch (d.kind) {
+    case routing::FailoverDecision::Kind::none:
+        break;
+    case routing::FailoverDecision::Kind::fence:
+        log::warning("failover: ", d.reason);
+        if (co_await coord.record_fence(d.candidate, d.reason))
+            follow_topology();
+        break;
+    case routing::FailoverDecision::Kind::promote:
+        if (co_await coord.record_promotion(d.candidate, d.old_primary, d.reason)) {
+            follow_topology();
+            co_await promote(d.candidate, d.old_primary, d.reason);
+        }
+        break;
+    }
+}
+
 awaitable<void> HealthChecker::apply_failover_policy()
 {
     if (failover_running_)
         co_return;
+    if (auto* coord = runtime_.coordinator()) {
+        co_await apply_cluster_policy(*coord);
+        co_return;
+    }
     // Remember which node writes go to: a failover replaces exactly that one.
     // Only while a single node claims the role: when a second one appears
     // (a replica promoted behind pgswitch's back), the one writes went to
@@ -268,6 +347,8 @@ std::optional<std::string> HealthChecker::manual_failover(std::optional<std::str
 {
     if (failover_running_)
         return std::string("a failover is already running");
+    if (const auto* coord = runtime_.coordinator(); coord && !coord->is_leader())
+        return "only the leading instance promotes: ask \"" + coord->status().leader + "\"";
     auto in = failover_input();
     std::string candidate;
     if (target) {
@@ -283,8 +364,19 @@ std::optional<std::string> HealthChecker::manual_failover(std::optional<std::str
         return std::string("no healthy replica can be promoted");
     }
     const auto old = last_primary_.value_or("");
-    asio::co_spawn(runtime_.io(), promote(candidate, old, "operator request (POST /failover)"), asio::detached);
+    asio::co_spawn(runtime_.io(), promote_requested(candidate, old), asio::detached);
     return std::nullopt;
+}
+
+awaitable<void> HealthChecker::promote_requested(std::string candidate, std::string old_primary)
+{
+    const std::string reason = "operator request (POST /failover)";
+    if (auto* coord = runtime_.coordinator()) {
+        if (!co_await coord->record_promotion(candidate, old_primary, reason))
+            co_return;
+        follow_topology();
+    }
+    co_await promote(std::move(candidate), std::move(old_primary), reason);
 }
 
 awaitable<void> HealthChecker::promote(std::string candidate, std::string old_primary, std::string reason)

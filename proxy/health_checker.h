@@ -14,6 +14,7 @@
 
 namespace pgswitch::proxy {
 
+class ClusterCoordinator;
 class Runtime;
 
 /// One completed failover, for /status and the logs.
@@ -64,13 +65,19 @@ public:
     bool set_drained(std::string_view name, bool drained);
     /// Fences a backend (an old primary after failover) or lifts the fence.
     bool set_fenced(std::string_view name, bool fenced, std::string reason = "fenced by pgswitch");
+    /// Several instances: takes the fenced nodes and the primary from the
+    /// topology in etcd (ClusterCoordinator) and republishes the view.
+    void follow_topology();
 
 private:
     struct Node;
     awaitable<void> run();
     [[nodiscard]] routing::FailoverInput failover_input() const;
     awaitable<void> apply_failover_policy();
+    awaitable<void> apply_cluster_policy(ClusterCoordinator& coord);
     awaitable<void> promote(std::string candidate, std::string old_primary, std::string reason);
+    /// POST /failover: records the promotion first when instances share a topology.
+    awaitable<void> promote_requested(std::string candidate, std::string old_primary);
     awaitable<void> check(std::shared_ptr<Node> node);
     void publish();
 

@@ -1,5 +1,7 @@
 #include "runtime.h"
 
+#include "cluster_coordinator.h"
+
 #include <algorithm>
 #include <csignal>
 #include <thread>
@@ -257,6 +259,52 @@ void Runtime::count_query(const std::string& backend, bool write)
         ++c.reads;
 }
 
+awaitable<void> Runtime::forward_cancel(wire::CancelRequest cancel)
+{
+    const int id = routing::instance_of_secret(cancel.secret_key);
+    if (!coordinator_ || id == 0 || id == coordinator_->instance_id()) {
+        log::debug("cancel request with an unknown key ignored");
+        co_return;
+    }
+    const auto target = coordinator_->instance(id);
+    if (!target) {
+        log::info("cancel request for instance id ", id, ", which is not registered: ignored");
+        co_return;
+    }
+    const auto colon = target->listen.rfind(':');
+    error_code ec;
+    const auto address = asio::ip::make_address(target->listen.substr(0, colon), ec);
+    if (ec || colon == std::string::npos) {
+        log::warning("cancel: instance ", target->name, " has no usable address (", target->listen, ")");
+        co_return;
+    }
+    const tcp::endpoint ep(address, static_cast<std::uint16_t>(std::atoi(target->listen.c_str() + colon + 1)));
+    tcp::socket s(io_);
+    asio::steady_timer guard(io_, std::chrono::seconds(5));
+    guard.async_wait([&s](error_code e) {
+        if (!e)
+            s.close();
+    });
+    auto [cec] = co_await s.async_connect(ep, use_nothrow);
+    if (cec) {
+        log::warning("cancel: could not reach instance ", target->name, " at ", target->listen, ": ", cec.message());
+        co_return;
+    }
+    std::string msg;
+    wire::build_cancel_request(msg, cancel.process_id, cancel.secret_key);
+    auto [wec, n] = co_await asio::async_write(s, asio::buffer(msg), use_nothrow);
+    (void)n;
+    if (!wec) {
+        // It closes the connection once it has passed the cancel on.
+        char byte;
+        auto [rec, rn] = co_await s.async_read_some(asio::buffer(&byte, 1), use_nothrow);
+        (void)rec;
+        (void)rn;
+        log::debug("cancel forwarded to instance ", target->name);
+    }
+    guard.cancel();
+}
+
 void Runtime::publish(routing::ClusterViewPtr view)
 {
     // Backends fenced by this view: every connection to them closes at once,
@@ -268,6 +316,12 @@ void Runtime::publish(routing::ClusterViewPtr view)
         if (b.state == routing::BackendState::fenced && (!before || before->state != routing::BackendState::fenced))
             fenced.push_back(b.name);
     }
+    // Writes just blocked (this instance lost etcd for longer than the lease
+    // TTL: another may be promoting): the primary is cut off as if fenced,
+    // so no transaction goes on writing there; reads carry on.
+    if (!view->writes_blocked.empty() && cluster_ && cluster_->writes_blocked.empty())
+        if (const auto p = cluster_->primary_index())
+            fenced.push_back(cluster_->backends[*p].name);
     cluster_ = view;
     post_to_workers([this, view, fenced](Worker& w) {
         w.cluster = view;
@@ -408,6 +462,10 @@ int Runtime::run()
     log::info("admin API listening on ", cfg.admin.listen.to_string(),
               cfg.admin.token.empty() ? " (no token)" : " (bearer token required)");
 
+    if (cfg.cluster.enabled()) {
+        coordinator_ = std::make_unique<ClusterCoordinator>(*this, cfg);
+        coordinator_->start();
+    }
     health_ = std::make_unique<HealthChecker>(*this);
     health_->start();
     auto log_failure = [](const char* what) {
@@ -536,6 +594,8 @@ void Runtime::stop_loops()
     stopping_ = true;
     // Let the last sessions' coroutines unwind before the loop stops.
     asio::post(io_, [this] {
+        if (coordinator_)
+            coordinator_->stop();
         if (health_)
             health_->stop();
         // The admin API answers (/ready says 503) until the very end of the drain.
@@ -579,6 +639,9 @@ Runtime::ReloadResult Runtime::reload()
     restart_only(old.proxy.tls_cert != next.proxy.tls_cert || old.proxy.tls_key != next.proxy.tls_key,
                  "proxy.tls_cert/tls_key");
     restart_only(old.admin.listen.to_string() != next.admin.listen.to_string(), "admin.listen");
+    restart_only(old.cluster.etcd != next.cluster.etcd || old.cluster.prefix != next.cluster.prefix ||
+                     old.cluster.name != next.cluster.name || old.cluster.lease_ttl_ms != next.cluster.lease_ttl_ms,
+                 "cluster.*");
     Config applied = next;
     // Keep what cannot change live, so the running state stays truthful.
     applied.proxy.listen = old.proxy.listen;
@@ -586,6 +649,14 @@ Runtime::ReloadResult Runtime::reload()
     applied.proxy.tls_cert = old.proxy.tls_cert;
     applied.proxy.tls_key = old.proxy.tls_key;
     applied.admin.listen = old.admin.listen;
+    applied.cluster = old.cluster;
+    if (old.cluster.enabled()) {
+        // The deployment's backends live in etcd (added, drained, removed
+        // through any instance): the file's list seeded it once.
+        applied.backends = old.backends;
+        if (old.backends != next.backends)
+            result.warnings.push_back("backends are shared through etcd in cluster mode: change them with the admin API");
+    }
     settings_ = make_settings(std::move(applied));
     {
         std::lock_guard lock(catalogs_mutex_);

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "server_pool.h"
 #include "pg_wire/auth.h"
+#include "pg_wire/startup.h"
 #include "routing/cluster_view.h"
 #include "routing/function_catalog.h"
 #include "routing/router.h"
@@ -33,6 +34,7 @@ namespace pgswitch::proxy {
 
 class AdminBridge;
 class ClientSession;
+class ClusterCoordinator;
 class HealthChecker;
 struct SessionInfo;
 
@@ -157,6 +159,15 @@ public:
     void set_backends(std::vector<BackendConfig> backends);
     /// Null before run() started it.
     [[nodiscard]] HealthChecker* health() noexcept { return health_.get(); }
+    /// The main loop (health checks, coordinator, admin API).
+    [[nodiscard]] asio::io_context& main_io() noexcept { return io_; }
+    /// Main loop: passes a CancelRequest this instance cannot place to the
+    /// instance whose id its secret carries; completes once that instance
+    /// closed the connection (it acted on it).
+    [[nodiscard]] awaitable<void> forward_cancel(wire::CancelRequest cancel);
+    /// [cluster]: the instances' coordination on etcd; null without it.
+    [[nodiscard]] ClusterCoordinator* coordinator() noexcept { return coordinator_.get(); }
+    [[nodiscard]] const ClusterCoordinator* coordinator() const noexcept { return coordinator_.get(); }
     struct ReloadResult {
         bool no_file = false;               ///< running from flags: nothing to reload
         std::vector<std::string> errors;    ///< the file's problems; running config kept
@@ -187,6 +198,7 @@ private:
     routing::ClusterViewPtr cluster_;
     std::unique_ptr<asio::ssl::context> tls_;
     std::unique_ptr<tcp::acceptor> acceptor_;
+    std::unique_ptr<ClusterCoordinator> coordinator_;  // before health_: it outlives it
     std::unique_ptr<HealthChecker> health_;
     asio::signal_set signals_;
     asio::steady_timer shutdown_timer_;

@@ -28,11 +28,15 @@ std::string_view to_string(BackendState s) noexcept
 
 std::optional<std::size_t> ClusterView::primary_index() const noexcept
 {
+    if (!writes_blocked.empty())
+        return std::nullopt;
     std::optional<std::size_t> found;
     for (std::size_t i = 0; i < backends.size(); ++i) {
         const auto& b = backends[i];
         if (b.state != BackendState::up || b.role != Role::primary)
             continue;
+        if (designated_primary && b.name != *designated_primary)
+            continue;  // another instance's leader decides who the primary is
         if (found)
             return std::nullopt;
         found = i;

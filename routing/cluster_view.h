@@ -59,10 +59,17 @@ struct BackendView {
 struct ClusterView {
     std::vector<BackendView> backends;
     std::uint64_t generation = 0;  ///< bumped on every publish
+    /// Several instances (SPEC §9): the primary of the newest topology epoch
+    /// this instance has seen; no other node takes writes, whatever it says.
+    std::optional<std::string> designated_primary;
+    /// Why no writes may be sent anywhere now ("" when they may): this
+    /// instance has not reached etcd for longer than cluster.lease_ttl_ms.
+    std::string writes_blocked;
 
     /// Index of the usable primary: the single backend that is up and
-    /// reports primary. Two claiming primaries means none is usable
-    /// (never write to two: SPEC §4).
+    /// reports primary (and is the designated one, when there is one). Two
+    /// claiming primaries means none is usable (never write to two: SPEC §4);
+    /// none while writes are blocked.
     [[nodiscard]] std::optional<std::size_t> primary_index() const noexcept;
     [[nodiscard]] const BackendView* find(std::string_view name) const noexcept;
 };
