@@ -1,6 +1,7 @@
 #include "health_checker.h"
 
 #include "cluster_coordinator.h"
+#include "failpoint.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -300,6 +301,11 @@ awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
     case routing::FailoverDecision::Kind::promote:
         if (co_await coord.record_promotion(d.candidate, d.old_primary, d.reason)) {
             follow_topology();
+            if (const auto pause = failpoint_pause("AFTER_RECORDING_PROMOTION"); pause.count() > 0) {
+                log::warning("failpoint: pausing ", pause.count(), " ms between recording and carrying out the promotion");
+                asio::steady_timer t(runtime_.io(), pause);
+                co_await t.async_wait(use_nothrow);
+            }
             co_await promote(d.candidate, d.old_primary, d.reason);
         }
         break;

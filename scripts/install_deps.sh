@@ -28,6 +28,9 @@ PACKAGES=(
     # the drivers the end-to-end tests run in their default configuration
     # (node-postgres itself comes from the npm registry: tests/drivers/setup.sh)
     python3-asyncpg libpostgresql-jdbc-java default-jdk-headless nodejs npm
+    # cluster mode (issue 11): a 3-member etcd on loopback, and a packet filter to cut one
+    # instance off from it
+    etcd-server etcd-client nftables
 )
 
 installed() {  # installed PKG: a real package in state "ii", or a virtual one some installed package provides

@@ -322,6 +322,11 @@ pid_t spawn(const ExecImage& img, const std::string& out_path) {
 }
 }  // namespace
 
+pid_t spawn_background(const std::vector<std::string>& argv, const std::string& out_path,
+                       const std::vector<std::string>& extra_env) {
+    return spawn(ExecImage(argv, extra_env), out_path);
+}
+
 CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
                           std::chrono::milliseconds timeout) {
     ExecImage img(argv, extra_env);
@@ -469,7 +474,7 @@ void Proxy::start() {
     config_path_ = write_temp_file("pgswitch.toml", make_config_toml(opts_, port_, admin_port_));
     log_path_ = config_path_.substr(0, config_path_.size() - 4) + "log";
 
-    ExecImage img({bin, "-c", config_path_}, {});
+    ExecImage img({bin, "-c", config_path_}, opts_.env);
     pid_ = spawn(img, log_path_);
     exited_ = false;
     {

@@ -87,6 +87,11 @@ CommandResult run_command(const std::vector<std::string>& argv,
                           const std::vector<std::string>& extra_env = {},
                           std::chrono::milliseconds timeout = 60s);
 
+/// Starts argv in the background, in a process group of its own, with stdout and stderr
+/// written to out_path; it is SIGKILLed when the test binary dies. The caller reaps it.
+pid_t spawn_background(const std::vector<std::string>& argv, const std::string& out_path,
+                       const std::vector<std::string>& extra_env = {});
+
 /// A free loopback TCP port (bind to port 0 and release it).
 int free_port();
 
@@ -109,6 +114,7 @@ struct ProxyOptions {
     std::map<std::string, int> weights;  ///< backend name ("primary", "replica1", "replica2") -> weight
     std::string admin_token;       ///< [admin] token ("" = none)
     const ClusterEnv* cluster_env = nullptr;  ///< another cluster than the shared one (failover tests)
+    std::vector<std::string> env;  ///< extra environment entries ("NAME=value") for the process
 };
 
 /// One pgswitch process (or, in direct mode, the primary standing in for it).

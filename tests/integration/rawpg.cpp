@@ -229,6 +229,10 @@ std::string RawConn::login(const std::string& user, const std::string& password,
             return f['C'].empty() ? "PROTOCOL:error without SQLSTATE" : f['C'];
         }
         if (m->type == 'Z') return "";
+        if (m->type == 'K' && m->body.size() == 8) {
+            backend_pid = rd32(m->body, 0);
+            backend_secret = rd32(m->body, 4);
+        }
         if (m->type != 'R') continue;  // ParameterStatus, BackendKeyData, NoticeResponse
         if (m->body.size() < 4) return "PROTOCOL:short R";
         const uint32_t code = rd32(m->body, 0);

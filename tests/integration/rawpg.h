@@ -47,6 +47,8 @@ public:
     /// Authentication request codes received by login(), in order (0 = Ok, 3 = cleartext,
     /// 5 = md5, 10/11/12 = SASL / continue / final).
     std::vector<uint32_t> auth_requests;
+    /// BackendKeyData received by login() (the key a CancelRequest names).
+    uint32_t backend_pid = 0, backend_secret = 0;
 
     /// Waits until the peer closes the socket (recv returns 0 or an error),
     /// discarding whatever it sends first. False on deadline.
