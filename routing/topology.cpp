@@ -85,9 +85,14 @@ std::optional<std::vector<SharedBackend>> decode_backends(std::string_view text)
 {
     return decode(text, [](const json& j) {
         std::vector<SharedBackend> out;
-        for (const auto& b : j)
+        for (const auto& b : j) {
+            // get<std::uint16_t> would wrap 70000 into a port: read wide, check the range.
+            const auto port = b.at("port").get<std::int64_t>();
+            if (port < 1 || port > 65535)
+                throw json::other_error::create(501, "port out of range", &b);
             out.push_back({b.at("name").get<std::string>(), b.at("host").get<std::string>(),
-                           b.at("port").get<std::uint16_t>(), field<int>(b, "weight", 1), field<bool>(b, "drained", false)});
+                           static_cast<std::uint16_t>(port), field<int>(b, "weight", 1), field<bool>(b, "drained", false)});
+        }
         return out;
     });
 }

@@ -909,3 +909,44 @@ TEST_CASE("usage_text lists every form, the defaults and the signals") {
         CHECK(u.find(needle) != std::string::npos);
     }
 }
+
+TEST_CASE("[cluster]: off by default, parsed, and every bad value names its key") {
+    SUBCASE("absent: cluster mode is off") {
+        const auto r = parse_with_minimal("");
+        REQUIRE(r.config.has_value());
+        CHECK_FALSE(r.config->cluster.enabled());
+        CHECK(r.config->cluster.prefix == "/pgswitch/default");
+        CHECK(r.config->cluster.lease_ttl_ms == 3000);
+    }
+    SUBCASE("every key") {
+        const auto r = parse_with_minimal(
+            "[cluster]\netcd = [\"http://10.0.0.1:2379\", \"http://etcd2:2379\"]\nprefix = \"/prod/pgswitch\"\n"
+            "name = \"px-1\"\nlease_ttl_ms = 5000\n");
+        INFO(all_errors(r));
+        REQUIRE(r.config.has_value());
+        const auto& c = r.config->cluster;
+        CHECK(c.enabled());
+        CHECK(c.etcd == std::vector<std::string>{"http://10.0.0.1:2379", "http://etcd2:2379"});
+        CHECK(c.prefix == "/prod/pgswitch");
+        CHECK(c.name == "px-1");
+        CHECK(c.lease_ttl_ms == 5000);
+    }
+    SUBCASE("etcd URLs must be http://host:port") {
+        for (const char* url : {"10.0.0.1:2379", "https://h:2379", "http://h", "http://:2379", "http://h:", "http://h:x1"}) {
+            INFO(url);
+            expect_single_error(parse_with_minimal(std::string("[cluster]\netcd = [\"http://ok:1\", \"") + url + "\"]\n"),
+                                "cluster.etcd[1]", "http://host:port");
+        }
+    }
+    SUBCASE("prefix, name and lease_ttl_ms") {
+        const std::string etcd = "[cluster]\netcd = [\"http://h:2379\"]\n";
+        expect_single_error(parse_with_minimal(etcd + "prefix = \"pgswitch\"\n"), "cluster.prefix", "start with");
+        expect_single_error(parse_with_minimal(etcd + "prefix = \"/pgswitch/\"\n"), "cluster.prefix", "end with");
+        expect_single_error(parse_with_minimal(etcd + "name = \"a/b\"\n"), "cluster.name", "\"/\"");
+        expect_single_error(parse_with_minimal(etcd + "lease_ttl_ms = 999\n"), "cluster.lease_ttl_ms", "at least 1000");
+    }
+    SUBCASE("wrong types and unknown keys") {
+        expect_single_error(parse_with_minimal("[cluster]\netcd = \"http://h:2379\"\n"), "cluster.etcd", "array");
+        expect_single_error(parse_with_minimal("[cluster]\nttl = 3\n"), "cluster.ttl", "unknown");
+    }
+}
