@@ -12,12 +12,25 @@ namespace pgswitch::proxy {
 
 namespace {
 
-std::string default_name(const Config& c)
+std::string host_name()
 {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0)
         std::snprintf(host, sizeof host, "pgswitch");
-    return std::string(host) + ":" + std::to_string(c.proxy.listen.port);
+    return host;
+}
+
+std::string default_name(const Config& c)
+{
+    return host_name() + ":" + std::to_string(c.proxy.listen.port);
+}
+
+/// The address other instances reach `listen` at: a wildcard listener
+/// (0.0.0.0, ::) is registered under this machine's host name.
+std::string advertised(const Endpoint& listen)
+{
+    const bool wildcard = listen.host.empty() || listen.host == "0.0.0.0" || listen.host == "::" || listen.host == "*";
+    return wildcard ? host_name() + ":" + std::to_string(listen.port) : listen.to_string();
 }
 
 std::string rfc3339_now()
@@ -73,8 +86,8 @@ ClusterCoordinator::ClusterCoordinator(Runtime& runtime, const Config& config)
       prefix_(config.cluster.prefix),
       name_(config.cluster.name.empty() ? default_name(config) : config.cluster.name),
       ttl_(config.cluster.lease_ttl_ms),
-      listen_(config.proxy.listen.to_string()),
-      admin_(config.admin.listen.to_string()),
+      listen_(advertised(config.proxy.listen)),
+      admin_(advertised(config.admin.listen)),
       seed_backends_(config.backends),
       wake_(runtime.io())
 {

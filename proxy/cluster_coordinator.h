@@ -33,6 +33,9 @@ public:
 
     // ---- what the health checker and the sessions follow (main loop) -------
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    /// "host:port" other instances forward cancels to (a wildcard listener
+    /// registers the machine's host name).
+    [[nodiscard]] const std::string& listen_address() const noexcept { return listen_; }
     /// 1..127 once registered (carried in secret keys), else 0.
     [[nodiscard]] int instance_id() const noexcept { return id_; }
     [[nodiscard]] const routing::Topology& topology() const noexcept { return topology_; }

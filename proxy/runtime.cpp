@@ -272,13 +272,22 @@ awaitable<void> Runtime::forward_cancel(wire::CancelRequest cancel)
         co_return;
     }
     const auto colon = target->listen.rfind(':');
-    error_code ec;
-    const auto address = asio::ip::make_address(target->listen.substr(0, colon), ec);
-    if (ec || colon == std::string::npos) {
+    if (colon == std::string::npos || colon == 0 || target->listen == coordinator_->listen_address()) {
         log::warning("cancel: instance ", target->name, " has no usable address (", target->listen, ")");
         co_return;
     }
-    const tcp::endpoint ep(address, static_cast<std::uint16_t>(std::atoi(target->listen.c_str() + colon + 1)));
+    // Its registered address may be a host name (a wildcard listener registers the machine's name).
+    auto host = target->listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    const auto port = target->listen.substr(colon + 1);
+    tcp::resolver resolver(io_);
+    auto [rerr, found] = co_await resolver.async_resolve(host, port, use_nothrow);
+    if (rerr || found.empty()) {
+        log::warning("cancel: could not resolve instance ", target->name, " at ", target->listen, ": ", rerr.message());
+        co_return;
+    }
+    const tcp::endpoint ep = *found.begin();
     tcp::socket s(io_);
     asio::steady_timer guard(io_, std::chrono::seconds(5));
     guard.async_wait([&s](error_code e) {

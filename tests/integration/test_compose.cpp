@@ -104,6 +104,31 @@ TEST_CASE("docker-compose.yml validates") {
         CHECK(c.output.find("condition: service_healthy") != std::string::npos);
     }
 
+    SUBCASE("docker-compose.cluster.yml adds etcd and a second instance (docs/cluster.md)") {
+        const std::vector<std::string> files = {"docker-compose", "-f", compose_file, "-f",
+                                                root + "/docker-compose.cluster.yml", "config"};
+        auto with = [&](std::vector<std::string> extra) {
+            auto argv = files;
+            argv.insert(argv.end(), extra.begin(), extra.end());
+            return run_command(argv, {}, 60s);
+        };
+        const CommandResult q = with({"-q"});
+        INFO("docker-compose output:\n" << q.output);
+        REQUIRE(q.exit_code == 0);
+        const CommandResult s = with({"--services"});
+        for (const char* svc : {"primary", "replica1", "replica2", "etcd", "pgswitch", "pgswitch-b"}) {
+            INFO("service " << svc << " in\n" << s.output);
+            CHECK(("\n" + s.output).find(std::string("\n") + svc + "\n") != std::string::npos);
+        }
+        const CommandResult c = with({});
+        CHECK(c.output.find("pgswitch-cluster.toml:/etc/pgswitch/pgswitch.toml") != std::string::npos);
+        CHECK(c.output.find(":6433:6432") != std::string::npos);
+        const std::string bin = pgswitch_bin();
+        const CommandResult check = run_command({bin, "--check", "-c", root + "/docker/pgswitch-cluster.toml"}, {}, 30s);
+        INFO("pgswitch --check output:\n" << check.output);
+        CHECK(check.exit_code == 0);
+    }
+
     SUBCASE("docker/pgswitch.toml passes pgswitch --check") {
         const std::string bin = pgswitch_bin();
         REQUIRE_MESSAGE(is_file(bin), "pgswitch binary not found at " << bin << " (set PGSWITCH_BIN)");

@@ -624,11 +624,25 @@ struct DriverLoop {
     CommandResult result;
     std::thread thread;
     std::map<std::string, std::string> metrics;
+    std::string stop_file;
+
+    DriverLoop() = default;
+    DriverLoop(const DriverLoop&) = delete;
+    DriverLoop& operator=(const DriverLoop&) = delete;
+    /// A test that stops half way (a failed REQUIRE) still ends the script and its thread.
+    ~DriverLoop()
+    {
+        if (!thread.joinable())
+            return;
+        std::ofstream touch(stop_file);  // the scripts stop when it exists
+        thread.join();
+    }
 
     void start(const std::string& driver, const std::string& role, const Proxy& px, const OwnCluster& cl,
-               const std::string& stop_file, const std::string& table)
+               const std::string& stop_file_path, const std::string& table)
     {
         label = driver + " " + role;
+        stop_file = stop_file_path;
         const std::string dir = std::string(PGSWITCH_SOURCE_ROOT) + "/tests/drivers";
         std::vector<std::string> argv;
         if (driver == "psycopg")
