@@ -364,11 +364,13 @@ awaitable<bool> ClusterCoordinator::write_topology(const routing::Topology& next
 }
 
 awaitable<bool> ClusterCoordinator::record_promotion(const std::string& candidate, const std::string& old_primary,
-                                                     const std::string& reason)
+                                                     const std::string& reason, bool fence_old)
 {
     if (!is_leader())
         co_return false;
-    const auto next = routing::after_promotion(topology_, candidate, old_primary, reason, rfc3339_now());
+    auto next = routing::after_promotion(topology_, candidate, old_primary, reason, rfc3339_now());
+    if (!fence_old)
+        next.fenced.erase(old_primary);
     const bool ok = co_await write_topology(next, true);
     if (ok)
         log::warning("cluster: epoch ", next.epoch, ": promoting ", candidate, " in place of ",

@@ -49,10 +49,11 @@ public:
     [[nodiscard]] std::string writes_blocked() const;
 
     /// Leader only: records the promotion of `candidate` in place of
-    /// `old_primary` (epoch + 1) before anything is done to the servers.
-    /// True when it was recorded (this instance may go on).
+    /// `old_primary` (epoch + 1, the old primary fenced unless `fence_old`
+    /// is false) before anything is done to the servers. True when it was
+    /// recorded (this instance may go on).
     [[nodiscard]] awaitable<bool> record_promotion(const std::string& candidate, const std::string& old_primary,
-                                                   const std::string& reason);
+                                                   const std::string& reason, bool fence_old = true);
     /// Leader only: records the primary writes go to when none was (start-up).
     [[nodiscard]] awaitable<bool> record_primary(const std::string& primary);
     /// Leader only: fences `name` (a second node claiming primary).

@@ -275,6 +275,20 @@ awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
             (void)co_await coord.record_primary(*sole);
         co_return;
     }
+    if (in.mode == routing::FailoverMode::external) {
+        // Something outside pgswitch promotes: the leader records the node
+        // that is now the only primary (a new epoch, nothing fenced), and
+        // every instance follows it.
+        const auto sole = routing::sole_primary(in);
+        if (!sole || *sole == t.primary)
+            co_return;
+        const std::string reason = "promoted outside pgswitch (failover.mode = external)";
+        const std::string old_primary = t.primary;  // t is the coordinator's: it changes once recorded
+        const bool recorded = co_await coord.record_promotion(*sole, old_primary, reason, /*fence_old=*/false);
+        if (recorded)
+            follow_topology();
+        co_return;
+    }
     // A promotion recorded by a leader that did not live to carry it out.
     for (const auto& n : nodes_)
         if (n->config.name == t.primary && n->view.state == routing::BackendState::up &&

@@ -167,6 +167,7 @@ struct TrioOptions {
     std::vector<std::string> leader_env;     ///< environment of "a", which is made the leader
     std::string c_etcd_host = "127.0.0.1";   ///< 127.0.0.3: "c" can be cut off (EtcdCut)
     int wait_for_primary_ms = 5000;
+    std::string failover_mode = "auto";
 };
 
 /// A PostgreSQL cluster, etcd, and three pgswitch instances: "a" is started
@@ -184,7 +185,8 @@ struct Trio {
             p.cluster_env = &cl.env;
             p.health_interval_ms = 200;
             p.health_extra = "timeout_ms = 500\n";
-            p.extra_toml = "[failover]\nwait_for_primary_ms = " + std::to_string(o.wait_for_primary_ms) +
+            p.extra_toml = "[failover]\nmode = \"" + o.failover_mode + "\"\nwait_for_primary_ms = " +
+                           std::to_string(o.wait_for_primary_ms) +
                            "\n\n[cluster]\netcd = " + etcd.toml_urls(i == 2 ? o.c_etcd_host : "127.0.0.1") +
                            "\nprefix = \"" + prefix + "\"\nname = \"" + k_names[i] +
                            "\"\nlease_ttl_ms = " + std::to_string(k_ttl_ms) + "\n";
@@ -680,4 +682,43 @@ TEST_CASE("cluster: a frozen primary (SIGSTOP) under three instances: each insta
                                             ") RETURNING inet_server_port()", PGRES_TUPLES_OK);
         CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) != t.cl.env.primary_port());
     }
+}
+
+TEST_CASE("cluster: failover.mode = external: no instance promotes; a replica promoted by hand becomes the primary "
+          "of all three")
+{
+    E2E_SKIP_IF_DIRECT("cluster mode needs pgswitch");
+    TrioOptions o;
+    o.failover_mode = "external";
+    Trio t(o);
+    const auto epoch = epoch_of(t[0]);
+    {
+        Conn c = connect_ok(t[0].conninfo());
+        exec_ok(c.get(), "CREATE TABLE cl_ext (id int PRIMARY KEY)");
+    }
+    REQUIRE(::kill(t.cl.postmaster_pid("PRIMARY_DATA"), SIGKILL) == 0);
+    // Nobody promotes by itself: both replicas stay replicas for a while.
+    const auto killed = Clock::now();
+    CHECK_FALSE(eventually([&] { return !t.cl.in_recovery(t.cl.env.replica_port(1)) ||
+                                        !t.cl.in_recovery(t.cl.env.replica_port(2)); },
+                           3s));
+    // The operator (or another tool) promotes replica2.
+    {
+        Conn s = t.cl.superuser(t.cl.env.replica_port(2));
+        CHECK(query_value(s.get(), "SELECT pg_promote()") == "t");
+    }
+    const auto promoted = Clock::now();
+    int id = 0;
+    for (int i = 0; i < 3; ++i) {
+        INFO("instance " << k_names[i]);
+        CHECK_MESSAGE(eventually([&] { return write_through(t[i], "cl_ext", ++id) == t.cl.env.replica_port(2); }, 10s),
+                      t[i].log_text());
+        CHECK(status(t[i])["primary"] == "replica2");
+        CHECK(epoch_of(t[i]) == epoch + 1);
+    }
+    MESSAGE("external mode: writes through all three on the hand-promoted replica2 " << ms_since(promoted)
+                                                                                      << " ms after pg_promote() ("
+                                                                                      << ms_since(killed)
+                                                                                      << " ms after the kill)");
+    CHECK(t.cl.in_recovery(t.cl.env.replica_port(1)));  // still nobody else promoted
 }
