@@ -6,6 +6,7 @@
 
 #include "health_checker.h"
 #include "log.h"
+#include "time_text.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -31,16 +32,6 @@ std::string advertised(const Endpoint& listen)
 {
     const bool wildcard = listen.host.empty() || listen.host == "0.0.0.0" || listen.host == "::" || listen.host == "*";
     return wildcard ? host_name() + ":" + std::to_string(listen.port) : listen.to_string();
-}
-
-std::string rfc3339_now()
-{
-    const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
 }
 
 /// etcd requests may not take longer than a third of the TTL: a slow member
@@ -97,15 +88,7 @@ void ClusterCoordinator::start()
 {
     log::info("cluster: instance ", name_, " on etcd ", etcd_.endpoint(), " (prefix ", prefix_, ", lease ",
               ttl_.count(), " ms)");
-    asio::co_spawn(runtime_.io(), run(), [](std::exception_ptr e) {
-        if (!e)
-            return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("cluster coordinator stopped: ", ex.what());
-        }
-    });
+    asio::co_spawn(runtime_.io(), run(), log::stopped_by_exception("cluster coordinator"));
 }
 
 void ClusterCoordinator::stop() noexcept
@@ -368,7 +351,7 @@ awaitable<bool> ClusterCoordinator::record_promotion(const std::string& candidat
 {
     if (!is_leader())
         co_return false;
-    auto next = routing::after_promotion(topology_, candidate, old_primary, reason, rfc3339_now());
+    auto next = routing::after_promotion(topology_, candidate, old_primary, reason, now_rfc3339());
     if (!fence_old)
         next.fenced.erase(old_primary);
     const bool ok = co_await write_topology(next, true);

@@ -3,6 +3,7 @@
 #include "cluster_coordinator.h"
 #include "failpoint.h"
 #include "log.h"
+#include "time_text.h"
 #include "runtime.h"
 
 namespace pgswitch::proxy {
@@ -33,15 +34,6 @@ std::string quote_literal(std::string_view s)
     return out;
 }
 
-std::string now_rfc3339()
-{
-    const auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 }  // namespace
 
 struct HealthChecker::Node {
@@ -104,15 +96,7 @@ void HealthChecker::set_backends(const std::vector<BackendConfig>& backends)
 
 void HealthChecker::start()
 {
-    asio::co_spawn(runtime_.io(), run(), [](std::exception_ptr e) {
-        if (!e)
-            return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("health checker stopped: ", ex.what());
-        }
-    });
+    asio::co_spawn(runtime_.io(), run(), log::stopped_by_exception("health checker"));
 }
 
 void HealthChecker::stop() noexcept
@@ -260,6 +244,18 @@ routing::FailoverInput HealthChecker::failover_input() const
     return in;
 }
 
+routing::FailoverDecision HealthChecker::decide(const routing::FailoverInput& in)
+{
+    auto d = routing::next_failover_action(in);
+    problem_ = d.reason.ends_with("\" is healthy") ? std::string() : d.reason;
+    if (d.reason != last_reason_) {
+        last_reason_ = d.reason;
+        if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
+            log::warning("failover: ", d.reason);
+    }
+    return d;
+}
+
 awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
 {
     // Every instance checks the servers; only the leader acts, and only after
@@ -297,13 +293,7 @@ awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
             co_await promote(t.primary, old, "completing the failover of epoch " + std::to_string(t.epoch));
             co_return;
         }
-    const auto d = routing::next_failover_action(in);
-    problem_ = d.reason.ends_with("\" is healthy") ? std::string() : d.reason;
-    if (d.reason != last_reason_) {
-        last_reason_ = d.reason;
-        if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
-            log::warning("failover: ", d.reason);
-    }
+    const auto d = decide(in);
     switch (d.kind) {
     case routing::FailoverDecision::Kind::none:
         break;
@@ -343,13 +333,7 @@ awaitable<void> HealthChecker::apply_failover_policy()
             log::info("primary is now ", *sole);
         last_primary_ = *sole;
     }
-    const auto d = routing::next_failover_action(failover_input());
-    problem_ = d.reason.ends_with("\" is healthy") ? std::string() : d.reason;
-    if (d.reason != last_reason_) {
-        last_reason_ = d.reason;
-        if (d.kind == routing::FailoverDecision::Kind::none && !d.reason.starts_with("primary \""))
-            log::warning("failover: ", d.reason);
-    }
+    const auto d = decide(failover_input());
     switch (d.kind) {
     case routing::FailoverDecision::Kind::none:
         break;

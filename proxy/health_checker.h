@@ -73,6 +73,9 @@ private:
     struct Node;
     awaitable<void> run();
     [[nodiscard]] routing::FailoverInput failover_input() const;
+    /// The failover policy's next step for `in`; keeps failover_problem()
+    /// and logs a reason when it changes.
+    [[nodiscard]] routing::FailoverDecision decide(const routing::FailoverInput& in);
     awaitable<void> apply_failover_policy();
     awaitable<void> apply_cluster_policy(ClusterCoordinator& coord);
     awaitable<void> promote(std::string candidate, std::string old_primary, std::string reason);

@@ -2,6 +2,7 @@
 // Thread-safe (one write() per line). Only proxy/ logs; pure layers return values.
 #pragma once
 
+#include <exception>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -29,5 +30,20 @@ template <class... Args> void debug(const Args&... a) { emit(Level::debug, a...)
 template <class... Args> void info(const Args&... a) { emit(Level::info, a...); }
 template <class... Args> void warning(const Args&... a) { emit(Level::warning, a...); }
 template <class... Args> void error(const Args&... a) { emit(Level::error, a...); }
+
+/// A completion handler for asio::co_spawn that logs the exception that
+/// ended a long-running coroutine: "<what> stopped: <exception>".
+inline auto stopped_by_exception(std::string what)
+{
+    return [what = std::move(what)](std::exception_ptr e) {
+        if (!e)
+            return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            error(what, " stopped: ", ex.what());
+        }
+    };
+}
 
 }  // namespace pgswitch::proxy::log

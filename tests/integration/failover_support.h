@@ -296,6 +296,8 @@ inline int env_int(const char* name, int fallback)
     return v && *v ? std::atoi(v) : fallback;
 }
 
+/// SIGSTOP / SIGCONT of a server's postmaster and every process it started:
+/// a hung VM, stuck storage, a partition where the kernel still answers.
 inline void signal_server(const OwnCluster& cl, const std::string& data_key, int sig)
 {
     const pid_t pm = cl.postmaster_pid(data_key);

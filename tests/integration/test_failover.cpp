@@ -797,13 +797,6 @@ TEST_CASE("failover: with no primary, new clients log in and read at once; write
     CHECK(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
 }
 
-namespace {
-
-/// SIGSTOP / SIGCONT of a server's postmaster and every process it started:
-/// a hung VM, stuck storage, a partition where the kernel still answers.
-
-}  // namespace
-
 TEST_CASE("failover: a frozen primary (SIGSTOP) is replaced within threshold x timeout; its in-flight write fails, and it says nothing after it thaws")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
