@@ -396,7 +396,6 @@ awaitable<bool> ClientSession::connect_identity()
     // to failover.wait_for_primary_ms.
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
-    asio::steady_timer poll(runtime_.io());
     std::shared_ptr<ServerLink> link;
     std::string last_error = "no server is available";
     while (!link) {
@@ -431,9 +430,7 @@ awaitable<bool> ClientSession::connect_identity()
         }
         if (link || std::chrono::steady_clock::now() >= deadline || closed_)
             break;
-        poll.expires_after(std::chrono::milliseconds(20));
-        auto [ec] = co_await poll.async_wait(use_nothrow);
-        (void)ec;
+        co_await runtime_.wait_for_cluster_change(deadline);
     }
     if (!link) {
         const std::string message = last_error + " (waited failover.wait_for_primary_ms)";

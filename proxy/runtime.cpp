@@ -69,6 +69,20 @@ routing::ClusterViewPtr Runtime::cluster() const noexcept
     return w ? w->cluster : cluster_;
 }
 
+awaitable<void> Runtime::wait_for_cluster_change(std::chrono::steady_clock::time_point deadline)
+{
+    // A new view wakes the waiter at once; the bound retries what no view
+    // change announces (a server that refused one connection, then accepts).
+    const auto bound = std::min(deadline, std::chrono::steady_clock::now() + cluster_change_retry);
+    if (auto* w = Worker::current()) {
+        co_await w->cluster_changed.wait_until(bound);
+        co_return;
+    }
+    asio::steady_timer t(io_, bound);
+    auto [ec] = co_await t.async_wait(use_nothrow);
+    (void)ec;
+}
+
 routing::StatementCache& Runtime::statement_cache() noexcept
 {
     return Worker::current()->statement_cache;
@@ -339,6 +353,7 @@ void Runtime::publish(routing::ClusterViewPtr view)
             for (auto& s : live_sessions(&w))
                 s->drop_backend(name);
         }
+        w.cluster_changed.notify();
     });
 }
 

@@ -65,6 +65,11 @@ public:
     [[nodiscard]] asio::io_context& io() noexcept;
     [[nodiscard]] SettingsPtr settings() const noexcept;
     [[nodiscard]] routing::ClusterViewPtr cluster() const noexcept;
+    /// Sleeps until the calling worker gets a new cluster view, `deadline`,
+    /// or cluster_change_retry, whichever comes first: what a session
+    /// waiting for a primary (or any server) does between two looks.
+    [[nodiscard]] awaitable<void> wait_for_cluster_change(std::chrono::steady_clock::time_point deadline);
+    static constexpr std::chrono::milliseconds cluster_change_retry{250};
     /// Main loop: makes `view` the cluster snapshot everywhere.
     void publish(routing::ClusterViewPtr view);
     /// TLS context when proxy.tls_cert/tls_key are set, else null.

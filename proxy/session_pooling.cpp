@@ -227,7 +227,6 @@ awaitable<bool> ClientSession::login_pooled()
     } else {
         const auto deadline = std::chrono::steady_clock::now() +
                               std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
-        asio::steady_timer poll(co_await asio::this_coro::executor);
         std::string last_error = "no server is available";
         bool done = false;
         while (!done) {
@@ -267,9 +266,7 @@ awaitable<bool> ClientSession::login_pooled()
             }
             if (done || std::chrono::steady_clock::now() >= deadline || closed_)
                 break;
-            poll.expires_after(std::chrono::milliseconds(20));
-            auto [ec] = co_await poll.async_wait(use_nothrow);
-            (void)ec;
+            co_await runtime_.wait_for_cluster_change(deadline);
         }
         if (!done) {
             const std::string message = last_error + " (waited failover.wait_for_primary_ms)";

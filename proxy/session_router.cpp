@@ -191,7 +191,6 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
 
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(settings->config.failover.wait_for_primary_ms);
-    std::optional<asio::steady_timer> poll;  // only while waiting for a primary
     for (;;) {
         const auto view = runtime_.cluster();
         // In-flight counts are read (under a lock shared by the workers) only
@@ -253,11 +252,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         // No primary (failover in progress): wait for one, up to the limit.
         if (std::chrono::steady_clock::now() >= deadline || closed_)
             break;
-        if (!poll)
-            poll.emplace(runtime_.io());
-        poll->expires_after(std::chrono::milliseconds(20));
-        auto [ec] = co_await poll->async_wait(use_nothrow);
-        (void)ec;
+        co_await runtime_.wait_for_cluster_change(deadline);
     }
     co_await reject_request(request, sqlstate::cannot_connect_now,
                             "no primary server is available: writes waited failover.wait_for_primary_ms");

@@ -21,6 +21,7 @@
 #include "admin/metrics.h"
 #include "asio_common.h"
 #include "routing/cluster_view.h"
+#include "wakeup.h"
 #include "routing/replay_knowledge.h"
 #include "routing/router.h"
 #include "routing/statement_cache.h"
@@ -98,6 +99,9 @@ public:
     // ---- used on the worker's own thread only -----------------------------
     SettingsPtr settings;
     routing::ClusterViewPtr cluster;
+    /// Notified whenever `cluster` is replaced: sessions waiting for a
+    /// primary (or any server) look again.
+    Wakeup cluster_changed;
     routing::StatementCache statement_cache;
     routing::BalancerState balancer;
     /// What this worker's sessions' replay waits learned of replica positions.
