@@ -95,13 +95,13 @@ void ClientSession::push_client_segment(ServerLink& link)
     link.push(ServerLink::Segment::client);
     link.used = true;
     link.started.push_back(std::chrono::steady_clock::now());
-    runtime_.add_in_flight(link.backend, 1);
+    runtime_.add_in_flight(link, 1);
 }
 
 void ClientSession::pop_client_segment(ServerLink& link, bool completed)
 {
     link.segments.pop_front();
-    runtime_.add_in_flight(link.backend, -1);
+    runtime_.add_in_flight(link, -1);
     if (!link.started.empty()) {
         if (completed)
             runtime_.observe_query_latency(
@@ -134,7 +134,7 @@ void ClientSession::close() noexcept
             detach_leased(*link);
         for (const auto& seg : link->segments)
             if (seg.kind == ServerLink::Segment::client)
-                runtime_.add_in_flight(link->backend, -1);
+                runtime_.add_in_flight(*link, -1);
         link->segments.clear();
         link->started.clear();
         if (link->conn && !link->lease)

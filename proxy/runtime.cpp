@@ -243,22 +243,30 @@ void Runtime::end_catalog_refresh(const std::string& database)
     catalogs_[database].refreshing = false;
 }
 
-std::vector<int> Runtime::in_flight(const routing::ClusterView& view) const
+std::vector<int> Runtime::in_flight(const routing::ClusterView& view)
 {
-    std::vector<int> out;
-    out.reserve(view.backends.size());
-    std::lock_guard lock(in_flight_mutex_);
-    for (const auto& b : view.backends) {
-        auto it = in_flight_.find(b.name);
-        out.push_back(it == in_flight_.end() ? 0 : it->second);
+    // Each worker keeps the counters of its current view's backends, so the
+    // statement path takes no lock.
+    auto* w = Worker::current();
+    std::vector<int> out(view.backends.size(), 0);
+    if (!w)
+        return out;
+    if (w->in_flight_view.get() != &view || w->in_flight_counters.size() != view.backends.size()) {
+        w->in_flight_counters.clear();
+        for (const auto& b : view.backends)
+            w->in_flight_counters.push_back(in_flight_.counter(b.name));
+        w->in_flight_view = w->cluster.get() == &view ? w->cluster : nullptr;
     }
+    for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = w->in_flight_counters[i]->load(std::memory_order_relaxed);
     return out;
 }
 
-void Runtime::add_in_flight(const std::string& backend, int delta)
+void Runtime::add_in_flight(ServerLink& link, int delta)
 {
-    std::lock_guard lock(in_flight_mutex_);
-    in_flight_[backend] += delta;
+    if (!link.in_flight)
+        link.in_flight = in_flight_.counter(link.backend);
+    link.in_flight->fetch_add(delta, std::memory_order_relaxed);
 }
 
 void Runtime::count_query(const std::string& backend, bool write)
@@ -704,16 +712,13 @@ WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
     for (const auto& w : workers_)
         if (auto one = w->call([worker = w.get(), backends] { return worker->snapshot(backends); }))
             total.add(*one);
-    std::lock_guard lock(in_flight_mutex_);
-    total.in_flight = in_flight_;
+    total.in_flight = in_flight_.snapshot();
     return total;
 }
 
-int Runtime::in_flight(const std::string& backend) const
+int Runtime::in_flight(const std::string& backend)
 {
-    std::lock_guard lock(in_flight_mutex_);
-    auto it = in_flight_.find(backend);
-    return it == in_flight_.end() ? 0 : it->second;
+    return in_flight_.counter(backend)->load(std::memory_order_relaxed);
 }
 
 std::vector<SessionInfo> Runtime::session_infos() const

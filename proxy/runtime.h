@@ -17,6 +17,7 @@
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
+#include "in_flight.h"
 #include "server_pool.h"
 #include "pg_wire/auth.h"
 #include "pg_wire/startup.h"
@@ -36,6 +37,7 @@ class AdminBridge;
 class ClientSession;
 class ClusterCoordinator;
 class HealthChecker;
+struct ServerLink;
 struct SessionInfo;
 
 /// A loaded configuration plus what is derived from it once (SCRAM secrets
@@ -128,9 +130,11 @@ public:
     /// ago. A claim is ended by store_catalog() or end_catalog_refresh().
     [[nodiscard]] bool claim_catalog_refresh(const std::string& database, bool urgent);
     void end_catalog_refresh(const std::string& database);
-    /// Statements in flight per backend, aligned with `view` (least_connections).
-    [[nodiscard]] std::vector<int> in_flight(const routing::ClusterView& view) const;
-    void add_in_flight(const std::string& backend, int delta);
+    /// The calling worker's statements in flight per backend, aligned with
+    /// `view` (least_connections balances each worker's sessions).
+    [[nodiscard]] std::vector<int> in_flight(const routing::ClusterView& view);
+    /// Counts a client statement starting (+1) or ending (-1) on `link`.
+    void add_in_flight(ServerLink& link, int delta);
     /// Counts a routed request per backend and kind (reads/writes).
     void count_query(const std::string& backend, bool write);
     /// A read the classifier sent to a replica failed there with 25006 and
@@ -155,7 +159,7 @@ public:
     /// Pool counts are filled in for `backends`.
     [[nodiscard]] WorkerStats stats(const std::vector<std::string>& backends = {}) const;
     /// Statements in flight on `backend` now.
-    [[nodiscard]] int in_flight(const std::string& backend) const;
+    [[nodiscard]] int in_flight(const std::string& backend);
     /// A snapshot of every live session.
     [[nodiscard]] std::vector<SessionInfo> session_infos() const;
     [[nodiscard]] std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
@@ -225,9 +229,8 @@ private:
     std::atomic<std::uint64_t> schema_lsn_{0};
     /// Statements in flight per backend, over all workers: the one counter the
     /// workers share, because least_connections needs the whole picture.
-    mutable std::mutex in_flight_mutex_;
-    std::unordered_map<std::string, int> in_flight_;
     /// Function catalogs per database, shared by the workers (rarely written).
+    InFlightCounters in_flight_;
     mutable std::mutex catalogs_mutex_;
     struct CatalogEntry {
         std::shared_ptr<const routing::FunctionCatalog> catalog;

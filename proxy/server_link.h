@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -44,6 +45,8 @@ struct ServerLink {
     };
 
     std::string backend;  ///< backend name
+    /// Statements in flight on `backend`, over all workers (set on first use).
+    std::shared_ptr<std::atomic<int>> in_flight;
     /// The backend's role when this link was last routed to (views change it).
     routing::Role role = routing::Role::unknown;
     /// The client was given this connection's process id (session mode).

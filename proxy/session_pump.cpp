@@ -459,7 +459,7 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
         runtime_.request_health_check();
     for (const auto& seg : link.segments)
         if (seg.kind == Segment::client)
-            runtime_.add_in_flight(link.backend, -1);
+            runtime_.add_in_flight(link, -1);
         else if (seg.kind == Segment::capture_lsn)
             --lsn_captures_;
     link.segments.clear();

@@ -39,7 +39,7 @@ struct WorkerStats {
         std::uint64_t writes = 0;
     };
     std::unordered_map<std::string, QueryCounts> queries;  ///< per backend
-    std::unordered_map<std::string, int> in_flight;        ///< per backend (Runtime::stats() fills it)
+    std::unordered_map<std::string, int> in_flight;        ///< per backend (Runtime::stats() fills it, all workers)
     std::uint64_t misroutes = 0;
     std::uint64_t replay_waits_reached = 0;
     std::uint64_t replay_waits_missed = 0;
@@ -109,6 +109,10 @@ public:
     WorkerStats stats;  ///< cache_* and pool_* filled in by snapshot()
     /// Transaction pooling's server connections of this worker's sessions.
     ServerPool pool;
+    /// The in-flight counters of `in_flight_view`'s backends, in its order
+    /// (Runtime::in_flight(view) rebuilds them when the view changes).
+    std::vector<std::shared_ptr<std::atomic<int>>> in_flight_counters;
+    routing::ClusterViewPtr in_flight_view;
 
     /// A copy of stats with the statement cache's and the pool's counters
     /// (pool counts for the named backends).
