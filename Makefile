@@ -16,6 +16,7 @@ help:
 	@echo "  make bench-callgrind  build, instructions per statement under valgrind callgrind (bench/results/callgrind.md)"
 	@echo "  make bench-idle     build, memory per idle client + admin/query latency while idle (CLIENTS=150 POOL_MODE=session)"
 	@echo "  make bench-ryw      build, reads right after writes: share on replicas, latency (bench/results/read_your_writes.md)"
+	@echo "  make format         reformat the C++ sources with .clang-format (make test checks it)"
 	@echo "  make build          configure ($(BUILD_DIR)/, $(MESON_BUILDTYPE)) and compile"
 	@echo "  make deps           install missing Debian 12 packages (scripts/install_deps.sh)"
 	@echo "  make cluster-start  start the test cluster in .cluster/ (tests/pg_cluster.sh)"
@@ -61,6 +62,10 @@ bench-idle: build
 
 bench-ryw: build
 	/usr/bin/python3 bench/read_your_writes.py
+
+.PHONY: format
+format: deps
+	bash scripts/check_format.sh --fix
 
 clean:
 	rm -rf $(BUILD_DIR) .run

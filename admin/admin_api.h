@@ -63,7 +63,7 @@ struct FailoverStatus {
 /// Everything the read-only endpoints show, taken at one instant.
 /// Transaction pooling's server connections (all zero in session mode).
 struct PoolStats {
-    std::uint64_t open = 0;     ///< idle + lent + being opened
+    std::uint64_t open = 0;  ///< idle + lent + being opened
     std::uint64_t idle = 0;
     std::uint64_t waiting = 0;  ///< requests queued for a connection
     std::uint64_t size = 0;     ///< proxy.pool_size (per backend per user and database)
@@ -89,9 +89,9 @@ struct ClusterInfo {
 struct Snapshot {
     std::string version;
     double uptime_s = 0;
-    bool draining = false;                ///< SIGTERM received: no new clients
+    bool draining = false;               ///< SIGTERM received: no new clients
     std::optional<std::string> primary;  ///< the usable primary's name
-    std::vector<BackendStats> backends;   ///< configuration order
+    std::vector<BackendStats> backends;  ///< configuration order
     std::uint64_t clients_active = 0;
     std::uint64_t clients_max = 0;
     PoolStats pool;
@@ -116,8 +116,8 @@ struct ClientInfo {
     std::string user;
     std::string database;
     std::string application_name;
-    std::string state;    ///< "login", "idle", "active", "idle in transaction", ...
-    std::string backend;  ///< the server its last request went to, "" if none yet
+    std::string state;       ///< "login", "idle", "active", "idle in transaction", ...
+    std::string backend;     ///< the server its last request went to, "" if none yet
     double connected_s = 0;  ///< seconds since it connected
 };
 
@@ -132,7 +132,7 @@ struct NewBackend {
 /// Where a statement would go for a fresh session (POST /routing/explain).
 struct Explanation {
     routing::Classification classification;
-    routing::RouteRequest request;  ///< what the router was asked
+    routing::RouteRequest request;      ///< what the router was asked
     std::optional<std::string> target;  ///< backend name, nullopt when none is usable
     std::string reason;
 };

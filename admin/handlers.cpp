@@ -90,13 +90,20 @@ Response json_response(int status, const json& body)
 int status_of(CommandResult::Code c) noexcept
 {
     switch (c) {
-    case CommandResult::Code::done: return 200;
-    case CommandResult::Code::accepted: return 202;
-    case CommandResult::Code::not_found: return 404;
-    case CommandResult::Code::conflict: return 409;
-    case CommandResult::Code::invalid: return 400;
-    case CommandResult::Code::unavailable: return 503;
-    case CommandResult::Code::not_implemented: return 501;
+    case CommandResult::Code::done:
+        return 200;
+    case CommandResult::Code::accepted:
+        return 202;
+    case CommandResult::Code::not_found:
+        return 404;
+    case CommandResult::Code::conflict:
+        return 409;
+    case CommandResult::Code::invalid:
+        return 400;
+    case CommandResult::Code::unavailable:
+        return 503;
+    case CommandResult::Code::not_implemented:
+        return 501;
     }
     return 500;
 }
@@ -170,8 +177,9 @@ Response get_ready(const Request&, std::string_view, AdminApi& api)
 {
     const auto s = api.snapshot();
     if (s.draining)
-        return json_response(503, {{"ready", false}, {"primary", s.primary ? json(*s.primary) : json(nullptr)},
-                                   {"error", "shutting down"}});
+        return json_response(
+            503,
+            {{"ready", false}, {"primary", s.primary ? json(*s.primary) : json(nullptr)}, {"error", "shutting down"}});
     if (!s.primary)
         return json_response(503, {{"ready", false}, {"primary", nullptr}, {"error", "no usable primary"}});
     return json_response(200, {{"ready", true}, {"primary", *s.primary}});

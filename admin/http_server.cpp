@@ -25,7 +25,10 @@ constexpr std::string_view server_name = "pgswitch-admin";
 
 struct HttpServer::Shared {
     Shared(asio::any_io_executor ex, AdminApi& a, HttpServerOptions o)
-        : executor(std::move(ex)), acceptor(executor), api(a), options(o)
+        : executor(std::move(ex)),
+          acceptor(executor),
+          api(a),
+          options(o)
     {
     }
     asio::any_io_executor executor;

@@ -18,7 +18,7 @@
 namespace pgswitch::admin {
 
 struct HttpServerOptions {
-    std::size_t body_limit = 64 * 1024;   ///< larger bodies get 413
+    std::size_t body_limit = 64 * 1024;    ///< larger bodies get 413
     std::size_t header_limit = 16 * 1024;  ///< larger request heads get 431
     /// Reading one request, including the wait for it on a kept-alive
     /// connection: a silent client is closed after this.

@@ -44,10 +44,17 @@ std::string escape_label(std::string_view value)
     out.reserve(value.size());
     for (char c : value) {
         switch (c) {
-        case '\\': out += "\\\\"; break;
-        case '"': out += "\\\""; break;
-        case '\n': out += "\\n"; break;
-        default: out += c;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '"':
+            out += "\\\"";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        default:
+            out += c;
         }
     }
     return out;
@@ -152,8 +159,7 @@ std::string render_prometheus(const Snapshot& s)
 
     w.family("pgswitch_backend_up", "gauge", "1 when the backend is up (passing health checks, not drained or fenced)");
     for (const auto& b : s.backends)
-        w.sample("pgswitch_backend_up", {"backend", b.view.name},
-                 b.view.state == routing::BackendState::up ? 1 : 0);
+        w.sample("pgswitch_backend_up", {"backend", b.view.name}, b.view.state == routing::BackendState::up ? 1 : 0);
 
     w.family("pgswitch_backend_role", "gauge", "1 for the role the backend reports (primary, replica, unknown)");
     for (const auto& b : s.backends)
@@ -175,7 +181,8 @@ std::string render_prometheus(const Snapshot& s)
              "Transaction pooling: pooled server connections, by state (open = idle + lent + opening)");
     w.sample("pgswitch_pool_server_connections", {"state", "open"}, s.pool.open);
     w.sample("pgswitch_pool_server_connections", {"state", "idle"}, s.pool.idle);
-    w.family("pgswitch_pool_waiting_requests", "gauge", "Transaction pooling: requests waiting for a server connection");
+    w.family("pgswitch_pool_waiting_requests", "gauge",
+             "Transaction pooling: requests waiting for a server connection");
     w.sample("pgswitch_pool_waiting_requests", {}, s.pool.waiting);
     w.family("pgswitch_pool_size", "gauge", "proxy.pool_size");
     w.sample("pgswitch_pool_size", {}, s.pool.size);

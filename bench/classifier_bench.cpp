@@ -19,8 +19,10 @@ const std::vector<std::string> statements = {
     "SELECT abalance FROM pgbench_accounts WHERE aid = 48213",
     "UPDATE pgbench_accounts SET abalance = abalance + 12 WHERE aid = 48213",
     "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 48213, 12, CURRENT_TIMESTAMP)",
-    "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.created_at > now() - interval '1 day' ORDER BY o.id LIMIT 50",
-    "WITH recent AS (SELECT * FROM events WHERE ts > now() - interval '5 minutes') SELECT kind, count(*) FROM recent GROUP BY kind",
+    "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.created_at > now() - interval "
+    "'1 day' ORDER BY o.id LIMIT 50",
+    "WITH recent AS (SELECT * FROM events WHERE ts > now() - interval '5 minutes') SELECT kind, count(*) FROM recent "
+    "GROUP BY kind",
     "SELECT * FROM accounts WHERE id = 7 FOR UPDATE",
     "BEGIN",
     "COMMIT",
@@ -51,8 +53,8 @@ int main(int argc, char** argv)
     (void)run(false, 50);  // warm up allocator and caches
     std::printf("uncached: %.2f us/statement (%zu statements x %d)\n", run(false, iterations), statements.size(),
                 iterations);
-    std::printf("cached:   %.3f us/statement (%zu statements x %d)\n", run(true, iterations * 50),
-                statements.size(), iterations * 50);
+    std::printf("cached:   %.3f us/statement (%zu statements x %d)\n", run(true, iterations * 50), statements.size(),
+                iterations * 50);
     // pgbench -S in simple mode: a new literal every time, one shared entry.
     StatementCache cache(10'000);
     const int n = iterations * 50;
@@ -64,5 +66,6 @@ int main(int argc, char** argv)
     }
     const auto us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
     std::printf("literal-varying (pgbench -S shape): %.3f us/statement (%d statements, hits %llu, misses %llu)\n",
-                us / n, n, static_cast<unsigned long long>(cache.hits()), static_cast<unsigned long long>(cache.misses()));
+                us / n, n, static_cast<unsigned long long>(cache.hits()),
+                static_cast<unsigned long long>(cache.misses()));
 }

@@ -18,8 +18,7 @@
 namespace pgswitch::wire::auth {
 namespace {
 
-constexpr std::string_view b64_alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::string_view b64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// OpenSSL's one-shot functions fail only when memory runs out or the
 /// algorithm is unavailable (e.g. MD5 under a FIPS-only provider). None of the
@@ -34,11 +33,16 @@ constexpr std::string_view b64_alphabet =
 /// The value of one base64 character, or -1 outside the alphabet.
 int b64_value(char c) noexcept
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
     return -1;
 }
 
@@ -72,8 +76,7 @@ Key hmac_sha256(const Key& key, std::string_view data) noexcept
 {
     Key out{};
     unsigned int len = 0;
-    if (HMAC(EVP_sha256(), key.data(), int_len(key.size()), bytes(data), data.size(), out.data(),
-             &len) == nullptr ||
+    if (HMAC(EVP_sha256(), key.data(), int_len(key.size()), bytes(data), data.size(), out.data(), &len) == nullptr ||
         len != out.size())
         openssl_failure("HMAC-SHA-256");
     return out;
@@ -86,9 +89,8 @@ Key hmac_sha256(const Key& key, std::string_view data) noexcept
 Key salted_password(std::string_view password, std::string_view salt, int iterations) noexcept
 {
     Key out{};
-    if (PKCS5_PBKDF2_HMAC(password.data(), int_len(password.size()), bytes(salt),
-                          int_len(salt.size()), iterations, EVP_sha256(), int_len(out.size()),
-                          out.data()) != 1)
+    if (PKCS5_PBKDF2_HMAC(password.data(), int_len(password.size()), bytes(salt), int_len(salt.size()), iterations,
+                          EVP_sha256(), int_len(out.size()), out.data()) != 1)
         openssl_failure("PBKDF2-HMAC-SHA-256");
     return out;
 }
@@ -279,8 +281,7 @@ std::string md5_hex(std::string_view data)
     return out;
 }
 
-std::string md5_response(std::string_view user, std::string_view password,
-                         const std::array<char, 4>& salt)
+std::string md5_response(std::string_view user, std::string_view password, const std::array<char, 4>& salt)
 {
     // Protocol → Message Formats, AuthenticationMD5Password: the inner hash
     // is what pg_authid stores ("md5" prefix aside); the salt makes the reply
@@ -352,7 +353,8 @@ std::string format_scram_secret(const ScramSecret& s)
 // keeps the header in front: client_first_bare_ = gs2-header + client-first-bare.
 
 ScramServer::ScramServer(ScramSecret secret, std::string server_nonce)
-    : secret_(std::move(secret)), server_nonce_(std::move(server_nonce))
+    : secret_(std::move(secret)),
+      server_nonce_(std::move(server_nonce))
 {
 }
 
@@ -364,8 +366,8 @@ result<std::string> ScramServer::handle_client_first(std::string_view client_fir
     // gs2-header: cbind-flag "," [authzid] ",". "p=" asks for channel binding,
     // which we never advertise (no SCRAM-SHA-256-PLUS); PostgreSQL refuses an
     // authzid too, since the user comes from the startup packet.
-    if (client_first.size() < 3 || (client_first[0] != 'n' && client_first[0] != 'y') ||
-        client_first[1] != ',' || client_first[2] != ',')
+    if (client_first.size() < 3 || (client_first[0] != 'n' && client_first[0] != 'y') || client_first[1] != ',' ||
+        client_first[2] != ',')
         return errc::auth_protocol;
     const std::string_view bare = client_first.substr(3);
 
@@ -488,8 +490,8 @@ result<std::string> ScramClient::handle_server_first(std::string_view server_fir
             return errc::auth_protocol;
 
     // The server must extend our nonce, not replace it (replay protection).
-    if (nonce->size() <= client_nonce_.size() ||
-        nonce->substr(0, client_nonce_.size()) != client_nonce_ || !is_printable_nonce(*nonce))
+    if (nonce->size() <= client_nonce_.size() || nonce->substr(0, client_nonce_.size()) != client_nonce_ ||
+        !is_printable_nonce(*nonce))
         return errc::auth_protocol;
     auto salt = base64_decode(*salt_b64);
     const auto iterations = parse_positive_int(*iterations_text);
@@ -514,8 +516,7 @@ result<std::string> ScramClient::handle_server_first(std::string_view server_fir
     }
 
     const std::string final_without_proof = "c=biws,r=" + std::string(*nonce);
-    const std::string auth_message =
-        client_first_bare_ + "," + std::string(server_first) + "," + final_without_proof;
+    const std::string auth_message = client_first_bare_ + "," + std::string(server_first) + "," + final_without_proof;
     const Key stored_key = sha256(as_view(client_key));
     const Key proof = xor_keys(client_key, hmac_sha256(stored_key, auth_message));
     expected_server_signature_ = base64_encode(as_view(hmac_sha256(server_key, auth_message)));
@@ -537,8 +538,7 @@ boost::system::error_code ScramClient::handle_server_final(std::string_view serv
     if (!verifier || !attrs.at_end())
         return errc::auth_protocol;
     // Both are base64 of 32 bytes, so equal lengths mean equal-length encodings.
-    if (verifier->size() != expected.size() ||
-        CRYPTO_memcmp(verifier->data(), expected.data(), expected.size()) != 0)
+    if (verifier->size() != expected.size() || CRYPTO_memcmp(verifier->data(), expected.data(), expected.size()) != 0)
         return errc::auth_failed;
     return {};
 }

@@ -42,8 +42,7 @@ struct ScramSecret {
 };
 
 /// Derives a secret from a password (SaltedPassword = PBKDF2-HMAC-SHA-256).
-[[nodiscard]] ScramSecret make_scram_secret(std::string_view password, std::string_view salt,
-                                            int iterations = 4096);
+[[nodiscard]] ScramSecret make_scram_secret(std::string_view password, std::string_view salt, int iterations = 4096);
 [[nodiscard]] result<ScramSecret> parse_scram_secret(std::string_view text);
 [[nodiscard]] std::string format_scram_secret(const ScramSecret& s);
 

@@ -487,8 +487,8 @@ void build_parameter_description(std::string& out, const std::vector<std::int32_
     w.finish();
 }
 
-void build_notification_response(std::string& out, std::int32_t process_id,
-                                 std::string_view channel, std::string_view payload)
+void build_notification_response(std::string& out, std::int32_t process_id, std::string_view channel,
+                                 std::string_view payload)
 {
     MessageWriter w(out);
     w.begin(tag_of(Tag::NotificationResponse)).i32(process_id).cstring(channel).cstring(payload);
@@ -497,8 +497,7 @@ void build_notification_response(std::string& out, std::int32_t process_id,
 
 void build_copy_response(std::string& out, Tag tag, const CopyResponse& r)
 {
-    assert(tag == Tag::CopyInResponse || tag == Tag::CopyOutResponse ||
-           tag == Tag::CopyBothResponse);
+    assert(tag == Tag::CopyInResponse || tag == Tag::CopyOutResponse || tag == Tag::CopyBothResponse);
     MessageWriter w(out);
     w.begin(tag_of(tag)).u8(static_cast<std::uint8_t>(r.format));
     w.i16(checked_count(r.column_formats.size()));
@@ -535,8 +534,7 @@ void build_negotiate_protocol_version(std::string& out, std::int32_t newest_mino
     w.finish();
 }
 
-void build_error_fields(std::string& out, const std::vector<std::pair<char, std::string>>& fields,
-                        bool notice)
+void build_error_fields(std::string& out, const std::vector<std::pair<char, std::string>>& fields, bool notice)
 {
     MessageWriter w(out);
     w.begin(tag_of(notice ? Tag::NoticeResponse : Tag::ErrorResponse));

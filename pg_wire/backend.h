@@ -114,8 +114,8 @@ void build_portal_suspended(std::string& out);
 void build_row_description(std::string& out, const std::vector<FieldDescription>& fields);
 void build_data_row(std::string& out, const std::vector<std::optional<std::string>>& values);
 void build_parameter_description(std::string& out, const std::vector<std::int32_t>& type_oids);
-void build_notification_response(std::string& out, std::int32_t process_id,
-                                 std::string_view channel, std::string_view payload);
+void build_notification_response(std::string& out, std::int32_t process_id, std::string_view channel,
+                                 std::string_view payload);
 /// tag must be CopyInResponse, CopyOutResponse or CopyBothResponse.
 void build_copy_response(std::string& out, Tag tag, const CopyResponse& r);
 void build_copy_data(std::string& out, std::string_view data);
@@ -124,13 +124,11 @@ void build_function_call_response(std::string& out, std::optional<std::string_vi
 void build_negotiate_protocol_version(std::string& out, std::int32_t newest_minor,
                                       const std::vector<std::string_view>& unrecognized);
 /// ErrorResponse (or NoticeResponse when `notice`) from fields in order.
-void build_error_fields(std::string& out, const std::vector<std::pair<char, std::string>>& fields,
-                        bool notice = false);
+void build_error_fields(std::string& out, const std::vector<std::pair<char, std::string>>& fields, bool notice = false);
 /// The ErrorResponse pgswitch itself sends: severity ("ERROR", "FATAL"), SQLSTATE, message,
 /// then `extra` fields (code, value), e.g. {'R', "RevalidateCachedQuery"} where a client
 /// tells errors apart by the server routine that raised them.
 void build_error_response(std::string& out, std::string_view severity, std::string_view sqlstate,
-                          std::string_view message,
-                          const std::vector<std::pair<char, std::string_view>>& extra = {});
+                          std::string_view message, const std::vector<std::pair<char, std::string_view>>& extra = {});
 
 }  // namespace pgswitch::wire::be

@@ -35,4 +35,5 @@ using result = boost::system::result<T>;
 }  // namespace pgswitch::wire
 
 template <>
-struct boost::system::is_error_code_enum<pgswitch::wire::errc> : std::true_type {};
+struct boost::system::is_error_code_enum<pgswitch::wire::errc> : std::true_type {
+};

@@ -18,8 +18,8 @@ struct Frame {
 /// Caps on declared lengths. The limits protect the proxy from a peer that
 /// announces a huge message; bytes are buffered only as they arrive.
 struct Limits {
-    std::size_t max_startup = 10'000;           ///< Envoy and PostgreSQL cap startup packets
-    std::size_t max_message = 256u << 20;       ///< any regular message, including its length word
+    std::size_t max_startup = 10'000;      ///< Envoy and PostgreSQL cap startup packets
+    std::size_t max_message = 256u << 20;  ///< any regular message, including its length word
     /// When non-zero, types for which be::may_be_long() is false are capped
     /// here (libpq's 30,000-byte rule for server → client traffic).
     std::size_t max_short_message = 0;

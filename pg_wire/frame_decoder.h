@@ -58,10 +58,7 @@ public:
     /// Bytes received but not yet returned in a frame.
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
     /// Unconsumed bytes (e.g. to hand over to another decoder).
-    [[nodiscard]] std::string_view pending() const noexcept
-    {
-        return {buf_.get() + begin_, end_ - begin_};
-    }
+    [[nodiscard]] std::string_view pending() const noexcept { return {buf_.get() + begin_, end_ - begin_}; }
     /// Declared size of the partially received message at the front, or 0.
     [[nodiscard]] std::size_t wanted() const noexcept { return wanted_; }
     void set_limits(const Limits& l) noexcept { limits_ = l; }

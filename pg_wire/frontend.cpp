@@ -347,8 +347,7 @@ void build_password_message(std::string& out, std::string_view password)
     w.begin(tag_of(Tag::Password)).cstring(password).finish();
 }
 
-void build_sasl_initial_response(std::string& out, std::string_view mechanism,
-                                 std::string_view data)
+void build_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data)
 {
     MessageWriter w(out);
     w.begin(tag_of(Tag::Password)).cstring(mechanism);

@@ -105,8 +105,7 @@ void build_copy_fail(std::string& out, std::string_view message);
 void build_function_call(std::string& out, std::int32_t function_oid,
                          const std::vector<std::optional<std::string>>& args);
 void build_password_message(std::string& out, std::string_view password);
-void build_sasl_initial_response(std::string& out, std::string_view mechanism,
-                                 std::string_view data);
+void build_sasl_initial_response(std::string& out, std::string_view mechanism, std::string_view data);
 void build_sasl_response(std::string& out, std::string_view data);
 
 }  // namespace pgswitch::wire::fe

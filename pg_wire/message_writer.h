@@ -72,8 +72,7 @@ public:
     {
         const auto len = static_cast<std::uint32_t>(out_.size() - start_);
         for (int i = 0; i < 4; ++i)
-            out_[start_ + static_cast<std::size_t>(i)] =
-                static_cast<char>((len >> (24 - 8 * i)) & 0xff);
+            out_[start_ + static_cast<std::size_t>(i)] = static_cast<char>((len >> (24 - 8 * i)) & 0xff);
     }
 
 private:

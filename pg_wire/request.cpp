@@ -22,14 +22,29 @@ void parse_view(RequestMessage& m)
 {
     const auto body = body_of(m.raw);
     switch (m.tag) {
-    case fe::Tag::Query: store(m, fe::parse_query(body)); break;
-    case fe::Tag::Parse: store(m, fe::parse_parse(body)); break;
-    case fe::Tag::Bind: store(m, fe::parse_bind(body)); break;
-    case fe::Tag::Describe: store(m, fe::parse_describe(body)); break;
-    case fe::Tag::Execute: store(m, fe::parse_execute(body)); break;
-    case fe::Tag::Close: store(m, fe::parse_close(body)); break;
-    case fe::Tag::FunctionCall: store(m, fe::parse_function_call(body)); break;
-    default: break;  // Sync, Flush: nothing to read
+    case fe::Tag::Query:
+        store(m, fe::parse_query(body));
+        break;
+    case fe::Tag::Parse:
+        store(m, fe::parse_parse(body));
+        break;
+    case fe::Tag::Bind:
+        store(m, fe::parse_bind(body));
+        break;
+    case fe::Tag::Describe:
+        store(m, fe::parse_describe(body));
+        break;
+    case fe::Tag::Execute:
+        store(m, fe::parse_execute(body));
+        break;
+    case fe::Tag::Close:
+        store(m, fe::parse_close(body));
+        break;
+    case fe::Tag::FunctionCall:
+        store(m, fe::parse_function_call(body));
+        break;
+    default:
+        break;  // Sync, Flush: nothing to read
     }
 }
 

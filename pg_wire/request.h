@@ -20,8 +20,8 @@ namespace pgswitch::wire {
 /// proxy reads (monostate for Sync and Flush, and for a message whose body
 /// did not parse: then `malformed` is set and the server gets to refuse it).
 struct RequestMessage {
-    using View = std::variant<std::monostate, fe::Query, fe::Parse, fe::Bind, fe::Describe, fe::Execute,
-                              fe::Close, fe::FunctionCall>;
+    using View = std::variant<std::monostate, fe::Query, fe::Parse, fe::Bind, fe::Describe, fe::Execute, fe::Close,
+                              fe::FunctionCall>;
     fe::Tag tag = fe::Tag::Sync;
     std::string_view raw;  ///< the whole message (type byte, length, body) inside Request::bytes()
     View view;

@@ -89,10 +89,14 @@ result<StartupPacket> parse_startup_packet(std::string_view body)
     if (!code)
         return code.error();
     switch (*code) {
-    case startup_code::ssl_request: return code_only<SslRequest>(r);
-    case startup_code::gssenc_request: return code_only<GssEncRequest>(r);
-    case startup_code::cancel_request: return parse_cancel_request(r);
-    default: break;
+    case startup_code::ssl_request:
+        return code_only<SslRequest>(r);
+    case startup_code::gssenc_request:
+        return code_only<GssEncRequest>(r);
+    case startup_code::cancel_request:
+        return parse_cancel_request(r);
+    default:
+        break;
     }
     // Any 3.x is accepted: a minor above 0 is answered by the caller with
     // NegotiateProtocolVersion. Protocol 2 and unknown special codes end here.
@@ -101,8 +105,7 @@ result<StartupPacket> parse_startup_packet(std::string_view body)
     return parse_startup_message(*code, r);
 }
 
-void build_startup_message(std::string& out,
-                           const std::vector<std::pair<std::string, std::string>>& params)
+void build_startup_message(std::string& out, const std::vector<std::pair<std::string, std::string>>& params)
 {
     MessageWriter w(out);
     w.begin_untagged().i32(startup_code::protocol_3_0);

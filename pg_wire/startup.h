@@ -39,8 +39,7 @@ using StartupPacket = std::variant<StartupMessage, SslRequest, GssEncRequest, Ca
 [[nodiscard]] result<StartupPacket> parse_startup_packet(std::string_view body);
 
 /// Appends a StartupMessage for protocol 3.0 with `params` in order.
-void build_startup_message(std::string& out,
-                           const std::vector<std::pair<std::string, std::string>>& params);
+void build_startup_message(std::string& out, const std::vector<std::pair<std::string, std::string>>& params);
 void build_ssl_request(std::string& out);
 void build_gssenc_request(std::string& out);
 void build_cancel_request(std::string& out, std::int32_t process_id, std::int32_t secret_key);

@@ -196,8 +196,8 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
         auto it = stats.in_flight.find(b.name);
         in_flight.push_back(it == stats.in_flight.end() ? 0 : it->second);
     }
-    const auto d = routing::choose_target(e.request, routing::SessionConstraints{}, *view, runtime_.policy(),
-                                         balancer, "", in_flight);
+    const auto d = routing::choose_target(e.request, routing::SessionConstraints{}, *view, runtime_.policy(), balancer,
+                                          "", in_flight);
     if (d.backend)
         e.target = view->backends[*d.backend].name;
     e.reason = std::string(routing::to_string(d.reason));
@@ -251,15 +251,16 @@ bool AdminBridge::idle(const std::string& name) const
 void AdminBridge::share(std::function<std::string(std::vector<routing::SharedBackend>&)> change, std::string what)
 {
     auto* coord = runtime_.coordinator();
-    asio::co_spawn(runtime_.io(),
-                   [coord, change = std::move(change), what = std::move(what)]() -> awaitable<void> {
-                       const auto err = co_await coord->change_backends(change);
-                       if (err.empty())
-                           log::info("admin: ", what, ": stored in etcd for every instance");
-                       else
-                           log::error("admin: ", what, " failed: ", err);
-                   },
-                   asio::detached);
+    asio::co_spawn(
+        runtime_.io(),
+        [coord, change = std::move(change), what = std::move(what)]() -> awaitable<void> {
+            const auto err = co_await coord->change_backends(change);
+            if (err.empty())
+                log::info("admin: ", what, ": stored in etcd for every instance");
+            else
+                log::error("admin: ", what, " failed: ", err);
+        },
+        asio::detached);
 }
 
 void AdminBridge::share_drained(const std::string& name, bool drained)
@@ -301,8 +302,8 @@ CommandResult AdminBridge::remove_backend(std::string_view name_view)
         return CommandResult::error(Code::conflict, "cannot remove the last backend");
     const auto view = runtime_.cluster();
     if (const auto p = view->primary_index(); p && view->backends[*p].name == name)
-        return CommandResult::error(Code::conflict, in_quotes(name) +
-                                                        " is the primary: fail over (or drain it) before removing it");
+        return CommandResult::error(Code::conflict,
+                                    in_quotes(name) + " is the primary: fail over (or drain it) before removing it");
     if (runtime_.health())
         (void)runtime_.health()->set_drained(name, true);
     if (runtime_.coordinator())
@@ -385,12 +386,13 @@ CommandResult AdminBridge::enable_backend(std::string_view name)
     (void)runtime_.health()->set_drained(name, false);
     if (auto* coord = runtime_.coordinator()) {
         share_drained(std::string(name), false);
-        asio::co_spawn(runtime_.io(),
-                       [coord, n = std::string(name)]() -> awaitable<void> {
-                           if (!co_await coord->lift_fence(n))
-                               log::error("admin: could not lift the fence of ", n, " in etcd");
-                       },
-                       asio::detached);
+        asio::co_spawn(
+            runtime_.io(),
+            [coord, n = std::string(name)]() -> awaitable<void> {
+                if (!co_await coord->lift_fence(n))
+                    log::error("admin: could not lift the fence of ", n, " in etcd");
+            },
+            asio::detached);
     }
     log::info("admin: backend ", name, " enabled");
     return CommandResult::ok(note);
@@ -404,7 +406,7 @@ CommandResult AdminBridge::reload()
                                     "running from command-line flags: there is no config file to reload");
     if (!r.errors.empty()) {
         std::string message = "the config file has " + std::to_string(r.errors.size()) +
-                               " problem(s); the running configuration is kept: ";
+                              " problem(s); the running configuration is kept: ";
         for (std::size_t i = 0; i < r.errors.size(); ++i)
             message += (i ? "; " : "") + r.errors[i];
         return CommandResult::error(Code::invalid, message);

@@ -46,7 +46,8 @@ ConnectError protocol_error(std::string what)
 }  // namespace
 
 BackendConnection::BackendConnection(asio::any_io_executor ex)
-    : socket_(ex), decoder_(server_limits(), wire::FrameDecoder::Phase::regular)
+    : socket_(ex),
+      decoder_(server_limits(), wire::FrameDecoder::Phase::regular)
 {
 }
 
@@ -73,16 +74,14 @@ awaitable<std::variant<wire::Frame, error_code>> BackendConnection::read_frame()
         if (*next)
             co_return **next;
         auto region = decoder_.prepare();
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(region.data(), region.size()),
-                                                        use_nothrow);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
         if (ec)
             co_return ec;
         decoder_.commit(n);
     }
 }
 
-awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::string& host,
-                                                                  std::uint16_t port,
+awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::string& host, std::uint16_t port,
                                                                   const ServerStartup& startup,
                                                                   std::chrono::milliseconds timeout)
 {
@@ -105,8 +104,8 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     auto result = co_await (attempt() || deadline.async_wait(use_nothrow));
     if (result.index() == 1) {
         close();
-        co_return ConnectError{asio::error::timed_out,
-                               "timeout connecting to " + host + ":" + std::to_string(port), {}};
+        co_return ConnectError{
+            asio::error::timed_out, "timeout connecting to " + host + ":" + std::to_string(port), {}};
     }
     auto err = std::get<0>(std::move(result));
     if (err)
@@ -149,7 +148,8 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
                 break;
             case wire::AuthCode::cleartext_password:
                 if (!pw)
-                    co_return protocol_error("server asked for a cleartext password; only a SCRAM secret is configured");
+                    co_return protocol_error(
+                        "server asked for a cleartext password; only a SCRAM secret is configured");
                 out_.clear();
                 fe::build_password_message(out_, *pw);
                 if (auto ec = co_await write(out_))
@@ -157,7 +157,8 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
                 break;
             case wire::AuthCode::md5_password: {
                 if (!pw || auth->data.size() != 4)
-                    co_return protocol_error(pw ? "malformed md5 request" : "server asked for md5; only a SCRAM secret is configured");
+                    co_return protocol_error(pw ? "malformed md5 request"
+                                                : "server asked for md5; only a SCRAM secret is configured");
                 std::array<char, 4> salt{};
                 std::copy(auth->data.begin(), auth->data.end(), salt.begin());
                 out_.clear();
@@ -199,7 +200,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
 }
 
 awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std::string_view mechanisms,
-                                                                           const ServerStartup& startup)
+                                                                            const ServerStartup& startup)
 {
     auto list = be::parse_sasl_mechanisms(mechanisms);
     if (!list)
@@ -232,8 +233,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std:
     if (static_cast<be::Tag>(f.tag) == be::Tag::ErrorResponse)
         co_return server_error(f);
     auto cont = be::parse_authentication(f.body);
-    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !cont ||
-        cont->code != wire::AuthCode::sasl_continue)
+    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !cont || cont->code != wire::AuthCode::sasl_continue)
         co_return protocol_error("expected AuthenticationSASLContinue");
     auto final_msg = scram->handle_server_first(cont->data);
     if (!final_msg)
@@ -251,8 +251,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std:
     if (static_cast<be::Tag>(f.tag) == be::Tag::ErrorResponse)
         co_return server_error(f);
     auto fin = be::parse_authentication(f.body);
-    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !fin ||
-        fin->code != wire::AuthCode::sasl_final)
+    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !fin || fin->code != wire::AuthCode::sasl_final)
         co_return protocol_error("expected AuthenticationSASLFinal");
     if (auto ec = scram->handle_server_final(fin->data))
         co_return ConnectError{ec, "server's SCRAM signature did not verify", {}};

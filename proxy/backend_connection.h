@@ -38,8 +38,8 @@ struct ServerStartup {
 /// Outcome of connect(): either success, or an error the client should see.
 struct ConnectError {
     error_code ec;
-    std::string message;     ///< for logs and for a synthesized ErrorResponse
-    std::string server_error;///< the server's own ErrorResponse bytes, forwarded as is when set
+    std::string message;       ///< for logs and for a synthesized ErrorResponse
+    std::string server_error;  ///< the server's own ErrorResponse bytes, forwarded as is when set
 };
 
 /// Rows of a simple query, text format.
@@ -53,8 +53,7 @@ public:
 
     /// Connects and logs in; on success the connection is idle after its first
     /// ReadyForQuery. `timeout` bounds the whole exchange.
-    [[nodiscard]] awaitable<std::optional<ConnectError>> connect(const std::string& host,
-                                                                 std::uint16_t port,
+    [[nodiscard]] awaitable<std::optional<ConnectError>> connect(const std::string& host, std::uint16_t port,
                                                                  const ServerStartup& startup,
                                                                  std::chrono::milliseconds timeout);
 
@@ -79,7 +78,7 @@ public:
 private:
     [[nodiscard]] awaitable<std::optional<ConnectError>> login(const ServerStartup& startup);
     [[nodiscard]] awaitable<std::optional<ConnectError>> authenticate_sasl(std::string_view mechanisms,
-                                                                          const ServerStartup& startup);
+                                                                           const ServerStartup& startup);
 
     tcp::socket socket_;
     tcp::endpoint endpoint_;

@@ -37,8 +37,7 @@ public:
 private:
     static std::uint64_t key(std::int32_t pid, std::int32_t secret) noexcept
     {
-        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) |
-               static_cast<std::uint32_t>(secret);
+        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) | static_cast<std::uint32_t>(secret);
     }
     std::atomic<int> instance_id_{0};
     mutable std::mutex mutex_;

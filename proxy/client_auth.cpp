@@ -78,9 +78,8 @@ awaitable<bool> ClientSession::authenticate(const UserConfig* user)
                                 SessionEnd::client_protocol_error);
             co_return false;
         }
-        const std::string expected = method == AuthMethod::md5
-                                         ? auth::md5_response(user_, *user->password, salt)
-                                         : *user->password;
+        const std::string expected = method == AuthMethod::md5 ? auth::md5_response(user_, *user->password, salt)
+                                                               : *user->password;
         if (!equal_constant_time(msg->password, expected)) {
             co_await send_fatal(wire::sqlstate::invalid_password, failed, SessionEnd::auth_failed);
             co_return false;

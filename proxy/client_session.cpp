@@ -37,11 +37,16 @@ wire::Limits client_limits(const Config& c)
 std::string_view to_string(SessionEnd e) noexcept
 {
     switch (e) {
-    case SessionEnd::client_closed: return "client closed";
-    case SessionEnd::client_protocol_error: return "client protocol error";
-    case SessionEnd::auth_failed: return "authentication failed";
-    case SessionEnd::backend_lost: return "server connection lost";
-    case SessionEnd::shutdown: return "shutdown";
+    case SessionEnd::client_closed:
+        return "client closed";
+    case SessionEnd::client_protocol_error:
+        return "client protocol error";
+    case SessionEnd::auth_failed:
+        return "authentication failed";
+    case SessionEnd::backend_lost:
+        return "server connection lost";
+    case SessionEnd::shutdown:
+        return "shutdown";
     }
     return "unknown";
 }
@@ -72,7 +77,8 @@ void ClientSession::start()
 {
     runtime_.session_started(shared_from_this());
     auto self = shared_from_this();
-    asio::co_spawn(runtime_.io(), [self]() { return self->run(); }, close_on_failure("internal error"));
+    asio::co_spawn(
+        runtime_.io(), [self]() { return self->run(); }, close_on_failure("internal error"));
 }
 
 std::function<void(std::exception_ptr)> ClientSession::close_on_failure(const char* what)
@@ -149,11 +155,15 @@ void ClientSession::on_drain()
         return;
     if (links_.empty() || idle()) {
         auto self = shared_from_this();
-        asio::co_spawn(runtime_.io(), [self]() -> awaitable<void> {
-            co_await self->send_fatal(sqlstate::admin_shutdown,
-                                      "terminating connection due to administrator command (pgswitch is shutting down)",
-                                      SessionEnd::shutdown);
-        }, asio::detached);
+        asio::co_spawn(
+            runtime_.io(),
+            [self]() -> awaitable<void> {
+                co_await self->send_fatal(
+                    sqlstate::admin_shutdown,
+                    "terminating connection due to administrator command (pgswitch is shutting down)",
+                    SessionEnd::shutdown);
+            },
+            asio::detached);
     }
 }
 
@@ -197,8 +207,8 @@ awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
                 // sent a Terminate before its StartupMessage, node-postgres
                 // when it ends at once): the server only logs it and hangs up
                 // (postmaster.c "invalid length of startup packet"), so do we.
-                log::info("session ", id_, " from ", peer_, ": invalid startup packet (",
-                          next.error().message(), "): closing");
+                log::info("session ", id_, " from ", peer_, ": invalid startup packet (", next.error().message(),
+                          "): closing");
                 end_ = end_.value_or(SessionEnd::client_protocol_error);
                 close();
                 co_return std::nullopt;
@@ -244,8 +254,8 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             const std::string message = unsupported
                                             ? std::string("unsupported frontend protocol: pgswitch speaks protocol 3.0")
                                             : "invalid startup packet: " + packet.error().message();
-            co_await send_fatal(unsupported ? sqlstate::feature_not_supported : sqlstate::protocol_violation,
-                                message, SessionEnd::client_protocol_error);
+            co_await send_fatal(unsupported ? sqlstate::feature_not_supported : sqlstate::protocol_violation, message,
+                                SessionEnd::client_protocol_error);
             co_return std::nullopt;
         }
         if (std::holds_alternative<wire::SslRequest>(*packet)) {
@@ -288,8 +298,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
                 // The target may run on another worker: its state is read on its own thread.
                 auto target_executor = target->stream_.socket().get_executor();
                 co_await asio::co_spawn(target_executor, target->cancel_running_query(), asio::use_awaitable);
-            }
-            else if (runtime_.coordinator())
+            } else if (runtime_.coordinator())
                 // Another instance's client, sent here by a load balancer.
                 co_await asio::co_spawn(runtime_.main_io(), runtime_.forward_cancel(*cancel), asio::use_awaitable);
             else
@@ -343,13 +352,12 @@ awaitable<void> ClientSession::run()
         database_ = user_;  // libpq's and the server's default
     if (user_.empty()) {
         co_await send_fatal(sqlstate::invalid_authorization_specification,
-                            "no PostgreSQL user name specified in startup packet",
-                            SessionEnd::client_protocol_error);
+                            "no PostgreSQL user name specified in startup packet", SessionEnd::client_protocol_error);
         co_return;
     }
     if (!startup_.get("replication").empty()) {
-        co_await send_fatal(sqlstate::feature_not_supported,
-                            "pgswitch does not proxy replication connections", SessionEnd::auth_failed);
+        co_await send_fatal(sqlstate::feature_not_supported, "pgswitch does not proxy replication connections",
+                            SessionEnd::auth_failed);
         co_return;
     }
     if (runtime_.draining()) {
@@ -357,8 +365,7 @@ awaitable<void> ClientSession::run()
         co_return;
     }
     if (!runtime_.try_admit_client()) {
-        co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already",
-                            SessionEnd::auth_failed);
+        co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already", SessionEnd::auth_failed);
         co_return;
     }
     admitted_ = true;
@@ -382,7 +389,6 @@ awaitable<void> ClientSession::run()
     if (end_ && *end_ != SessionEnd::client_closed)
         log::info("session ", id_, " from ", peer_, " ended: ", to_string(*end_));
 }
-
 
 awaitable<bool> ClientSession::connect_identity()
 {
@@ -523,7 +529,8 @@ awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& n
     std::optional<std::size_t> idx = view->primary_index();
     if (!idx)
         for (std::size_t i = 0; i < view->backends.size() && !idx; ++i)
-            if (view->backends[i].state == routing::BackendState::up && view->backends[i].role == routing::Role::replica)
+            if (view->backends[i].state == routing::BackendState::up &&
+                view->backends[i].role == routing::Role::replica)
                 idx = i;
     if (!idx) {
         runtime_.end_catalog_refresh(database_);
@@ -557,8 +564,8 @@ void ClientSession::add_link(std::shared_ptr<ServerLink> link)
 {
     links_.push_back(link);
     auto self = shared_from_this();
-    asio::co_spawn(runtime_.io(), [self, link]() { return self->run_link(link); },
-                   close_on_failure("server pump failed"));
+    asio::co_spawn(
+        runtime_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
 }
 
 awaitable<void> ClientSession::relay_client()
@@ -592,8 +599,8 @@ awaitable<void> ClientSession::relay_client()
             const auto f = **next;
             if (!fe::is_known(f.tag)) {
                 (void)co_await flush_copy();
-                const std::string message =
-                    "invalid frontend message type " + std::to_string(static_cast<unsigned char>(f.tag));
+                const std::string message = "invalid frontend message type " +
+                                            std::to_string(static_cast<unsigned char>(f.tag));
                 co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
                 co_return;
             }

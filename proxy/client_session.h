@@ -161,8 +161,8 @@ private:
     [[nodiscard]] awaitable<bool> check_statements(ServerLink& link, const wire::Request& request);
     /// Statements the client Described that this request uses and `link`
     /// has not prepared (in the version the client has).
-    [[nodiscard]] std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> statements_to_check(
-        const ServerLink& link, const wire::Request& request) const;
+    [[nodiscard]] std::vector<std::pair<std::string_view, const routing::PreparedStatement*>>
+    statements_to_check(const ServerLink& link, const wire::Request& request) const;
     /// `link` must prepare a statement the client Described before this request.
     [[nodiscard]] bool needs_check(const ServerLink& link, const wire::Request& request) const;
     /// Builds in hidden_ what `link` lacks of the session's state before the
@@ -220,10 +220,7 @@ private:
     [[nodiscard]] awaitable<std::optional<wire::Frame>> read_client_frame();
     /// Sends an ErrorResponse (and closes the session when FATAL).
     awaitable<void> send_fatal(std::string_view sqlstate, std::string_view message, SessionEnd why);
-    [[nodiscard]] bool idle() const noexcept
-    {
-        return !any_pending() && tx_status_ == wire::TxStatus::idle;
-    }
+    [[nodiscard]] bool idle() const noexcept { return !any_pending() && tx_status_ == wire::TxStatus::idle; }
     [[nodiscard]] bool read_your_writes_lsn() const noexcept;
 
     Runtime& runtime_;
@@ -234,7 +231,7 @@ private:
     wire::StartupMessage startup_;
     std::string user_;
     std::string database_;
-    bool admitted_ = false;        // counted against max_client_connections
+    bool admitted_ = false;  // counted against max_client_connections
     bool closed_ = false;
     std::optional<SessionEnd> end_;
     /// Credentials to log in to servers as this user (password, or SCRAM keys
@@ -262,15 +259,15 @@ private:
     /// After an error answered by pgswitch in an unsynced extended request,
     /// messages are dropped until Sync, as the server itself does.
     bool discard_until_sync_ = false;
-    bool retrying_ = false;        // a kept request is being moved to the primary
-    bool catalog_stale_ = false;   // set by analyze(): the database's function catalog needs a refresh
+    bool retrying_ = false;              // a kept request is being moved to the primary
+    bool catalog_stale_ = false;         // set by analyze(): the database's function catalog needs a refresh
     bool checking_termination_ = false;  // an idle link said FATAL: is it pg_terminate_backend() of the client's pid?
-    std::string peer_host_;        // client address without port, for ip_hash
+    std::string peer_host_;              // client address without port, for ip_hash
     std::string scratch_;
     /// proxy.pool_mode = "transaction" when the session logged in.
     bool pooling_ = false;
-    std::string signature_;          // startup parameters, canonical (ServerPool::make_signature)
-    bool pool_timed_out_ = false;    // set by borrow_link()
+    std::string signature_;        // startup parameters, canonical (ServerPool::make_signature)
+    bool pool_timed_out_ = false;  // set by borrow_link()
 };
 
 }  // namespace pgswitch::proxy

@@ -7,8 +7,7 @@ namespace {
 constexpr std::size_t queue_high_water = 1u << 20;
 }  // namespace
 
-ClientStream::ClientStream(tcp::socket socket)
-    : socket_(std::move(socket)), drained_(socket_.get_executor())
+ClientStream::ClientStream(tcp::socket socket) : socket_(std::move(socket)), drained_(socket_.get_executor())
 {
     drained_.expires_at(asio::steady_timer::time_point::max());
 }

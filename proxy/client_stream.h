@@ -41,10 +41,10 @@ private:
     tcp::socket socket_;
     std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
     bool writing_ = false;
-    std::string queued_;         // bytes appended while a write was in progress
-    std::string inflight_;       // the queued bytes being written now
+    std::string queued_;    // bytes appended while a write was in progress
+    std::string inflight_;  // the queued bytes being written now
     error_code write_error_;
-    asio::steady_timer drained_; // cancelled whenever queued_ is flushed
+    asio::steady_timer drained_;  // cancelled whenever queued_ is flushed
 };
 
 }  // namespace pgswitch::proxy

@@ -109,8 +109,9 @@ std::string ClusterCoordinator::writes_blocked() const
         return "etcd not reached yet: writes wait until this instance can confirm the primary";
     const auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - *etcd_seen_);
     if (ago > ttl_)
-        return "etcd not reached for " + std::to_string(ago.count()) + " ms (cluster.lease_ttl_ms = " +
-               std::to_string(ttl_.count()) + "): another instance may be changing the primary";
+        return "etcd not reached for " + std::to_string(ago.count()) +
+               " ms (cluster.lease_ttl_ms = " + std::to_string(ttl_.count()) +
+               "): another instance may be changing the primary";
     return {};
 }
 
@@ -158,7 +159,8 @@ awaitable<void> ClusterCoordinator::run()
             if (blocked)
                 log::warning("cluster: ", writes_blocked(), "; no writes until it is reached again");
             else
-                log::info("cluster: etcd reached; writes go to ", topology_.primary.empty() ? "the primary" : topology_.primary);
+                log::info("cluster: etcd reached; writes go to ",
+                          topology_.primary.empty() ? "the primary" : topology_.primary);
             if (auto* h = runtime_.health())
                 h->follow_topology();
         }
@@ -213,7 +215,8 @@ awaitable<bool> ClusterCoordinator::register_instance()
         co_return false;
     }
     if (id_ != 0 && id_ != claimed)
-        log::warning("cluster: instance id changed from ", id_, " to ", claimed, " (cancels of older sessions will not be forwarded here)");
+        log::warning("cluster: instance id changed from ", id_, " to ", claimed,
+                     " (cancels of older sessions will not be forwarded here)");
     id_ = claimed;
     runtime_.cancels().set_instance_id(id_);
     const routing::InstanceInfo me{name_, listen_, admin_, id_};

@@ -113,9 +113,9 @@ private:
     std::vector<routing::SharedBackend> backends_;
     std::int64_t backends_revision_ = 0;
     std::vector<routing::InstanceInfo> instances_;
-    std::optional<Clock::time_point> etcd_seen_;    ///< start of the last request etcd answered
+    std::optional<Clock::time_point> etcd_seen_;      ///< start of the last request etcd answered
     std::optional<Clock::time_point> lease_renewed_;  ///< start of the last successful keepalive
-    bool blocked_ = false;  ///< writes_blocked() was non-empty at the last check
+    bool blocked_ = false;                            ///< writes_blocked() was non-empty at the last check
     bool stopped_ = false;
     asio::steady_timer wake_;
 };

@@ -30,51 +30,69 @@ constexpr std::string_view scram_prefix = "SCRAM-SHA-256$";
 
 /// Renders one TOML key for a dotted path: bare keys as-is, anything else
 /// quoted, so that `"a.b" = 1` is not mistaken for `a.b = 1` in a message.
-std::string key_part(std::string_view k) {
+std::string key_part(std::string_view k)
+{
     const bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](char ch) {
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-               ch == '_' || ch == '-';
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+               ch == '-';
     });
-    if (bare) return std::string(k);
+    if (bare)
+        return std::string(k);
     std::string out = "\"";
     for (char ch : k) {
-        if (ch == '"' || ch == '\\') out += '\\';
+        if (ch == '"' || ch == '\\')
+            out += '\\';
         out += ch;
     }
     out += '"';
     return out;
 }
 
-std::string join_key(const std::string& prefix, std::string_view k) {
+std::string join_key(const std::string& prefix, std::string_view k)
+{
     return prefix.empty() ? key_part(k) : prefix + "." + key_part(k);
 }
 
-std::string index_key(const std::string& prefix, std::size_t i) {
+std::string index_key(const std::string& prefix, std::size_t i)
+{
     return prefix + "[" + std::to_string(i) + "]";
 }
 
-std::string_view type_name(toml::node_type t) {
+std::string_view type_name(toml::node_type t)
+{
     switch (t) {
-        case toml::node_type::string: return "string";
-        case toml::node_type::integer: return "integer";
-        case toml::node_type::floating_point: return "floating-point number";
-        case toml::node_type::boolean: return "boolean";
-        case toml::node_type::date: return "date";
-        case toml::node_type::time: return "time";
-        case toml::node_type::date_time: return "date-time";
-        case toml::node_type::array: return "array";
-        case toml::node_type::table: return "table";
-        case toml::node_type::none: break;
+    case toml::node_type::string:
+        return "string";
+    case toml::node_type::integer:
+        return "integer";
+    case toml::node_type::floating_point:
+        return "floating-point number";
+    case toml::node_type::boolean:
+        return "boolean";
+    case toml::node_type::date:
+        return "date";
+    case toml::node_type::time:
+        return "time";
+    case toml::node_type::date_time:
+        return "date-time";
+    case toml::node_type::array:
+        return "array";
+    case toml::node_type::table:
+        return "table";
+    case toml::node_type::none:
+        break;
     }
     return "nothing";
 }
 
-std::string quoted(std::string_view s) {
+std::string quoted(std::string_view s)
+{
     return "\"" + std::string(s) + "\"";
 }
 
 /// Parses "host:port" or "[v6]:port"; on failure says why in `why`.
-std::optional<Endpoint> parse_endpoint_why(std::string_view text, std::string& why) {
+std::optional<Endpoint> parse_endpoint_why(std::string_view text, std::string& why)
+{
     std::string_view host;
     std::string_view rest;
     if (!text.empty() && text.front() == '[') {
@@ -116,8 +134,7 @@ std::optional<Endpoint> parse_endpoint_why(std::string_view text, std::string& w
         return std::nullopt;
     }
     const bool host_ok = std::none_of(host.begin(), host.end(), [](char ch) {
-        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '/' || ch == '[' ||
-               ch == ']';
+        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '/' || ch == '[' || ch == ']';
     });
     if (!host_ok) {
         why = "host \"" + std::string(host) + "\" contains invalid characters";
@@ -144,8 +161,10 @@ std::optional<Endpoint> parse_endpoint_why(std::string_view text, std::string& w
 
 /// True for "localhost", 127.0.0.0/8 and ::1 (also the v4-mapped 127/8):
 /// the admin API may run without a token only where no one else can reach it.
-bool is_loopback(const std::string& host) {
-    if (host == "localhost") return true;
+bool is_loopback(const std::string& host)
+{
+    if (host == "localhost")
+        return true;
     in_addr a4{};
     if (inet_pton(AF_INET, host.c_str(), &a4) == 1) {
         const auto* b = reinterpret_cast<const unsigned char*>(&a4.s_addr);
@@ -155,7 +174,8 @@ bool is_loopback(const std::string& host) {
     if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) {
         const unsigned char* b = a6.s6_addr;
         static constexpr unsigned char loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        if (std::memcmp(b, loop6, 16) == 0) return true;
+        if (std::memcmp(b, loop6, 16) == 0)
+            return true;
         static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         return std::memcmp(b, mapped, 12) == 0 && b[12] == 127;
     }
@@ -169,33 +189,33 @@ struct EnumName {
     E value;
 };
 
-constexpr EnumName<PoolMode> pool_modes[] = {{"session", PoolMode::session},
-                                             {"transaction", PoolMode::transaction}};
-constexpr EnumName<LoadBalancing> load_balancings[] = {
-    {"round_robin", LoadBalancing::round_robin},
-    {"least_connections", LoadBalancing::least_connections},
-    {"ip_hash", LoadBalancing::ip_hash}};
+constexpr EnumName<PoolMode> pool_modes[] = {{"session", PoolMode::session}, {"transaction", PoolMode::transaction}};
+constexpr EnumName<LoadBalancing> load_balancings[] = {{"round_robin", LoadBalancing::round_robin},
+                                                       {"least_connections", LoadBalancing::least_connections},
+                                                       {"ip_hash", LoadBalancing::ip_hash}};
 constexpr EnumName<ReadYourWrites> read_your_writes_names[] = {
     {"lsn", ReadYourWrites::lsn}, {"session", ReadYourWrites::session}, {"off", ReadYourWrites::off}};
-constexpr EnumName<FailoverMode> failover_modes[] = {{"auto", FailoverMode::automatic},
-                                                     {"manual", FailoverMode::manual},
-                                                     {"external", FailoverMode::external}};
-constexpr EnumName<AuthMethod> auth_methods[] = {{"scram-sha-256", AuthMethod::scram_sha_256},
-                                                 {"md5", AuthMethod::md5},
-                                                 {"password", AuthMethod::password}};
+constexpr EnumName<FailoverMode> failover_modes[] = {
+    {"auto", FailoverMode::automatic}, {"manual", FailoverMode::manual}, {"external", FailoverMode::external}};
+constexpr EnumName<AuthMethod> auth_methods[] = {
+    {"scram-sha-256", AuthMethod::scram_sha_256}, {"md5", AuthMethod::md5}, {"password", AuthMethod::password}};
 
 template <class E, std::size_t N>
-std::string_view enum_name(const EnumName<E> (&names)[N], E v) noexcept {
+std::string_view enum_name(const EnumName<E> (&names)[N], E v) noexcept
+{
     for (const auto& n : names)
-        if (n.value == v) return n.name;
+        if (n.value == v)
+            return n.name;
     return "?";
 }
 
 template <class E, std::size_t N>
-std::string allowed_list(const EnumName<E> (&names)[N]) {
+std::string allowed_list(const EnumName<E> (&names)[N])
+{
     std::string out;
     for (std::size_t i = 0; i < N; ++i) {
-        if (i != 0) out += ", ";
+        if (i != 0)
+            out += ", ";
         out += quoted(names[i].name);
     }
     return out;
@@ -208,7 +228,8 @@ class Validator {
 public:
     explicit Validator(const Config& c) : c_(c) {}
 
-    std::vector<ConfigError> run() {
+    std::vector<ConfigError> run()
+    {
         check_proxy();
         check_admin();
         check_routing();
@@ -221,18 +242,25 @@ public:
     }
 
 private:
-    void error(std::string key, std::string message) {
+    void error(std::string key, std::string message)
+    {
         errors_.push_back(ConfigError{c_.source, std::move(key), std::move(message)});
     }
-    void at_least(const std::string& key, std::int64_t v, std::int64_t min) {
-        if (v < min) error(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(v));
+    void at_least(const std::string& key, std::int64_t v, std::int64_t min)
+    {
+        if (v < min)
+            error(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(v));
     }
-    void check_endpoint(const std::string& key, const Endpoint& e) {
-        if (e.host.empty()) error(key, "host is empty");
-        if (e.port == 0) error(key, "port must be 1..65535");
+    void check_endpoint(const std::string& key, const Endpoint& e)
+    {
+        if (e.host.empty())
+            error(key, "host is empty");
+        if (e.port == 0)
+            error(key, "port must be 1..65535");
     }
 
-    void check_proxy() {
+    void check_proxy()
+    {
         const auto& p = c_.proxy;
         check_endpoint("proxy.listen", p.listen);
         at_least("proxy.workers", p.workers, 0);
@@ -250,14 +278,16 @@ private:
             error("proxy.tls_cert", "must be set when proxy.tls_key is set");
     }
 
-    void check_admin() {
+    void check_admin()
+    {
         const auto& a = c_.admin;
         check_endpoint("admin.listen", a.listen);
         if (!a.listen.host.empty() && !is_loopback(a.listen.host) && a.token.empty())
             error("admin.listen", "refuses to start: non-loopback admin.listen needs admin.token");
     }
 
-    void check_routing() {
+    void check_routing()
+    {
         const auto& r = c_.routing;
         at_least("routing.max_replica_lag_bytes", r.max_replica_lag_bytes, 0);
         at_least("routing.read_your_writes_wait_ms", r.read_your_writes_wait_ms, 0);
@@ -265,23 +295,28 @@ private:
             error("routing.read_your_writes_wait_ms", "must be at most 10000 (a read waits that long at most)");
         const auto check_names = [this](const std::string& key, const std::vector<std::string>& v) {
             for (std::size_t i = 0; i < v.size(); ++i)
-                if (v[i].empty()) error(index_key(key, i), "function name is empty");
+                if (v[i].empty())
+                    error(index_key(key, i), "function name is empty");
         };
         check_names("routing.write_functions", r.write_functions);
         check_names("routing.read_only_functions", r.read_only_functions);
     }
 
-    void check_health() {
+    void check_health()
+    {
         const auto& h = c_.health;
         at_least("health.interval_ms", h.interval_ms, 1);
         at_least("health.timeout_ms", h.timeout_ms, 1);
         at_least("health.failure_threshold", h.failure_threshold, 1);
         at_least("health.restart_grace_ms", h.restart_grace_ms, 0);
-        if (h.user.empty()) error("health.user", "must not be empty");
-        if (h.database.empty()) error("health.database", "must not be empty");
+        if (h.user.empty())
+            error("health.user", "must not be empty");
+        if (h.database.empty())
+            error("health.database", "must not be empty");
     }
 
-    void check_cluster() {
+    void check_cluster()
+    {
         const auto& c = c_.cluster;
         for (std::size_t i = 0; i < c.etcd.size(); ++i) {
             const auto& url = c.etcd[i];
@@ -289,7 +324,8 @@ private:
             const auto colon = rest.rfind(':');
             if (rest.empty() || colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size() ||
                 rest.substr(colon + 1).find_first_not_of("0123456789") != std::string_view::npos)
-                error(index_key("cluster.etcd", i), "must be an etcd client URL \"http://host:port\", got \"" + url + "\"");
+                error(index_key("cluster.etcd", i),
+                      "must be an etcd client URL \"http://host:port\", got \"" + url + "\"");
         }
         if (c.enabled() && (c.prefix.empty() || c.prefix.front() != '/'))
             error("cluster.prefix", "must start with \"/\"");
@@ -302,7 +338,8 @@ private:
 
     void check_failover() { at_least("failover.wait_for_primary_ms", c_.failover.wait_for_primary_ms, 1); }
 
-    void check_backends() {
+    void check_backends()
+    {
         if (c_.backends.empty()) {
             error("backends", "at least one [[backends]] entry is required");
             return;
@@ -317,13 +354,16 @@ private:
                 error(key + ".name", "duplicate backend name " + quoted(b.name) + " (also backends[" +
                                          std::to_string(it->second) + "])");
             }
-            if (b.host.empty()) error(key + ".host", "must not be empty");
-            if (b.port == 0) error(key + ".port", "must be 1..65535, got 0");
+            if (b.host.empty())
+                error(key + ".host", "must not be empty");
+            if (b.port == 0)
+                error(key + ".port", "must be 1..65535, got 0");
             at_least(key + ".weight", b.weight, 0);
         }
     }
 
-    void check_users() {
+    void check_users()
+    {
         if (c_.users.empty()) {
             error("users", "at least one [[users]] entry is required");
             return;
@@ -335,8 +375,8 @@ private:
             if (u.name.empty()) {
                 error(key + ".name", "must not be empty");
             } else if (auto [it, fresh] = seen.emplace(u.name, i); !fresh) {
-                error(key + ".name", "duplicate user name " + quoted(u.name) + " (also users[" +
-                                         std::to_string(it->second) + "])");
+                error(key + ".name",
+                      "duplicate user name " + quoted(u.name) + " (also users[" + std::to_string(it->second) + "])");
             }
             if (!u.password && !u.scram_secret) {
                 error(key + ".password", "user needs a password or a scram_secret");
@@ -349,7 +389,8 @@ private:
                                                 " needs a plaintext password, not a scram_secret");
             }
             // PostgreSQL itself refuses empty passwords, so one here can never log in.
-            if (u.password && u.password->empty()) error(key + ".password", "must not be empty");
+            if (u.password && u.password->empty())
+                error(key + ".password", "must not be empty");
             if (u.scram_secret && !u.scram_secret->starts_with(scram_prefix))
                 error(key + ".scram_secret", "must start with \"SCRAM-SHA-256$\"");
         }
@@ -368,7 +409,8 @@ class TomlReader {
 public:
     TomlReader(std::string file, Config& c) : file_(std::move(file)), c_(c) {}
 
-    void read(const toml::table& root) {
+    void read(const toml::table& root)
+    {
         read_fields(root, "",
                     {{"proxy", section(&TomlReader::read_proxy)},
                      {"admin", section(&TomlReader::read_admin)},
@@ -389,16 +431,19 @@ private:
         Reader read;
     };
 
-    void error(std::string key, std::string message) {
+    void error(std::string key, std::string message)
+    {
         errors_.push_back(ConfigError{file_, std::move(key), std::move(message)});
     }
-    void wrong_type(const std::string& key, std::string_view expected, const toml::node& n) {
+    void wrong_type(const std::string& key, std::string_view expected, const toml::node& n)
+    {
         error(key, "expected " + std::string(expected) + ", got " + std::string(type_name(n.type())));
     }
 
     /// Dispatches every key of `t` to its field reader; keys with no reader are
     /// reported (listing the allowed ones, since a typo is the usual cause).
-    void read_fields(const toml::table& t, const std::string& prefix, std::initializer_list<Field> fields) {
+    void read_fields(const toml::table& t, const std::string& prefix, std::initializer_list<Field> fields)
+    {
         for (const auto& [k, node] : t) {
             const std::string_view name = k.str();
             const std::string key = join_key(prefix, name);
@@ -409,64 +454,83 @@ private:
                 continue;
             }
             std::string allowed;
-            for (const auto& f : fields) allowed += (allowed.empty() ? "" : ", ") + std::string(f.name);
-            error(key, "unknown key (allowed " + std::string(prefix.empty() ? "at top level" : "here") +
-                           ": " + allowed + ")");
+            for (const auto& f : fields)
+                allowed += (allowed.empty() ? "" : ", ") + std::string(f.name);
+            error(key, "unknown key (allowed " + std::string(prefix.empty() ? "at top level" : "here") + ": " +
+                           allowed + ")");
         }
     }
 
     /// A top-level section: must be a table, then read by `reader`.
-    Reader section(void (TomlReader::*reader)(const toml::table&, const std::string&)) {
+    Reader section(void (TomlReader::*reader)(const toml::table&, const std::string&))
+    {
         return [this, reader](const toml::node& n, const std::string& key) {
-            if (const auto* t = n.as_table()) (this->*reader)(*t, key);
-            else wrong_type(key, "table", n);
+            if (const auto* t = n.as_table())
+                (this->*reader)(*t, key);
+            else
+                wrong_type(key, "table", n);
         };
     }
 
     // Typed field readers: each reports a type mismatch and leaves `out` (the
     // default) untouched, so validation of other fields is not disturbed.
 
-    Reader str(std::string& out) {
+    Reader str(std::string& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
-            if (const auto* v = n.as_string()) out = v->get();
-            else wrong_type(key, "string", n);
+            if (const auto* v = n.as_string())
+                out = v->get();
+            else
+                wrong_type(key, "string", n);
         };
     }
-    Reader opt_str(std::optional<std::string>& out) {
+    Reader opt_str(std::optional<std::string>& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
-            if (const auto* v = n.as_string()) out = v->get();
-            else wrong_type(key, "string", n);
+            if (const auto* v = n.as_string())
+                out = v->get();
+            else
+                wrong_type(key, "string", n);
         };
     }
-    Reader boolean(bool& out) {
+    Reader boolean(bool& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
-            if (const auto* v = n.as_boolean()) out = v->get();
-            else wrong_type(key, "boolean", n);
+            if (const auto* v = n.as_boolean())
+                out = v->get();
+            else
+                wrong_type(key, "boolean", n);
         };
     }
-    Reader int64(std::int64_t& out) {
+    Reader int64(std::int64_t& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
-            if (const auto* v = n.as_integer()) out = v->get();
-            else wrong_type(key, "integer", n);
+            if (const auto* v = n.as_integer())
+                out = v->get();
+            else
+                wrong_type(key, "integer", n);
         };
     }
-    Reader int32(int& out) {
+    Reader int32(int& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
             const auto* v = n.as_integer();
-            if (!v) return wrong_type(key, "integer", n);
+            if (!v)
+                return wrong_type(key, "integer", n);
             const std::int64_t x = v->get();
             if (x < INT_MIN || x > INT_MAX) {
-                error(key, "value " + std::to_string(x) + " is out of range (at most " +
-                               std::to_string(INT_MAX) + ")");
+                error(key, "value " + std::to_string(x) + " is out of range (at most " + std::to_string(INT_MAX) + ")");
                 return;
             }
             out = static_cast<int>(x);
         };
     }
-    Reader port(std::uint16_t& out) {
+    Reader port(std::uint16_t& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
             const auto* v = n.as_integer();
-            if (!v) return wrong_type(key, "integer", n);
+            if (!v)
+                return wrong_type(key, "integer", n);
             const std::int64_t x = v->get();
             if (x < 1 || x > 65535) {
                 error(key, "must be 1..65535, got " + std::to_string(x));
@@ -475,20 +539,26 @@ private:
             out = static_cast<std::uint16_t>(x);
         };
     }
-    Reader endpoint(Endpoint& out) {
+    Reader endpoint(Endpoint& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
             const auto* v = n.as_string();
-            if (!v) return wrong_type(key, "string \"host:port\"", n);
+            if (!v)
+                return wrong_type(key, "string \"host:port\"", n);
             std::string why;
-            if (auto e = parse_endpoint_why(v->get(), why)) out = std::move(*e);
-            else error(key, "invalid address " + quoted(v->get()) + ": " + why);
+            if (auto e = parse_endpoint_why(v->get(), why))
+                out = std::move(*e);
+            else
+                error(key, "invalid address " + quoted(v->get()) + ": " + why);
         };
     }
     template <class E, std::size_t N>
-    Reader enumeration(E& out, const EnumName<E> (&names)[N]) {
+    Reader enumeration(E& out, const EnumName<E> (&names)[N])
+    {
         return [this, &out, &names](const toml::node& n, const std::string& key) {
             const auto* v = n.as_string();
-            if (!v) return wrong_type(key, "string", n);
+            if (!v)
+                return wrong_type(key, "string", n);
             for (const auto& e : names) {
                 if (e.name == v->get()) {
                     out = e.value;
@@ -498,19 +568,24 @@ private:
             error(key, "must be one of " + allowed_list(names) + ", got " + quoted(v->get()));
         };
     }
-    Reader string_list(std::vector<std::string>& out) {
+    Reader string_list(std::vector<std::string>& out)
+    {
         return [this, &out](const toml::node& n, const std::string& key) {
             const auto* a = n.as_array();
-            if (!a) return wrong_type(key, "array of strings", n);
+            if (!a)
+                return wrong_type(key, "array of strings", n);
             out.clear();
             for (std::size_t i = 0; i < a->size(); ++i) {
-                if (const auto* s = (*a)[i].as_string()) out.push_back(s->get());
-                else wrong_type(index_key(key, i), "string", (*a)[i]);
+                if (const auto* s = (*a)[i].as_string())
+                    out.push_back(s->get());
+                else
+                    wrong_type(index_key(key, i), "string", (*a)[i]);
             }
         };
     }
 
-    void read_proxy(const toml::table& t, const std::string& key) {
+    void read_proxy(const toml::table& t, const std::string& key)
+    {
         auto& p = c_.proxy;
         read_fields(t, key,
                     {{"listen", endpoint(p.listen)},
@@ -526,11 +601,13 @@ private:
                      {"max_message_bytes", int64(p.max_message_bytes)}});
     }
 
-    void read_admin(const toml::table& t, const std::string& key) {
+    void read_admin(const toml::table& t, const std::string& key)
+    {
         read_fields(t, key, {{"listen", endpoint(c_.admin.listen)}, {"token", str(c_.admin.token)}});
     }
 
-    void read_routing(const toml::table& t, const std::string& key) {
+    void read_routing(const toml::table& t, const std::string& key)
+    {
         auto& r = c_.routing;
         read_fields(t, key,
                     {{"load_balancing", enumeration(r.load_balancing, load_balancings)},
@@ -542,7 +619,8 @@ private:
                      {"read_only_functions", string_list(r.read_only_functions)}});
     }
 
-    void read_health(const toml::table& t, const std::string& key) {
+    void read_health(const toml::table& t, const std::string& key)
+    {
         auto& h = c_.health;
         read_fields(t, key,
                     {{"interval_ms", int32(h.interval_ms)},
@@ -554,7 +632,8 @@ private:
                      {"database", str(h.database)}});
     }
 
-    void read_cluster(const toml::table& t, const std::string& key) {
+    void read_cluster(const toml::table& t, const std::string& key)
+    {
         auto& c = c_.cluster;
         read_fields(t, key,
                     {{"etcd", string_list(c.etcd)},
@@ -563,42 +642,51 @@ private:
                      {"lease_ttl_ms", int32(c.lease_ttl_ms)}});
     }
 
-    void read_failover(const toml::table& t, const std::string& key) {
+    void read_failover(const toml::table& t, const std::string& key)
+    {
         auto& f = c_.failover;
-        read_fields(t, key,
-                    {{"mode", enumeration(f.mode, failover_modes)},
-                     {"wait_for_primary_ms", int32(f.wait_for_primary_ms)}});
+        read_fields(
+            t, key,
+            {{"mode", enumeration(f.mode, failover_modes)}, {"wait_for_primary_ms", int32(f.wait_for_primary_ms)}});
     }
 
     /// Reads an array of tables. Entries that are not tables still get a
     /// default-constructed slot so that later indices in messages match the file.
     template <class T, class Fn>
-    void read_entries(const toml::node& n, const std::string& key, std::vector<T>& out, Fn&& read_one) {
+    void read_entries(const toml::node& n, const std::string& key, std::vector<T>& out, Fn&& read_one)
+    {
         const auto* a = n.as_array();
-        if (!a) return wrong_type(key, "array of tables ([[" + key + "]])", n);
+        if (!a)
+            return wrong_type(key, "array of tables ([[" + key + "]])", n);
         for (std::size_t i = 0; i < a->size(); ++i) {
             const std::string ek = index_key(key, i);
             T& entry = out.emplace_back();
-            if (const auto* t = (*a)[i].as_table()) read_one(*t, ek, entry);
-            else wrong_type(ek, "table", (*a)[i]);
+            if (const auto* t = (*a)[i].as_table())
+                read_one(*t, ek, entry);
+            else
+                wrong_type(ek, "table", (*a)[i]);
         }
     }
 
-    void require(const toml::table& t, const std::string& key, std::string_view name) {
-        if (!t.contains(name)) error(join_key(key, name), "required key is missing");
+    void require(const toml::table& t, const std::string& key, std::string_view name)
+    {
+        if (!t.contains(name))
+            error(join_key(key, name), "required key is missing");
     }
 
-    void read_backends(const toml::node& n, const std::string& key) {
+    void read_backends(const toml::node& n, const std::string& key)
+    {
         read_entries(n, key, c_.backends, [this](const toml::table& t, const std::string& ek, BackendConfig& b) {
-            read_fields(t, ek,
-                        {{"name", str(b.name)}, {"host", str(b.host)}, {"port", port(b.port)},
-                         {"weight", int32(b.weight)}});
+            read_fields(
+                t, ek,
+                {{"name", str(b.name)}, {"host", str(b.host)}, {"port", port(b.port)}, {"weight", int32(b.weight)}});
             require(t, ek, "name");
             require(t, ek, "host");
         });
     }
 
-    void read_users(const toml::node& n, const std::string& key) {
+    void read_users(const toml::node& n, const std::string& key)
+    {
         read_entries(n, key, c_.users, [this](const toml::table& t, const std::string& ek, UserConfig& u) {
             read_fields(t, ek,
                         {{"name", str(u.name)},
@@ -620,19 +708,25 @@ private:
 /// The line where `key` (a dotted path such as "backends[1].port") or its
 /// nearest existing parent is written, so errors can be listed in file order.
 /// Keys not in the file at all (e.g. a missing [[users]]) sort last.
-std::uint32_t line_of(const toml::table& root, std::string key) {
+std::uint32_t line_of(const toml::table& root, std::string key)
+{
     while (!key.empty()) {
-        if (const toml::node* n = toml::at_path(root, key).node()) return n->source().begin.line;
+        if (const toml::node* n = toml::at_path(root, key).node())
+            return n->source().begin.line;
         const auto cut = key.find_last_of(".[");
-        if (cut == std::string::npos) break;
+        if (cut == std::string::npos)
+            break;
         key.resize(cut);
     }
     return UINT32_MAX;
 }
 
-bool covered_by(const std::string& key, const std::string& prefix) {
-    if (!key.starts_with(prefix)) return false;
-    if (key.size() == prefix.size()) return true;
+bool covered_by(const std::string& key, const std::string& prefix)
+{
+    if (!key.starts_with(prefix))
+        return false;
+    if (key.size() == prefix.size())
+        return true;
     const char next = key[prefix.size()];
     return next == '.' || next == '[';
 }
@@ -648,10 +742,9 @@ struct OptionSpec {
 };
 
 constexpr OptionSpec options[] = {
-    {"--config", true, false},  {"--check", false, false},        {"--version", false, false},
-    {"--help", false, false},   {"--primary", true, true},        {"--replica", true, true},
-    {"--listen", true, true},   {"--admin-listen", true, true},   {"--user", true, true},
-    {"--password", true, true},
+    {"--config", true, false}, {"--check", false, false},  {"--version", false, false}, {"--help", false, false},
+    {"--primary", true, true}, {"--replica", true, true},  {"--listen", true, true},    {"--admin-listen", true, true},
+    {"--user", true, true},    {"--password", true, true},
 };
 
 }  // namespace
@@ -659,36 +752,46 @@ constexpr OptionSpec options[] = {
 // ---------------------------------------------------------------------------
 // Public API.
 
-std::string Endpoint::to_string() const {
+std::string Endpoint::to_string() const
+{
     // IPv6 literals need brackets or the port would be ambiguous.
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    if (host.find(':') != std::string::npos)
+        return "[" + host + "]:" + std::to_string(port);
     return host + ":" + std::to_string(port);
 }
 
-const UserConfig* Config::find_user(std::string_view name) const noexcept {
+const UserConfig* Config::find_user(std::string_view name) const noexcept
+{
     for (const auto& u : users)
-        if (u.name == name) return &u;
+        if (u.name == name)
+            return &u;
     return nullptr;
 }
 
-std::string ConfigError::to_string() const {
+std::string ConfigError::to_string() const
+{
     std::string out;
-    if (!file.empty()) out += file + ": ";
-    if (!key.empty()) out += key + ": ";
+    if (!file.empty())
+        out += file + ": ";
+    if (!key.empty())
+        out += key + ": ";
     out += message;
     return out;
 }
 
-std::optional<Endpoint> parse_endpoint(std::string_view text) {
+std::optional<Endpoint> parse_endpoint(std::string_view text)
+{
     std::string why;
     return parse_endpoint_why(text, why);
 }
 
-std::vector<ConfigError> validate(const Config& c) {
+std::vector<ConfigError> validate(const Config& c)
+{
     return Validator(c).run();
 }
 
-LoadResult parse_config(std::string_view toml_text, const std::string& file_name) {
+LoadResult parse_config(std::string_view toml_text, const std::string& file_name)
+{
     LoadResult result;
     toml::table root;
     try {
@@ -696,10 +799,9 @@ LoadResult parse_config(std::string_view toml_text, const std::string& file_name
     } catch (const toml::parse_error& e) {
         // A syntax error leaves nothing trustworthy to check further.
         const auto& pos = e.source().begin;
-        result.errors.push_back(ConfigError{
-            file_name, "",
-            "line " + std::to_string(pos.line) + ", column " + std::to_string(pos.column) + ": " +
-                std::string(e.description())});
+        result.errors.push_back(ConfigError{file_name, "",
+                                            "line " + std::to_string(pos.line) + ", column " +
+                                                std::to_string(pos.column) + ": " + std::string(e.description())});
         return result;
     }
 
@@ -715,23 +817,27 @@ LoadResult parse_config(std::string_view toml_text, const std::string& file_name
     for (auto& v : validate(c)) {
         const bool dup = std::any_of(errors.begin(), errors.begin() + static_cast<std::ptrdiff_t>(parse_error_count),
                                      [&](const ConfigError& e) { return covered_by(v.key, e.key); });
-        if (!dup) errors.push_back(std::move(v));
+        if (!dup)
+            errors.push_back(std::move(v));
     }
 
     // toml++ tables iterate in key order, not file order; sort so that the
     // list reads top to bottom like the file.
     std::vector<std::pair<std::uint32_t, ConfigError>> ordered;
     ordered.reserve(errors.size());
-    for (auto& e : errors) ordered.emplace_back(line_of(root, e.key), std::move(e));
-    std::stable_sort(ordered.begin(), ordered.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [line, e] : ordered) result.errors.push_back(std::move(e));
+    for (auto& e : errors)
+        ordered.emplace_back(line_of(root, e.key), std::move(e));
+    std::stable_sort(ordered.begin(), ordered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [line, e] : ordered)
+        result.errors.push_back(std::move(e));
 
-    if (result.errors.empty()) result.config = std::move(c);
+    if (result.errors.empty())
+        result.config = std::move(c);
     return result;
 }
 
-LoadResult load_config_file(const std::string& path) {
+LoadResult load_config_file(const std::string& path)
+{
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         const int err = errno;
@@ -745,11 +851,13 @@ LoadResult load_config_file(const std::string& path) {
         return LoadResult{std::nullopt, {ConfigError{path, "", "cannot read file"}}};
     }
     auto result = parse_config(text.str(), path);
-    if (result.config) result.config->source = path;
+    if (result.config)
+        result.config->source = path;
     return result;
 }
 
-CommandLineResult parse_command_line(int argc, const char* const* argv) {
+CommandLineResult parse_command_line(int argc, const char* const* argv)
+{
     CommandLineResult result;
     CommandLine cmd;
     bool check = false, version = false, help = false;
@@ -760,7 +868,8 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
     const auto set_endpoint = [&](std::string_view opt, std::string_view value) -> std::optional<Endpoint> {
         std::string why;
         auto e = parse_endpoint_why(value, why);
-        if (!e) errors.push_back(std::string(opt) + ": invalid address " + quoted(value) + ": " + why);
+        if (!e)
+            errors.push_back(std::string(opt) + ": invalid address " + quoted(value) + ": " + why);
         return e;
     };
 
@@ -770,8 +879,10 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
         std::optional<std::string_view> inline_value;
 
         // Short forms are exactly "-c" and "-h"; "-cFILE" is not accepted.
-        if (arg == "-c") name = "--config";
-        else if (arg == "-h") name = "--help";
+        if (arg == "-c")
+            name = "--config";
+        else if (arg == "-h")
+            name = "--help";
         else if (arg.starts_with("--")) {
             if (const auto eq = arg.find('='); eq != std::string_view::npos) {
                 name = arg.substr(0, eq);
@@ -815,15 +926,18 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
             errors.push_back(std::string(name) + " takes no value");
             continue;
         }
-        if (spec->flag_mode_only) flag_mode_options.emplace_back(name);
+        if (spec->flag_mode_only)
+            flag_mode_options.emplace_back(name);
 
         const auto once = [&](bool already) {
-            if (already) errors.push_back(std::string(name) + " given more than once");
+            if (already)
+                errors.push_back(std::string(name) + " given more than once");
             return !already;
         };
 
         if (name == "--config") {
-            if (once(saw_config)) cmd.config_path = value;
+            if (once(saw_config))
+                cmd.config_path = value;
             saw_config = true;
         } else if (name == "--check") {
             check = true;
@@ -832,17 +946,23 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
         } else if (name == "--help") {
             help = true;
         } else if (name == "--primary") {
-            if (once(cmd.primary.has_value())) cmd.primary = set_endpoint(name, value);
+            if (once(cmd.primary.has_value()))
+                cmd.primary = set_endpoint(name, value);
         } else if (name == "--replica") {
-            if (auto e = set_endpoint(name, value)) cmd.replicas.push_back(std::move(*e));
+            if (auto e = set_endpoint(name, value))
+                cmd.replicas.push_back(std::move(*e));
         } else if (name == "--listen") {
-            if (once(cmd.listen.has_value())) cmd.listen = set_endpoint(name, value);
+            if (once(cmd.listen.has_value()))
+                cmd.listen = set_endpoint(name, value);
         } else if (name == "--admin-listen") {
-            if (once(cmd.admin_listen.has_value())) cmd.admin_listen = set_endpoint(name, value);
+            if (once(cmd.admin_listen.has_value()))
+                cmd.admin_listen = set_endpoint(name, value);
         } else if (name == "--user") {
-            if (once(!cmd.user.empty())) cmd.user = value;
+            if (once(!cmd.user.empty()))
+                cmd.user = value;
         } else if (name == "--password") {
-            if (once(saw_password)) cmd.password = value;
+            if (once(saw_password))
+                cmd.password = value;
             saw_password = true;
         }
     }
@@ -856,7 +976,8 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
         const bool flag_mode = !flag_mode_options.empty();
         if (check) {
             cmd.action = CommandLine::Action::check;
-            if (!saw_config) errors.push_back("--check needs -c FILE");
+            if (!saw_config)
+                errors.push_back("--check needs -c FILE");
         }
         if (saw_config && flag_mode) {
             errors.push_back("-c cannot be combined with " + flag_mode_options.front() +
@@ -866,24 +987,31 @@ CommandLineResult parse_command_line(int argc, const char* const* argv) {
         } else if (!saw_config && flag_mode && !cmd.primary && !check) {
             // Only report when --primary was not given at all; a bad --primary
             // value already produced its own message.
-            const bool primary_given = std::find(flag_mode_options.begin(), flag_mode_options.end(),
-                                                 "--primary") != flag_mode_options.end();
-            if (!primary_given) errors.push_back("flag mode needs --primary HOST:PORT");
+            const bool primary_given = std::find(flag_mode_options.begin(), flag_mode_options.end(), "--primary") !=
+                                       flag_mode_options.end();
+            if (!primary_given)
+                errors.push_back("flag mode needs --primary HOST:PORT");
         }
     }
 
-    if (errors.empty()) result.cmd = std::move(cmd);
+    if (errors.empty())
+        result.cmd = std::move(cmd);
     return result;
 }
 
-LoadResult config_from_flags(const CommandLine& cmd) {
+LoadResult config_from_flags(const CommandLine& cmd)
+{
     Config c;
     std::vector<ConfigError> errors;
-    if (cmd.listen) c.proxy.listen = *cmd.listen;
-    if (cmd.admin_listen) c.admin.listen = *cmd.admin_listen;
+    if (cmd.listen)
+        c.proxy.listen = *cmd.listen;
+    if (cmd.admin_listen)
+        c.admin.listen = *cmd.admin_listen;
 
-    if (cmd.primary) c.backends.push_back(BackendConfig{"primary", cmd.primary->host, cmd.primary->port, 1});
-    else errors.push_back(ConfigError{"", "--primary", "flag mode needs --primary HOST:PORT"});
+    if (cmd.primary)
+        c.backends.push_back(BackendConfig{"primary", cmd.primary->host, cmd.primary->port, 1});
+    else
+        errors.push_back(ConfigError{"", "--primary", "flag mode needs --primary HOST:PORT"});
     for (std::size_t i = 0; i < cmd.replicas.size(); ++i) {
         const auto& r = cmd.replicas[i];
         c.backends.push_back(BackendConfig{"replica" + std::to_string(i + 1), r.host, r.port, 1});
@@ -895,8 +1023,9 @@ LoadResult config_from_flags(const CommandLine& cmd) {
     c.health.user = user;
     c.health.password = cmd.password;
     if (cmd.password.empty()) {
-        errors.push_back(ConfigError{"", "--password", "flag mode needs --password (user " + quoted(user) +
-                                                           " logs clients in and runs health checks)"});
+        errors.push_back(ConfigError{"", "--password",
+                                     "flag mode needs --password (user " + quoted(user) +
+                                         " logs clients in and runs health checks)"});
     } else {
         UserConfig u;
         u.name = user;
@@ -906,19 +1035,25 @@ LoadResult config_from_flags(const CommandLine& cmd) {
 
     // Name keys as the flags the user actually typed where that is unambiguous.
     for (auto& e : validate(c)) {
-        if (e.key == "users" || e.key == "backends") continue;  // reported above as flags
-        if (e.key == "proxy.listen") e.key = "--listen";
-        else if (e.key == "admin.listen") e.key = "--admin-listen";
+        if (e.key == "users" || e.key == "backends")
+            continue;  // reported above as flags
+        if (e.key == "proxy.listen")
+            e.key = "--listen";
+        else if (e.key == "admin.listen")
+            e.key = "--admin-listen";
         errors.push_back(std::move(e));
     }
 
     LoadResult result;
-    if (errors.empty()) result.config = std::move(c);
-    else result.errors = std::move(errors);
+    if (errors.empty())
+        result.config = std::move(c);
+    else
+        result.errors = std::move(errors);
     return result;
 }
 
-std::string usage_text() {
+std::string usage_text()
+{
     return R"(pgswitch: a PostgreSQL proxy that sends writes to the primary and reads to replicas.
 
 Usage:
@@ -955,10 +1090,25 @@ Signals:
 )";
 }
 
-std::string_view to_string(PoolMode m) noexcept { return enum_name(pool_modes, m); }
-std::string_view to_string(LoadBalancing m) noexcept { return enum_name(load_balancings, m); }
-std::string_view to_string(ReadYourWrites m) noexcept { return enum_name(read_your_writes_names, m); }
-std::string_view to_string(FailoverMode m) noexcept { return enum_name(failover_modes, m); }
-std::string_view to_string(AuthMethod m) noexcept { return enum_name(auth_methods, m); }
+std::string_view to_string(PoolMode m) noexcept
+{
+    return enum_name(pool_modes, m);
+}
+std::string_view to_string(LoadBalancing m) noexcept
+{
+    return enum_name(load_balancings, m);
+}
+std::string_view to_string(ReadYourWrites m) noexcept
+{
+    return enum_name(read_your_writes_names, m);
+}
+std::string_view to_string(FailoverMode m) noexcept
+{
+    return enum_name(failover_modes, m);
+}
+std::string_view to_string(AuthMethod m) noexcept
+{
+    return enum_name(auth_methods, m);
+}
 
 }  // namespace pgswitch::proxy

@@ -25,7 +25,7 @@ enum class AuthMethod { scram_sha_256, md5, password };
 
 struct ProxySettings {
     Endpoint listen{"127.0.0.1", 6432};
-    int workers = 0;                        ///< 0 = one per core
+    int workers = 0;  ///< 0 = one per core
     int max_client_connections = 1000;
     PoolMode pool_mode = PoolMode::session;
     int pool_size = 20;
@@ -34,7 +34,7 @@ struct ProxySettings {
     int query_wait_timeout_ms = 5000;
     int connect_timeout_ms = 3000;
     int shutdown_timeout_ms = 10000;
-    std::string tls_cert;                   ///< PEM file; TLS offered when both are set
+    std::string tls_cert;  ///< PEM file; TLS offered when both are set
     std::string tls_key;
     std::int64_t max_message_bytes = 256LL << 20;  ///< larger client messages close the client (08P01)
 };
@@ -77,9 +77,9 @@ struct FailoverSettings {
 /// [cluster]: several instances coordinated on etcd (SPEC §9); off while
 /// `etcd` is empty.
 struct ClusterSettings {
-    std::vector<std::string> etcd;        ///< client URLs, "http://host:port"
+    std::vector<std::string> etcd;  ///< client URLs, "http://host:port"
     std::string prefix = "/pgswitch/default";
-    std::string name;                     ///< "" = host name + ":" + listen port
+    std::string name;  ///< "" = host name + ":" + listen port
     int lease_ttl_ms = 3000;
     [[nodiscard]] bool enabled() const noexcept { return !etcd.empty(); }
 };
@@ -142,13 +142,13 @@ struct LoadResult {
 struct CommandLine {
     enum class Action { run, check, version, help };
     Action action = Action::run;
-    std::string config_path;            ///< -c / --config
-    std::optional<Endpoint> primary;    ///< --primary (flag mode)
-    std::vector<Endpoint> replicas;     ///< --replica, repeatable
-    std::optional<Endpoint> listen;     ///< --listen
+    std::string config_path;          ///< -c / --config
+    std::optional<Endpoint> primary;  ///< --primary (flag mode)
+    std::vector<Endpoint> replicas;   ///< --replica, repeatable
+    std::optional<Endpoint> listen;   ///< --listen
     std::optional<Endpoint> admin_listen;
-    std::string user;                   ///< --user
-    std::string password;               ///< --password
+    std::string user;      ///< --user
+    std::string password;  ///< --password
 };
 
 struct CommandLineResult {

@@ -22,7 +22,10 @@ constexpr std::string_view kv_range_path = "/v3/kv/range";
 constexpr std::string_view kv_put_path = "/v3/kv/put";
 constexpr std::string_view kv_txn_path = "/v3/kv/txn";
 
-std::string b64(std::string_view s) { return wire::auth::base64_encode(s); }
+std::string b64(std::string_view s)
+{
+    return wire::auth::base64_encode(s);
+}
 
 std::string unb64(const json& j)
 {
@@ -97,7 +100,9 @@ json compare_json(const EtcdCompare& c)
 }  // namespace
 
 EtcdClient::EtcdClient(asio::any_io_executor ex, std::vector<std::string> endpoints, std::chrono::milliseconds timeout)
-    : ex_(std::move(ex)), endpoints_(std::move(endpoints)), timeout_(timeout)
+    : ex_(std::move(ex)),
+      endpoints_(std::move(endpoints)),
+      timeout_(timeout)
 {
 }
 
@@ -139,8 +144,8 @@ awaitable<EtcdResult<json>> EtcdClient::call_one(const std::string& endpoint, st
         co_return EtcdResult<json>{std::nullopt, endpoint + ": read: " + rdec.message()};
     json reply = json::parse(res.body(), nullptr, /*allow_exceptions=*/false);
     if (reply.is_discarded())
-        co_return EtcdResult<json>{std::nullopt, endpoint + ": reply is not JSON (HTTP " +
-                                                     std::to_string(res.result_int()) + ")"};
+        co_return EtcdResult<json>{std::nullopt,
+                                   endpoint + ": reply is not JSON (HTTP " + std::to_string(res.result_int()) + ")"};
     if (res.result() != http::status::ok) {
         const std::string what = reply.is_object() && reply.contains("message") && reply["message"].is_string()
                                      ? reply["message"].get<std::string>()

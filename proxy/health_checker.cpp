@@ -13,10 +13,9 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 // Role and WAL position in one round trip: the current write position on a
 // primary, the replayed position on a replica.
-constexpr std::string_view health_query =
-    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
-    "THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, "
-    "pg_last_wal_receive_lsn()::text";
+constexpr std::string_view health_query = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() "
+                                          "THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, "
+                                          "pg_last_wal_receive_lsn()::text";
 
 // A backend that failed a check is probed again this soon, so failure_threshold
 // checks take a fraction of a second rather than failure_threshold intervals.
@@ -158,8 +157,7 @@ void HealthChecker::publish()
         if (n->fenced) {
             view->backends.back().state = routing::BackendState::fenced;
             view->backends.back().fence_reason = n->fence_reason;
-        }
-        else if (n->drained)
+        } else if (n->drained)
             view->backends.back().state = routing::BackendState::drained;
     }
     runtime_.publish(std::move(view));
@@ -175,7 +173,8 @@ void HealthChecker::follow_topology()
         auto it = t.fenced.find(n->config.name);
         const bool fenced = it != t.fenced.end();
         if (fenced != n->fenced)
-            log::info("backend ", n->config.name, fenced ? " fenced by the cluster's leader (" : " fence lifted in the cluster",
+            log::info("backend ", n->config.name,
+                      fenced ? " fenced by the cluster's leader (" : " fence lifted in the cluster",
                       fenced ? it->second + ")" : std::string());
         n->fenced = fenced;
         n->fence_reason = fenced ? it->second : std::string();
@@ -191,8 +190,8 @@ bool HealthChecker::set_drained(std::string_view name, bool drained)
         if (n->config.name != name)
             continue;
         if (n->drained != drained)
-            log::info("backend ", n->config.name, drained ? " drained by the operator: no new statements"
-                                                          : " back in rotation");
+            log::info("backend ", n->config.name,
+                      drained ? " drained by the operator: no new statements" : " back in rotation");
         n->drained = drained;
         publish();
         return true;
@@ -225,9 +224,15 @@ routing::FailoverInput HealthChecker::failover_input() const
     routing::FailoverInput in;
     const auto& cfg = runtime_.settings()->config;
     switch (cfg.failover.mode) {
-    case FailoverMode::automatic: in.mode = routing::FailoverMode::automatic; break;
-    case FailoverMode::manual: in.mode = routing::FailoverMode::manual; break;
-    case FailoverMode::external: in.mode = routing::FailoverMode::external; break;
+    case FailoverMode::automatic:
+        in.mode = routing::FailoverMode::automatic;
+        break;
+    case FailoverMode::manual:
+        in.mode = routing::FailoverMode::manual;
+        break;
+    case FailoverMode::external:
+        in.mode = routing::FailoverMode::external;
+        break;
     }
     in.last_primary = last_primary_;
     for (const auto& n : nodes_) {
@@ -306,7 +311,8 @@ awaitable<void> HealthChecker::apply_cluster_policy(ClusterCoordinator& coord)
         if (co_await coord.record_promotion(d.candidate, d.old_primary, d.reason)) {
             follow_topology();
             if (const auto pause = failpoint_pause("AFTER_RECORDING_PROMOTION"); pause.count() > 0) {
-                log::warning("failpoint: pausing ", pause.count(), " ms between recording and carrying out the promotion");
+                log::warning("failpoint: pausing ", pause.count(),
+                             " ms between recording and carrying out the promotion");
                 asio::steady_timer t(runtime_.io(), pause);
                 co_await t.async_wait(use_nothrow);
             }
@@ -412,7 +418,7 @@ awaitable<void> HealthChecker::promote(std::string candidate, std::string old_pr
         auto r = co_await target->conn->simple_query("SELECT pg_promote(true, 60)");
         target->checking = false;
         if (auto* rows = std::get_if<QueryRows>(&r); rows && !rows->rows.empty() && rows->rows[0].size() == 1 &&
-                                                      rows->rows[0][0] == std::optional<std::string>("t"))
+                                                     rows->rows[0][0] == std::optional<std::string>("t"))
             promoted = true;
         else if (auto* e = std::get_if<ConnectError>(&r))
             log::error("failover: pg_promote() on ", candidate, " failed: ", e->message);
@@ -540,8 +546,8 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
                 const bool in_recovery = *rows[0][0] == "t";
                 const auto role = in_recovery ? routing::Role::replica : routing::Role::primary;
                 if (node->view.role != role || node->view.state != routing::BackendState::up)
-                    log::info("backend ", node->config.name, " (", node->config.host, ":",
-                              node->config.port, ") is up as ", routing::to_string(role));
+                    log::info("backend ", node->config.name, " (", node->config.host, ":", node->config.port,
+                              ") is up as ", routing::to_string(role));
                 node->view.role = role;
                 node->view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
                 node->view.receive_lsn = rows[0][2] ? routing::parse_lsn(*rows[0][2]) : std::nullopt;

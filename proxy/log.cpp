@@ -13,16 +13,23 @@ std::atomic<Level> g_level{Level::info};
 const char* level_name(Level l) noexcept
 {
     switch (l) {
-    case Level::debug: return "DEBUG";
-    case Level::info: return "INFO";
-    case Level::warning: return "WARNING";
-    case Level::error: return "ERROR";
+    case Level::debug:
+        return "DEBUG";
+    case Level::info:
+        return "INFO";
+    case Level::warning:
+        return "WARNING";
+    case Level::error:
+        return "ERROR";
     }
     return "INFO";
 }
 }  // namespace
 
-void set_level(Level l) noexcept { g_level.store(l, std::memory_order_relaxed); }
+void set_level(Level l) noexcept
+{
+    g_level.store(l, std::memory_order_relaxed);
+}
 
 bool enabled(Level l) noexcept
 {

@@ -26,10 +26,26 @@ void emit(Level l, const Args&... args)
     write(l, os.str());
 }
 
-template <class... Args> void debug(const Args&... a) { emit(Level::debug, a...); }
-template <class... Args> void info(const Args&... a) { emit(Level::info, a...); }
-template <class... Args> void warning(const Args&... a) { emit(Level::warning, a...); }
-template <class... Args> void error(const Args&... a) { emit(Level::error, a...); }
+template <class... Args>
+void debug(const Args&... a)
+{
+    emit(Level::debug, a...);
+}
+template <class... Args>
+void info(const Args&... a)
+{
+    emit(Level::info, a...);
+}
+template <class... Args>
+void warning(const Args&... a)
+{
+    emit(Level::warning, a...);
+}
+template <class... Args>
+void error(const Args&... a)
+{
+    emit(Level::error, a...);
+}
 
 /// A completion handler for asio::co_spawn that logs the exception that
 /// ended a long-running coroutine: "<what> stopped: <exception>".

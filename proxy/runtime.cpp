@@ -23,8 +23,8 @@ SettingsPtr make_settings(Config config)
                 s->scram_secrets.emplace(u.name, *parsed);
         } else if (u.password) {
             // Derived once per load (PBKDF2 is deliberately slow), with a fresh salt.
-            s->scram_secrets.emplace(u.name, wire::auth::make_scram_secret(
-                                                 *u.password, wire::auth::random_nonce(16), 4096));
+            s->scram_secrets.emplace(u.name,
+                                     wire::auth::make_scram_secret(*u.password, wire::auth::random_nonce(16), 4096));
         }
     }
     s->config = std::move(config);
@@ -153,14 +153,26 @@ routing::Policy Runtime::policy() const noexcept
     const auto& r = settings->config.routing;
     routing::Policy p;
     switch (r.load_balancing) {
-    case LoadBalancing::round_robin: p.load_balancing = routing::LoadBalancing::round_robin; break;
-    case LoadBalancing::least_connections: p.load_balancing = routing::LoadBalancing::least_connections; break;
-    case LoadBalancing::ip_hash: p.load_balancing = routing::LoadBalancing::ip_hash; break;
+    case LoadBalancing::round_robin:
+        p.load_balancing = routing::LoadBalancing::round_robin;
+        break;
+    case LoadBalancing::least_connections:
+        p.load_balancing = routing::LoadBalancing::least_connections;
+        break;
+    case LoadBalancing::ip_hash:
+        p.load_balancing = routing::LoadBalancing::ip_hash;
+        break;
     }
     switch (r.read_your_writes) {
-    case ReadYourWrites::lsn: p.read_your_writes = routing::ReadYourWrites::lsn; break;
-    case ReadYourWrites::session: p.read_your_writes = routing::ReadYourWrites::session; break;
-    case ReadYourWrites::off: p.read_your_writes = routing::ReadYourWrites::off; break;
+    case ReadYourWrites::lsn:
+        p.read_your_writes = routing::ReadYourWrites::lsn;
+        break;
+    case ReadYourWrites::session:
+        p.read_your_writes = routing::ReadYourWrites::session;
+        break;
+    case ReadYourWrites::off:
+        p.read_your_writes = routing::ReadYourWrites::off;
+        break;
     }
     p.primary_reads = r.primary_reads;
     p.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
@@ -437,8 +449,7 @@ bool Runtime::setup_tls(const Config& c)
     try {
         auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
         ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                         asio::ssl::context::no_tlsv1_1);
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
         ctx->use_certificate_chain_file(c.proxy.tls_cert);
         ctx->use_private_key_file(c.proxy.tls_key, asio::ssl::context::pem);
         tls_ = std::move(ctx);
@@ -687,7 +698,8 @@ Runtime::ReloadResult Runtime::reload()
         // through any instance): the file's list seeded it once.
         applied.backends = old.backends;
         if (old.backends != next.backends)
-            result.warnings.push_back("backends are shared through etcd in cluster mode: change them with the admin API");
+            result.warnings.push_back(
+                "backends are shared through etcd in cluster mode: change them with the admin API");
     }
     settings_ = make_settings(std::move(applied));
     {

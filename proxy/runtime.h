@@ -107,7 +107,7 @@ public:
     /// `stale` (when given) says whether it needs a refresh: missing, or
     /// marked by invalidate_catalog().
     [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database,
-                                                                        bool* stale = nullptr) const;
+                                                                          bool* stale = nullptr) const;
     /// One catalog row: a function that exists (and whether it is VOLATILE),
     /// or an UNLOGGED relation.
     struct FunctionRow {

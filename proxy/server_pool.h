@@ -21,8 +21,8 @@ namespace pgswitch::proxy {
 /// A pooled server connection and what it carries between borrowers.
 struct PooledConnection {
     std::unique_ptr<BackendConnection> conn;  ///< null while lent to a session's ServerLink
-    std::string group;      ///< the pool's key: backend, user, database
-    std::string backend;    ///< backend name
+    std::string group;                        ///< the pool's key: backend, user, database
+    std::string backend;                      ///< backend name
     /// The client startup parameters the connection logged in with; only
     /// sessions with the same ones reuse it (login values are what RESET ALL
     /// returns to, and what the client was told in ParameterStatus).
@@ -49,9 +49,9 @@ public:
         std::string backend;
         std::string host;
         std::uint16_t port = 0;
-        ServerStartup startup;  ///< user, database, client parameters, credentials
-        std::string signature;  ///< canonical form of startup.params
-        int capacity = 20;      ///< proxy.pool_size
+        ServerStartup startup;                            ///< user, database, client parameters, credentials
+        std::string signature;                            ///< canonical form of startup.params
+        int capacity = 20;                                ///< proxy.pool_size
         std::chrono::milliseconds wait_timeout{5000};     ///< proxy.query_wait_timeout_ms
         std::chrono::milliseconds connect_timeout{3000};  ///< proxy.connect_timeout_ms
     };
@@ -71,7 +71,7 @@ public:
     void close_idle_to(std::string_view backend);
 
     struct Counts {
-        int open = 0;     ///< idle + lent + being opened
+        int open = 0;  ///< idle + lent + being opened
         int idle = 0;
         int waiting = 0;  ///< requests queued for a connection
     };

@@ -98,8 +98,8 @@ void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string
     link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false, inline_hidden);
 }
 
-std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> ClientSession::statements_to_check(
-    const ServerLink& link, const wire::Request& request) const
+std::vector<std::pair<std::string_view, const routing::PreparedStatement*>>
+ClientSession::statements_to_check(const ServerLink& link, const wire::Request& request) const
 {
     std::vector<std::pair<std::string_view, const routing::PreparedStatement*>> out;
     // In the middle of an unfinished extended request nothing may be slipped in.

@@ -87,8 +87,7 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.
-    if (!link.segments.empty() || link.unsynced || link.swallowing || retrying_ ||
-        link.conn->decoder().buffered() != 0)
+    if (!link.segments.empty() || link.unsynced || link.swallowing || retrying_ || link.conn->decoder().buffered() != 0)
         co_return false;
     if (active_.get() == &link && tx_status_ != wire::TxStatus::idle)
         co_return false;
@@ -162,7 +161,7 @@ awaitable<bool> ClientSession::reset_connection(BackendConnection& conn, std::st
     }
     *done = true;
     guard.cancel();
-    co_return ok && conn.is_open() && conn.decoder().buffered() == 0;
+    co_return ok&& conn.is_open() && conn.decoder().buffered() == 0;
 }
 
 awaitable<void> ClientSession::settle_link(std::shared_ptr<ServerLink> link)

@@ -69,17 +69,26 @@ bool is_terminate_by_administrator(const be::ErrorFields& e)
 bool ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
 {
     switch (static_cast<be::Tag>(f.tag)) {
-    case be::Tag::ParseComplete: return link.statements.on_parse_complete();
-    case be::Tag::CloseComplete: return link.statements.on_close_complete();
-    case be::Tag::ParameterDescription: link.statements.on_parameter_description(f.body); break;
-    case be::Tag::RowDescription: link.statements.on_row_description(f.body, state_); break;
-    case be::Tag::NoData: link.statements.on_row_description(std::nullopt, state_); break;
+    case be::Tag::ParseComplete:
+        return link.statements.on_parse_complete();
+    case be::Tag::CloseComplete:
+        return link.statements.on_close_complete();
+    case be::Tag::ParameterDescription:
+        link.statements.on_parameter_description(f.body);
+        break;
+    case be::Tag::RowDescription:
+        link.statements.on_row_description(f.body, state_);
+        break;
+    case be::Tag::NoData:
+        link.statements.on_row_description(std::nullopt, state_);
+        break;
     case be::Tag::ReadyForQuery:
         ++link.segments_done;
         if (const auto failed = link.statements.on_segment_done(link.segments_done, state_, link.state))
             log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
         break;
-    default: break;
+    default:
+        break;
     }
     return false;
 }
@@ -92,8 +101,8 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
         if (pending.kind == Segment::replay_wait)
             log::info("session ", id_, ": replay wait on ", link.backend, " failed: ", error ? error->message() : "");
         else
-            log::warning("session ", id_, ": catch-up on ", link.backend, " failed: ",
-                         error ? error->message() : "(unreadable error)");
+            log::warning("session ", id_, ": catch-up on ", link.backend,
+                         " failed: ", error ? error->message() : "(unreadable error)");
         break;
     case be::Tag::DataRow:
         if (pending.kind == Segment::capture_lsn || pending.kind == Segment::replay_wait)
@@ -134,7 +143,8 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
         drained_.cancel();
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -493,9 +503,9 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
         co_return;
     }
     log::warning("session ", id_, ": connection to ", link.backend, " lost: ", ec.message());
-    const std::string message =
-        link.fenced ? "server connection to \"" + link.backend + "\" was closed: the server was fenced (replaced by a new primary)"
-                    : "server connection to \"" + link.backend + "\" was lost";
+    const std::string message = link.fenced ? "server connection to \"" + link.backend +
+                                                  "\" was closed: the server was fenced (replaced by a new primary)"
+                                            : "server connection to \"" + link.backend + "\" was lost";
     co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
 }
 

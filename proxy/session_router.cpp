@@ -351,8 +351,9 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
     for (std::size_t i = 0; i < messages.size(); ++i) {
         const auto& m = messages[i];
         const bool has_class = m.tag == fe::Tag::Query || m.tag == fe::Tag::Parse;
-        const routing::Classification* cls =
-            has_class && cls_index < facts.classes.size() ? facts.classes[cls_index].get() : nullptr;
+        const routing::Classification* cls = has_class && cls_index < facts.classes.size()
+                                                 ? facts.classes[cls_index].get()
+                                                 : nullptr;
         if (has_class)
             ++cls_index;
         switch (m.tag) {
@@ -364,8 +365,12 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
             unnamed_link_.reset();
             break;
         case fe::Tag::Sync:
-        case fe::Tag::FunctionCall: push_client_segment(link); break;
-        case fe::Tag::Execute: apply_executed(i); break;
+        case fe::Tag::FunctionCall:
+            push_client_segment(link);
+            break;
+        case fe::Tag::Execute:
+            apply_executed(i);
+            break;
         case fe::Tag::Parse:
             if (const auto* p = m.as<fe::Parse>()) {
                 routing::PreparedStatement ps;
@@ -397,7 +402,8 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
                     link.state.statements.erase(it);
             }
             break;
-        default: break;
+        default:
+            break;
         }
     }
     if (request.extended()) {
@@ -428,8 +434,8 @@ void ClientSession::push_capture(ServerLink& link, std::string& out)
 }
 
 awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wire::Request request,
-                                            const routing::RequestFacts& facts,
-                                            std::optional<std::uint64_t> wait_lsn, bool is_retry)
+                                            const routing::RequestFacts& facts, std::optional<std::uint64_t> wait_lsn,
+                                            bool is_retry)
 {
     const auto policy = runtime_.policy();
     // Kept until its reply starts (re-run on the primary when it fails with
@@ -437,8 +443,7 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     // before answering): one read request on a replica outside a transaction.
     const bool keepable = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
                           request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
-                          !facts.copy_from && request.bytes().size() <= retry_keep_limit &&
-                          link->pending_client() == 0;
+                          !facts.copy_from && request.bytes().size() <= retry_keep_limit && link->pending_client() == 0;
     if (wait_lsn && (!keepable || needs_check(*link, request))) {
         // The request cannot be re-run (a BEGIN READ ONLY, a prepare ended by
         // Flush), or statements are checked first on a replica that must
@@ -533,7 +538,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
     // transaction that ended without a COMMIT we saw): capture it now,
     // before routing, while the primary connection is idle.
     if (auto p = primary_link(); p && p->wrote && p->segments.empty() && !p->unsynced &&
-        tx_status_ == wire::TxStatus::idle && read_your_writes_lsn()) {
+                                 tx_status_ == wire::TxStatus::idle && read_your_writes_lsn()) {
         std::string q;
         push_capture(*p, q);
         (void)co_await p->conn->write(q);
@@ -550,11 +555,16 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         std::string desc;
         for (const auto& m : request.messages()) {
             desc += static_cast<char>(m.tag);
-            if (const auto* p = m.as<fe::Parse>()) desc += "(" + std::string(p->statement) + ")";
-            if (const auto* b = m.as<fe::Bind>()) desc += "(" + std::string(b->statement) + ")";
-            if (const auto* d = m.as<fe::Describe>()) desc += "(" + std::string(1, d->kind) + std::string(d->name) + ")";
-            if (const auto* c = m.as<fe::Close>()) desc += "(" + std::string(1, c->kind) + std::string(c->name) + ")";
-            if (const auto* q = m.as<fe::Query>()) desc += "(" + std::string(q->sql.substr(0, 40)) + ")";
+            if (const auto* p = m.as<fe::Parse>())
+                desc += "(" + std::string(p->statement) + ")";
+            if (const auto* b = m.as<fe::Bind>())
+                desc += "(" + std::string(b->statement) + ")";
+            if (const auto* d = m.as<fe::Describe>())
+                desc += "(" + std::string(1, d->kind) + std::string(d->name) + ")";
+            if (const auto* c = m.as<fe::Close>())
+                desc += "(" + std::string(1, c->kind) + std::string(c->name) + ")";
+            if (const auto* q = m.as<fe::Query>())
+                desc += "(" + std::string(q->sql.substr(0, 40)) + ")";
             desc += " ";
         }
         log::debug("session ", id_, ": request ", desc);

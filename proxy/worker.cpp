@@ -38,7 +38,9 @@ void WorkerStats::add(const WorkerStats& other)
 }
 
 Worker::Worker(std::size_t index, SettingsPtr s, routing::ClusterViewPtr c)
-    : settings(std::move(s)), cluster(std::move(c)), index_(index)
+    : settings(std::move(s)),
+      cluster(std::move(c)),
+      index_(index)
 {
 }
 

@@ -84,8 +84,7 @@ public:
     /// run later: capture by value). Never call it from this worker's own
     /// thread.
     template <class F>
-    auto call(F fn, std::chrono::milliseconds timeout = std::chrono::seconds(2))
-        -> std::optional<decltype(fn())>
+    auto call(F fn, std::chrono::milliseconds timeout = std::chrono::seconds(2)) -> std::optional<decltype(fn())>
     {
         using R = decltype(fn());
         auto task = std::make_shared<std::packaged_task<R()>>(std::move(fn));

@@ -70,7 +70,10 @@ std::int64_t int_member(const json& obj, std::string_view key)
 }
 
 /// The body of a node wrapper {"TypeName": {...}}, or nullptr if `node` is not that type.
-const json* node_body(const json& node, std::string_view type) { return member(node, type); }
+const json* node_body(const json& node, std::string_view type)
+{
+    return member(node, type);
+}
 
 /// An array member, or nullptr.
 const json* array_member(const json& obj, std::string_view key)
@@ -157,10 +160,7 @@ struct TreeFacts {
     /// Calls of functions the (complete) catalog does not know.
     std::vector<std::string> unknown_functions;
 
-    [[nodiscard]] bool writes() const noexcept
-    {
-        return locking || select_into || modifying || write_call || too_deep;
-    }
+    [[nodiscard]] bool writes() const noexcept { return locking || select_into || modifying || write_call || too_deep; }
 };
 
 class TreeWalker {
@@ -192,8 +192,7 @@ public:
             } else if (key == "intoClause") {
                 facts_.select_into = true;
                 facts_.pins_primary = facts_.pins_primary || is_temp_relation(member(value, "rel"));
-            } else if (key == "InsertStmt" || key == "UpdateStmt" || key == "DeleteStmt" ||
-                       key == "MergeStmt") {
+            } else if (key == "InsertStmt" || key == "UpdateStmt" || key == "DeleteStmt" || key == "MergeStmt") {
                 facts_.modifying = true;
             }
             if (value.is_structured())
@@ -322,8 +321,7 @@ void apply_walk(const json* tree, const Context& ctx, StatementInfo& out)
     out.session_identity = out.session_identity || f.session_identity;
     out.literal_sensitive = out.literal_sensitive || f.literal_sensitive;
     out.unlogged = out.unlogged || f.unlogged;
-    out.unknown_functions.insert(out.unknown_functions.end(), f.unknown_functions.begin(),
-                                 f.unknown_functions.end());
+    out.unknown_functions.insert(out.unknown_functions.end(), f.unknown_functions.begin(), f.unknown_functions.end());
 }
 
 /// What a nested statement (EXPLAIN ANALYZE's, COPY's query) adds to its container.
@@ -456,8 +454,7 @@ void on_transaction(const json& body, const Context&, StatementInfo& out)
         out.tx = Tx::commit;
     } else if (kind == "TRANS_STMT_ROLLBACK") {
         out.tx = Tx::rollback;
-    } else if (kind == "TRANS_STMT_SAVEPOINT" || kind == "TRANS_STMT_RELEASE" ||
-               kind == "TRANS_STMT_ROLLBACK_TO") {
+    } else if (kind == "TRANS_STMT_SAVEPOINT" || kind == "TRANS_STMT_RELEASE" || kind == "TRANS_STMT_ROLLBACK_TO") {
         out.tx = Tx::savepoint_or_release;
     } else if (kind == "TRANS_STMT_PREPARE") {
         out.tx = Tx::prepare_transaction;
@@ -588,7 +585,10 @@ void on_unlisten(const json&, const Context&, StatementInfo& out)
     out.unlisten = true;
 }
 
-void on_notify(const json&, const Context&, StatementInfo& out) { out.kind = StatementKind::listen; }
+void on_notify(const json&, const Context&, StatementInfo& out)
+{
+    out.kind = StatementKind::listen;
+}
 
 void on_call(const json& body, const Context& ctx, StatementInfo& out)
 {
@@ -597,7 +597,10 @@ void on_call(const json& body, const Context& ctx, StatementInfo& out)
     out.write = true;
 }
 
-void on_do(const json&, const Context&, StatementInfo& out) { out.kind = StatementKind::call; }
+void on_do(const json&, const Context&, StatementInfo& out)
+{
+    out.kind = StatementKind::call;
+}
 
 // DDL that creates a temporary object pins the session: the object exists on one server.
 void on_create_relation(std::string_view field, const json& body, StatementInfo& out)
@@ -687,9 +690,9 @@ bool changes_schema(std::string_view node)
 {
     if (node.starts_with("Create") || node.starts_with("Alter") || node.starts_with("Drop"))
         return node != "CreatedbStmt" && node != "DropdbStmt" && node != "AlterSystemStmt";
-    for (std::string_view n : {"RenameStmt", "ViewStmt", "IndexStmt", "DefineStmt", "CompositeTypeStmt",
-                               "CommentStmt", "GrantStmt", "GrantRoleStmt", "RuleStmt", "AlterObjectSchemaStmt",
-                               "SecLabelStmt", "ReassignOwnedStmt"})
+    for (std::string_view n :
+         {"RenameStmt", "ViewStmt", "IndexStmt", "DefineStmt", "CompositeTypeStmt", "CommentStmt", "GrantStmt",
+          "GrantRoleStmt", "RuleStmt", "AlterObjectSchemaStmt", "SecLabelStmt", "ReassignOwnedStmt"})
         if (node == n)
             return true;
     return false;
@@ -804,22 +807,38 @@ Classification classify(std::string_view sql, const FunctionCatalog* catalog)
 std::string_view to_string(StatementKind k) noexcept
 {
     switch (k) {
-    case StatementKind::select: return "select";
-    case StatementKind::show: return "show";
-    case StatementKind::explain: return "explain";
-    case StatementKind::dml: return "dml";
-    case StatementKind::copy_to: return "copy_to";
-    case StatementKind::copy_from: return "copy_from";
-    case StatementKind::transaction: return "transaction";
-    case StatementKind::session: return "session";
-    case StatementKind::prepare: return "prepare";
-    case StatementKind::execute: return "execute";
-    case StatementKind::deallocate: return "deallocate";
-    case StatementKind::cursor: return "cursor";
-    case StatementKind::listen: return "listen";
-    case StatementKind::call: return "call";
-    case StatementKind::other: return "other";
-    case StatementKind::invalid: return "invalid";
+    case StatementKind::select:
+        return "select";
+    case StatementKind::show:
+        return "show";
+    case StatementKind::explain:
+        return "explain";
+    case StatementKind::dml:
+        return "dml";
+    case StatementKind::copy_to:
+        return "copy_to";
+    case StatementKind::copy_from:
+        return "copy_from";
+    case StatementKind::transaction:
+        return "transaction";
+    case StatementKind::session:
+        return "session";
+    case StatementKind::prepare:
+        return "prepare";
+    case StatementKind::execute:
+        return "execute";
+    case StatementKind::deallocate:
+        return "deallocate";
+    case StatementKind::cursor:
+        return "cursor";
+    case StatementKind::listen:
+        return "listen";
+    case StatementKind::call:
+        return "call";
+    case StatementKind::other:
+        return "other";
+    case StatementKind::invalid:
+        return "invalid";
     }
     return "?";
 }
@@ -827,13 +846,20 @@ std::string_view to_string(StatementKind k) noexcept
 std::string_view to_string(Tx t) noexcept
 {
     switch (t) {
-    case Tx::none: return "none";
-    case Tx::begin: return "begin";
-    case Tx::begin_read_only: return "begin_read_only";
-    case Tx::commit: return "commit";
-    case Tx::rollback: return "rollback";
-    case Tx::savepoint_or_release: return "savepoint_or_release";
-    case Tx::prepare_transaction: return "prepare_transaction";
+    case Tx::none:
+        return "none";
+    case Tx::begin:
+        return "begin";
+    case Tx::begin_read_only:
+        return "begin_read_only";
+    case Tx::commit:
+        return "commit";
+    case Tx::rollback:
+        return "rollback";
+    case Tx::savepoint_or_release:
+        return "savepoint_or_release";
+    case Tx::prepare_transaction:
+        return "prepare_transaction";
     }
     return "?";
 }
@@ -841,13 +867,20 @@ std::string_view to_string(Tx t) noexcept
 std::string_view to_string(SessionEffect e) noexcept
 {
     switch (e) {
-    case SessionEffect::none: return "none";
-    case SessionEffect::set: return "set";
-    case SessionEffect::reset: return "reset";
-    case SessionEffect::reset_all: return "reset_all";
-    case SessionEffect::discard_all: return "discard_all";
-    case SessionEffect::discard_other: return "discard_other";
-    case SessionEffect::set_transaction_scoped: return "set_transaction_scoped";
+    case SessionEffect::none:
+        return "none";
+    case SessionEffect::set:
+        return "set";
+    case SessionEffect::reset:
+        return "reset";
+    case SessionEffect::reset_all:
+        return "reset_all";
+    case SessionEffect::discard_all:
+        return "discard_all";
+    case SessionEffect::discard_other:
+        return "discard_other";
+    case SessionEffect::set_transaction_scoped:
+        return "set_transaction_scoped";
     }
     return "?";
 }
@@ -855,9 +888,12 @@ std::string_view to_string(SessionEffect e) noexcept
 std::string_view to_string(Hint h) noexcept
 {
     switch (h) {
-    case Hint::none: return "none";
-    case Hint::primary: return "primary";
-    case Hint::replica: return "replica";
+    case Hint::none:
+        return "none";
+    case Hint::primary:
+        return "primary";
+    case Hint::replica:
+        return "replica";
     }
     return "?";
 }

@@ -90,7 +90,7 @@ struct StatementInfo {
     /// Keeps the session on the primary from now on (SPEC §3): temporary tables, sequences,
     /// views or functions; session advisory locks; LISTEN; DECLARE ... WITH HOLD.
     bool pins_primary = false;
-    bool unlisten = false;  ///< UNLISTEN (one channel or *)
+    bool unlisten = false;                       ///< UNLISTEN (one channel or *)
     std::optional<std::string> prepare_name;     ///< SQL PREPARE name AS ...
     bool prepared_statement_is_write = false;    ///< class of PREPARE's inner statement
     std::optional<std::string> execute_name;     ///< SQL EXECUTE name; `write` covers only its arguments
@@ -128,18 +128,18 @@ struct StatementInfo {
 /// Every statement of one query string, plus what the router asks most.
 struct Classification {
     std::vector<StatementInfo> statements;  ///< in text order; empty for an empty query
-    bool write = false;            ///< any statement writes, or the text did not parse
-    Hint hint = Hint::none;        ///< leading comment of the whole text
+    bool write = false;                     ///< any statement writes, or the text did not parse
+    Hint hint = Hint::none;                 ///< leading comment of the whole text
     bool parse_error = false;
-    bool pins_primary = false;     ///< any statement pins
-    bool uses_currval = false;     ///< any statement calls currval()/lastval()
-    bool has_tx_control = false;   ///< any statement has tx != Tx::none
+    bool pins_primary = false;        ///< any statement pins
+    bool uses_currval = false;        ///< any statement calls currval()/lastval()
+    bool has_tx_control = false;      ///< any statement has tx != Tx::none
     bool has_session_effect = false;  ///< any statement has session != SessionEffect::none
     /// Any PREPARE, EXECUTE, DEALLOCATE or UNLISTEN: session bookkeeping for the router.
     bool has_session_bookkeeping = false;
-    bool session_identity = false;  ///< any statement has session_identity
-    bool literal_sensitive = false;  ///< any statement has literal_sensitive
-    bool unlogged = false;           ///< any statement has unlogged
+    bool session_identity = false;               ///< any statement has session_identity
+    bool literal_sensitive = false;              ///< any statement has literal_sensitive
+    bool unlogged = false;                       ///< any statement has unlogged
     std::vector<std::string> unknown_functions;  ///< of every statement, once each
 
     /// A plain read the router may send anywhere: no write, no transaction or session

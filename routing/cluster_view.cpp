@@ -8,9 +8,12 @@ namespace pgswitch::routing {
 std::string_view to_string(Role r) noexcept
 {
     switch (r) {
-    case Role::unknown: return "unknown";
-    case Role::primary: return "primary";
-    case Role::replica: return "replica";
+    case Role::unknown:
+        return "unknown";
+    case Role::primary:
+        return "primary";
+    case Role::replica:
+        return "replica";
     }
     return "unknown";
 }
@@ -18,10 +21,14 @@ std::string_view to_string(Role r) noexcept
 std::string_view to_string(BackendState s) noexcept
 {
     switch (s) {
-    case BackendState::up: return "up";
-    case BackendState::down: return "down";
-    case BackendState::fenced: return "fenced";
-    case BackendState::drained: return "drained";
+    case BackendState::up:
+        return "up";
+    case BackendState::down:
+        return "down";
+    case BackendState::fenced:
+        return "fenced";
+    case BackendState::drained:
+        return "drained";
     }
     return "down";
 }
@@ -52,8 +59,7 @@ const BackendView* ClusterView::find(std::string_view name) const noexcept
     return nullptr;
 }
 
-bool update_lagging(bool was_lagging, std::optional<std::uint64_t> lag_bytes,
-                    std::uint64_t max_lag_bytes) noexcept
+bool update_lagging(bool was_lagging, std::optional<std::uint64_t> lag_bytes, std::uint64_t max_lag_bytes) noexcept
 {
     if (!lag_bytes)
         return was_lagging;  // no fresh figure: keep the last verdict
@@ -82,8 +88,7 @@ std::optional<std::uint64_t> parse_lsn(std::string_view text) noexcept
 std::string format_lsn(std::uint64_t lsn)
 {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
-                  static_cast<unsigned>(lsn & 0xffffffffu));
+    std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn & 0xffffffffu));
     return buf;
 }
 

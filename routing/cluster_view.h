@@ -38,8 +38,8 @@ struct BackendView {
     Role role = Role::unknown;
     BackendState state = BackendState::down;
     int consecutive_failures = 0;
-    std::string last_error;           ///< why the last check failed, "" when it passed
-    std::optional<std::uint64_t> wal_lsn;  ///< current (primary) or replay (replica) position
+    std::string last_error;                    ///< why the last check failed, "" when it passed
+    std::optional<std::uint64_t> wal_lsn;      ///< current (primary) or replay (replica) position
     std::optional<std::uint64_t> receive_lsn;  ///< replica: WAL received (failover picks the most)
     /// Replica only: bytes of WAL the primary has that this replica has not
     /// replayed, from the same health round (nullopt when unknown).

@@ -144,7 +144,10 @@ void FunctionCatalog::add_known(std::string_view schema, std::string_view name)
     ++known_count_;
 }
 
-void FunctionCatalog::add_missing(std::string_view name) { known_.add(name); }
+void FunctionCatalog::add_missing(std::string_view name)
+{
+    known_.add(name);
+}
 
 void FunctionCatalog::add_unlogged(std::string_view schema, std::string_view name)
 {
@@ -165,9 +168,15 @@ bool FunctionCatalog::knows(std::string_view schema, std::string_view name) cons
     return !complete() || known_.matches(schema, name);
 }
 
-void FunctionCatalog::add_write_function(std::string_view name) { write_.add(name); }
+void FunctionCatalog::add_write_function(std::string_view name)
+{
+    write_.add(name);
+}
 
-void FunctionCatalog::add_read_only_function(std::string_view name) { read_only_.add(name); }
+void FunctionCatalog::add_read_only_function(std::string_view name)
+{
+    read_only_.add(name);
+}
 
 FunctionEffect FunctionCatalog::lookup(std::string_view schema, std::string_view name) const
 {

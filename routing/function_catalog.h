@@ -103,8 +103,8 @@ private:
     std::uint64_t generation_;
     std::size_t volatile_count_ = 0;
     std::size_t known_count_ = 0;
-    NameIndex known_;      ///< every function of the database, and names known to be missing
-    NameIndex unlogged_;   ///< UNLOGGED relations
+    NameIndex known_;     ///< every function of the database, and names known to be missing
+    NameIndex unlogged_;  ///< UNLOGGED relations
     bool any_unlogged_ = false;
     NameIndex volatile_;   ///< pg_proc VOLATILE user functions
     NameIndex write_;      ///< config write_functions

@@ -23,18 +23,29 @@ public:
             return;
         }
         switch (m.tag) {
-        case fe::Tag::Query: on_query(index, *m.as<fe::Query>()); break;
-        case fe::Tag::Parse: on_parse(*m.as<fe::Parse>()); break;
-        case fe::Tag::Bind: on_bind(*m.as<fe::Bind>()); break;
-        case fe::Tag::Describe: on_describe(*m.as<fe::Describe>()); break;
-        case fe::Tag::Execute: on_execute(index, *m.as<fe::Execute>()); break;
+        case fe::Tag::Query:
+            on_query(index, *m.as<fe::Query>());
+            break;
+        case fe::Tag::Parse:
+            on_parse(*m.as<fe::Parse>());
+            break;
+        case fe::Tag::Bind:
+            on_bind(*m.as<fe::Bind>());
+            break;
+        case fe::Tag::Describe:
+            on_describe(*m.as<fe::Describe>());
+            break;
+        case fe::Tag::Execute:
+            on_execute(index, *m.as<fe::Execute>());
+            break;
         case fe::Tag::FunctionCall:
             // Fast-path calls can be anything.
             facts_.must_primary = true;
             facts_.may_write = true;
             facts_.bookkeeping_only = false;
             break;
-        default: break;  // Close, Sync, Flush: where the session is
+        default:
+            break;  // Close, Sync, Flush: where the session is
         }
     }
 
@@ -167,8 +178,11 @@ private:
             }
             case Tx::commit:
             case Tx::rollback:
-            case Tx::prepare_transaction: facts_.tx_end = true; break;
-            default: break;
+            case Tx::prepare_transaction:
+                facts_.tx_end = true;
+                break;
+            default:
+                break;
             }
             if (st.execute_name) {
                 // EXECUTE of an SQL PREPAREd statement, or of a protocol-level
@@ -199,8 +213,10 @@ private:
         switch (st.tx) {
         case Tx::commit:
         case Tx::rollback:
-        case Tx::prepare_transaction: return !st.tx_chain;
-        default: return false;
+        case Tx::prepare_transaction:
+            return !st.tx_chain;
+        default:
+            return false;
         }
     }
 

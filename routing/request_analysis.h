@@ -56,7 +56,7 @@ struct RequestFacts {
     /// session's reads must see it (a missing table or a changed column
     /// fails statements, where stale rows would only be old).
     bool changes_schema = false;
-    bool show_lsn = false;   ///< SHOW pgswitch.lsn (answered by pgswitch)
+    bool show_lsn = false;                   ///< SHOW pgswitch.lsn (answered by pgswitch)
     std::optional<std::string> set_min_lsn;  ///< SET pgswitch.min_lsn = '...'
     /// Functions its statements call that the catalog does not know.
     std::vector<std::string> unknown_functions;

@@ -41,9 +41,12 @@ std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& vie
     if (candidates.size() == 1)
         return candidates.front();
     switch (policy.load_balancing) {
-    case LoadBalancing::round_robin: return state.pick_round_robin(view, candidates);
-    case LoadBalancing::least_connections: return pick_least_connections(view, candidates, in_flight, state);
-    case LoadBalancing::ip_hash: return pick_rendezvous(view, candidates, client_key);
+    case LoadBalancing::round_robin:
+        return state.pick_round_robin(view, candidates);
+    case LoadBalancing::least_connections:
+        return pick_least_connections(view, candidates, in_flight, state);
+    case LoadBalancing::ip_hash:
+        return pick_rendezvous(view, candidates, client_key);
     }
     return candidates.front();
 }
@@ -51,16 +54,26 @@ std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& vie
 std::string_view to_string(Reason r) noexcept
 {
     switch (r) {
-    case Reason::write: return "write";
-    case Reason::pinned: return "session pinned to primary";
-    case Reason::hint_primary: return "hint pgswitch:primary";
-    case Reason::read_your_writes: return "read your writes";
-    case Reason::read_your_writes_wait: return "read on replica after replay wait";
-    case Reason::replica: return "read on replica";
-    case Reason::primary_read: return "read balanced onto primary";
-    case Reason::no_replica: return "no usable replica";
-    case Reason::no_primary: return "no primary";
-    case Reason::no_backend: return "no backend";
+    case Reason::write:
+        return "write";
+    case Reason::pinned:
+        return "session pinned to primary";
+    case Reason::hint_primary:
+        return "hint pgswitch:primary";
+    case Reason::read_your_writes:
+        return "read your writes";
+    case Reason::read_your_writes_wait:
+        return "read on replica after replay wait";
+    case Reason::replica:
+        return "read on replica";
+    case Reason::primary_read:
+        return "read balanced onto primary";
+    case Reason::no_replica:
+        return "no usable replica";
+    case Reason::no_primary:
+        return "no primary";
+    case Reason::no_backend:
+        return "no backend";
     }
     return "unknown";
 }
@@ -171,8 +184,7 @@ std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy
         if (!is_usable_replica(b) || b.lagging)
             continue;
         if (policy.read_your_writes == ReadYourWrites::lsn &&
-            (session.lsn_pending ||
-             (session.min_lsn && !known_fresh(view, i, *session.min_lsn, session.known_replay))))
+            (session.lsn_pending || (session.min_lsn && !known_fresh(view, i, *session.min_lsn, session.known_replay))))
             continue;
         out.push_back(i);
     }

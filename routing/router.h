@@ -30,7 +30,7 @@ struct Policy {
 
 /// What is being routed, reduced to what the decision needs.
 struct RouteRequest {
-    bool write = true;         ///< must run on the primary
+    bool write = true;            ///< must run on the primary
     bool prefer_primary = false;  ///< /* pgswitch:primary */ hint on a read
     bool prefer_replica = false;  ///< /* pgswitch:replica */ hint (ignored for writes)
     /// The caller can run a replay wait on a replica ahead of this read and
@@ -58,16 +58,16 @@ struct SessionConstraints {
 
 /// Why a target was chosen (for /routing/explain, logs and counters).
 enum class Reason {
-    write,               ///< writes go to the primary
-    pinned,              ///< the session is pinned to the primary
-    hint_primary,        ///< /* pgswitch:primary */
-    read_your_writes,    ///< no replica has the session's last write yet
+    write,                  ///< writes go to the primary
+    pinned,                 ///< the session is pinned to the primary
+    hint_primary,           ///< /* pgswitch:primary */
+    read_your_writes,       ///< no replica has the session's last write yet
     read_your_writes_wait,  ///< a replica that must first replay the session's last write
-    replica,             ///< a read on a replica
-    primary_read,        ///< a read balanced onto the primary (primary_reads = true)
-    no_replica,          ///< a read with no usable replica: the primary
-    no_primary,          ///< a write with no usable primary: wait or fail (57P03)
-    no_backend,          ///< nothing usable at all
+    replica,                ///< a read on a replica
+    primary_read,           ///< a read balanced onto the primary (primary_reads = true)
+    no_replica,             ///< a read with no usable replica: the primary
+    no_primary,             ///< a write with no usable primary: wait or fail (57P03)
+    no_backend,             ///< nothing usable at all
 };
 [[nodiscard]] std::string_view to_string(Reason r) noexcept;
 
@@ -81,7 +81,9 @@ struct Decision {
 
     Decision() = default;
     Decision(std::optional<std::size_t> b, Reason r, std::optional<std::uint64_t> wait = std::nullopt)
-        : backend(b), reason(r), wait_lsn(wait)
+        : backend(b),
+          reason(r),
+          wait_lsn(wait)
     {
     }
 };

@@ -18,7 +18,7 @@ LinkState borrow_link_state(const ServerPrepared& server, const SessionState& se
     // starts from the session's present epoch.
     link.discard_epoch = session.discard_epoch();
     link.settings_version = (server.settings_dirty || session.has_settings()) ? unknown_settings
-                                                                                : session.settings_version();
+                                                                              : session.settings_version();
     for (const auto& [name, st] : server.statements) {
         const auto* mine = session.statement(name);
         const bool same = mine && mine->query == st.query && mine->param_types == st.param_types;

@@ -21,7 +21,7 @@ struct ServerPrepared {
         std::string param_types;  ///< raw Int32 OIDs, as in the Parse
         bool operator==(const Statement&) const = default;
     };
-    std::map<std::string, Statement, std::less<>> statements;   ///< protocol-level named statements
+    std::map<std::string, Statement, std::less<>> statements;      ///< protocol-level named statements
     std::map<std::string, std::string, std::less<>> sql_prepared;  ///< SQL PREPARE name → its PREPARE text
     /// Some session SET something here that a RESET ALL has not undone.
     bool settings_dirty = false;

@@ -28,10 +28,10 @@ struct StatementShape {
 /// A protocol-level named prepared statement, as the client Parsed it.
 struct PreparedStatement {
     std::string query;
-    std::string param_types;   ///< raw Int32 OIDs from the Parse
+    std::string param_types;  ///< raw Int32 OIDs from the Parse
     std::int16_t param_count = 0;
-    bool write = true;         ///< classification of `query`
-    std::uint64_t version = 0; ///< bumps when the name is re-Parsed after a Close
+    bool write = true;          ///< classification of `query`
+    std::uint64_t version = 0;  ///< bumps when the name is re-Parsed after a Close
     /// What the client was told of it by a Describe of the statement, when it
     /// asked: a copy on another server must agree before it runs the
     /// client's Bind (a client decodes rows with this description).
@@ -50,7 +50,7 @@ struct SqlPrepared {
 struct LinkState {
     std::uint64_t settings_version = 0;
     std::uint64_t discard_epoch = 0;
-    std::map<std::string, std::uint64_t, std::less<>> statements;   ///< name → version
+    std::map<std::string, std::uint64_t, std::less<>> statements;    ///< name → version
     std::map<std::string, std::uint64_t, std::less<>> sql_prepared;  ///< name → version
 };
 

@@ -9,7 +9,8 @@
 namespace pgswitch::routing {
 
 StatementCache::StatementCache(std::size_t capacity, std::size_t max_text_bytes)
-    : capacity_(capacity), max_text_bytes_(max_text_bytes)
+    : capacity_(capacity),
+      max_text_bytes_(max_text_bytes)
 {
     // Buckets up front avoid rehash pauses while warming; a huge capacity grows lazily.
     index_.reserve(std::min<std::size_t>(capacity_, 1 << 16));
@@ -29,8 +30,7 @@ std::shared_ptr<const Classification> StatementCache::find(std::string_view sql,
     return it->second->value;
 }
 
-void StatementCache::insert(std::string_view sql, std::uint64_t generation,
-                            std::shared_ptr<const Classification> value)
+void StatementCache::insert(std::string_view sql, std::uint64_t generation, std::shared_ptr<const Classification> value)
 {
     if (capacity_ == 0 || sql.size() > max_text_bytes_)
         return;

@@ -69,7 +69,8 @@ private:
 /// literal_key.h), so it may be cached under the literal-free key.
 [[nodiscard]] bool literal_insensitive(const Classification& c) noexcept;
 
-/// classify() behind `cache`: exact text first, then the literal-free key. The generation is the catalog's, or 0 without one.
+/// classify() behind `cache`: exact text first, then the literal-free key. The generation is the catalog's, or 0
+/// without one.
 [[nodiscard]] std::shared_ptr<const Classification> classify_cached(StatementCache& cache, std::string_view sql,
                                                                     const FunctionCatalog* catalog);
 

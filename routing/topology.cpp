@@ -53,7 +53,8 @@ std::string encode(const Topology& t)
 {
     json j{{"epoch", t.epoch}, {"primary", t.primary}, {"fenced", t.fenced}, {"history", json::array()}};
     for (const auto& h : t.history)
-        j["history"].push_back({{"epoch", h.epoch}, {"at", h.at}, {"from", h.from}, {"to", h.to}, {"reason", h.reason}});
+        j["history"].push_back(
+            {{"epoch", h.epoch}, {"at", h.at}, {"from", h.from}, {"to", h.to}, {"reason", h.reason}});
     return j.dump();
 }
 
@@ -77,7 +78,8 @@ std::string encode(const std::vector<SharedBackend>& backends)
 {
     json j = json::array();
     for (const auto& b : backends)
-        j.push_back({{"name", b.name}, {"host", b.host}, {"port", b.port}, {"weight", b.weight}, {"drained", b.drained}});
+        j.push_back(
+            {{"name", b.name}, {"host", b.host}, {"port", b.port}, {"weight", b.weight}, {"drained", b.drained}});
     return j.dump();
 }
 
@@ -91,7 +93,8 @@ std::optional<std::vector<SharedBackend>> decode_backends(std::string_view text)
             if (port < 1 || port > 65535)
                 throw json::other_error::create(501, "port out of range", &b);
             out.push_back({b.at("name").get<std::string>(), b.at("host").get<std::string>(),
-                           static_cast<std::uint16_t>(port), field<int>(b, "weight", 1), field<bool>(b, "drained", false)});
+                           static_cast<std::uint16_t>(port), field<int>(b, "weight", 1),
+                           field<bool>(b, "drained", false)});
         }
         return out;
     });

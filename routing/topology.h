@@ -27,7 +27,7 @@ struct Topology {
     /// Bumped by every promotion: instances write only to the primary of the
     /// newest epoch they have seen.
     std::uint64_t epoch = 0;
-    std::string primary;  ///< "" until a primary was recorded
+    std::string primary;                        ///< "" until a primary was recorded
     std::map<std::string, std::string> fenced;  ///< backend name → why
     std::vector<FailoverEntry> history;
     bool operator==(const Topology&) const = default;

@@ -15,8 +15,8 @@ case ${1:-} in
 esac
 
 PACKAGES=(
-    # toolchain
-    g++ make meson ninja-build pkg-config cmake
+    # toolchain (clang-format: scripts/check_format.sh, part of make test)
+    g++ make meson ninja-build pkg-config cmake clang-format
     # libraries
     libboost1.81-dev libpq-dev libpg-query-dev nlohmann-json3-dev libtomlplusplus-dev
     doctest-dev libssl-dev

@@ -116,6 +116,17 @@ for name in $UNIT_NAMES; do
     fi
 done
 
+# ------------------------------------------------------------- formatting
+echo "=== format"
+if bash "$REPO/scripts/check_format.sh"; then
+    SUMMARY+=("format: 1 passed, 0 failed (scripts/check_format.sh)")
+    PASSED=$((PASSED + 1))
+else
+    SUMMARY+=("format: 0 passed, 1 failed (scripts/check_format.sh; make format fixes it)")
+    FAILED=$((FAILED + 1))
+fi
+echo "--- ${SUMMARY[-1]}"
+
 # --------------------------------------------------------- end-to-end tests
 if [[ $UNIT_ONLY -eq 0 ]]; then
     e2e=$BUILD/tests/integration/integration_e2e

@@ -27,7 +27,6 @@
 
 namespace e2e {
 
-
 struct OwnCluster {
     std::string dir;
     ClusterEnv env;
@@ -42,14 +41,15 @@ struct OwnCluster {
     }
     ~OwnCluster()
     {
-        const std::string cmd = std::string("bash ") + PGSWITCH_SOURCE_ROOT + "/tests/pg_cluster.sh stop --dir " +
-                                dir + " > /dev/null 2>&1";
+        const std::string cmd = std::string("bash ") + PGSWITCH_SOURCE_ROOT + "/tests/pg_cluster.sh stop --dir " + dir +
+                                " > /dev/null 2>&1";
         (void)std::system(cmd.c_str());
         (void)std::system(("rm -rf " + dir).c_str());
     }
     Conn superuser(int port) const
     {
-        return connect_ok("host=127.0.0.1 port=" + std::to_string(port) + " dbname=app user=postgres password=postgres "
+        return connect_ok("host=127.0.0.1 port=" + std::to_string(port) +
+                          " dbname=app user=postgres password=postgres "
                           "connect_timeout=3 sslmode=disable");
     }
     pid_t postmaster_pid(const std::string& data_key) const
@@ -120,8 +120,9 @@ inline int write_through(const Proxy& px, const std::string& table, int id)
     Conn c(PQconnectdb(px.conninfo().c_str()));
     if (PQstatus(c.get()) != CONNECTION_OK)
         return 0;
-    Result r(PQexec(c.get(), ("INSERT INTO " + table + " VALUES (" + std::to_string(id) +
-                              ") RETURNING inet_server_port()").c_str()));
+    Result r(
+        PQexec(c.get(),
+               ("INSERT INTO " + table + " VALUES (" + std::to_string(id) + ") RETURNING inet_server_port()").c_str()));
     return PQresultStatus(r.get()) == PGRES_TUPLES_OK ? std::atoi(PQgetvalue(r.get(), 0, 0)) : 0;
 }
 
@@ -143,7 +144,12 @@ public:
     }
     bool wait_acked(std::size_t n, std::chrono::milliseconds limit)
     {
-        return eventually([&] { std::lock_guard lk(mu_); return acked_.size() >= n; }, limit);
+        return eventually(
+            [&] {
+                std::lock_guard lk(mu_);
+                return acked_.size() >= n;
+            },
+            limit);
     }
     /// `old_port`: the server the event hits; a write it still acknowledges
     /// (an orphaned backend finishing after kill -9 of its postmaster, or
@@ -159,7 +165,11 @@ public:
         acked_by_old_after_ = 0;
         return now;
     }
-    std::size_t acked_by_old_after() { std::lock_guard lk(mu_); return acked_by_old_after_; }
+    std::size_t acked_by_old_after()
+    {
+        std::lock_guard lk(mu_);
+        return acked_by_old_after_;
+    }
     /// Milliseconds from `event` to the first write started after it that
     /// succeeded on another server than the one the event hit (or on any,
     /// with mark(0)); nullopt when none within `limit`.
@@ -184,9 +194,21 @@ public:
         if (reader_.joinable())
             reader_.join();
     }
-    std::set<int> acked() { std::lock_guard lk(mu_); return acked_; }
-    std::vector<std::string> write_errors_after() { std::lock_guard lk(mu_); return write_errors_after_; }
-    std::vector<std::string> read_errors() { std::lock_guard lk(mu_); return read_errors_; }
+    std::set<int> acked()
+    {
+        std::lock_guard lk(mu_);
+        return acked_;
+    }
+    std::vector<std::string> write_errors_after()
+    {
+        std::lock_guard lk(mu_);
+        return write_errors_after_;
+    }
+    std::vector<std::string> read_errors()
+    {
+        std::lock_guard lk(mu_);
+        return read_errors_;
+    }
     std::size_t reads() const { return reads_; }
 
 private:
@@ -195,8 +217,9 @@ private:
         Conn c = connect(px_.conninfo());
         for (int id = 1; !stop_; ++id) {
             const auto started = Clock::now().time_since_epoch().count();
-            Result r(PQexec(c.get(), ("INSERT INTO " + table_ + " VALUES (" + std::to_string(id) +
-                                      ") RETURNING inet_server_port()").c_str()));
+            Result r(PQexec(
+                c.get(), ("INSERT INTO " + table_ + " VALUES (" + std::to_string(id) + ") RETURNING inet_server_port()")
+                             .c_str()));
             std::lock_guard lk(mu_);
             const bool after_event = event_at_ != 0 && started > event_at_;
             if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
@@ -252,7 +275,7 @@ private:
 /// and every other survivor streams from it (a row written on it after the
 /// failover reaches them). Returns the new primary's name.
 inline std::string check_one_primary_and_followers(const OwnCluster& cl, const std::vector<std::string>& survivors,
-                                            const std::string& table, const std::set<int>& acked, int& lost)
+                                                   const std::string& table, const std::set<int>& acked, int& lost)
 {
     std::string primary;
     int primaries = 0;
@@ -281,7 +304,8 @@ inline std::string check_one_primary_and_followers(const OwnCluster& cl, const s
         Conn c = cl.superuser(cl.port_of(n));
         const bool seen = eventually(
             [&] {
-                Result r(PQexec(c.get(), ("SELECT 1 FROM " + table + " WHERE id = " + std::to_string(my_marker)).c_str()));
+                Result r(
+                    PQexec(c.get(), ("SELECT 1 FROM " + table + " WHERE id = " + std::to_string(my_marker)).c_str()));
                 return PQresultStatus(r.get()) == PGRES_TUPLES_OK && PQntuples(r.get()) == 1;
             },
             15s);

@@ -32,39 +32,49 @@ namespace e2e {
 namespace {
 
 // Directory of this executable (<build>/tests/integration).
-std::string exe_dir() {
+std::string exe_dir()
+{
     char buf[4096];
     const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) return ".";
+    if (n <= 0)
+        return ".";
     std::string p(buf, size_t(n));
     return p.substr(0, p.rfind('/'));
 }
-bool exists(const std::string& p) {
-    struct stat st{};
+bool exists(const std::string& p)
+{
+    struct stat st {};
     return ::stat(p.c_str(), &st) == 0;
 }
-std::string trim(std::string s) {
+std::string trim(std::string s)
+{
     const auto b = s.find_first_not_of(" \t\r\n");
-    if (b == std::string::npos) return {};
+    if (b == std::string::npos)
+        return {};
     const auto e = s.find_last_not_of(" \t\r\n");
     return s.substr(b, e - b + 1);
 }
 
 // Shell-style value: 'single' or "double" quoted, and backslash escapes as
 // printf %q writes them (e.g. REPLICA_PORTS=22071\ 31519 means "22071 31519").
-std::string unquote(const std::string& v) {
+std::string unquote(const std::string& v)
+{
     std::string out;
     char quote = 0;
     for (size_t i = 0; i < v.size(); ++i) {
         const char ch = v[i];
         if (quote == '\'') {
-            if (ch == '\'') quote = 0;
-            else out += ch;
+            if (ch == '\'')
+                quote = 0;
+            else
+                out += ch;
         } else if (ch == '\\' && i + 1 < v.size()) {
             out += v[++i];
         } else if (quote == '"') {
-            if (ch == '"') quote = 0;
-            else out += ch;
+            if (ch == '"')
+                quote = 0;
+            else
+                out += ch;
         } else if (ch == '\'' || ch == '"') {
             quote = ch;
         } else {
@@ -89,39 +99,50 @@ std::vector<RetiredLog> g_retired;  // instances torn down during the current te
 
 std::string read_file(const std::string& path, size_t from = 0, size_t max_bytes = std::string::npos);
 
-void dump_one(const char* why, pid_t pid, const std::string& path, size_t from) {
+void dump_one(const char* why, pid_t pid, const std::string& path, size_t from)
+{
     std::cerr << "----- pgswitch log (" << why << ", pid " << pid << ", " << path << ", from byte " << from
               << ") -----\n"
               << read_file(path, from, 16384) << "\n----- end of log -----\n";
 }
 
-void dump_logs(const char* why) {
+void dump_logs(const char* why)
+{
     std::lock_guard lk(g_live_mu);
     for (Proxy* p : g_live)
         dump_one(why, p->pid(), p->log_path(), g_log_marks.count(p) ? g_log_marks[p] : 0);
-    for (const auto& r : g_retired) dump_one(why, r.pid, r.path, r.from);
+    for (const auto& r : g_retired)
+        dump_one(why, r.pid, r.path, r.from);
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------- cluster
 
-std::string ClusterEnv::get(const std::string& key) const {
+std::string ClusterEnv::get(const std::string& key) const
+{
     auto it = vars.find(key);
-    if (it == vars.end()) FAIL("cluster.env has no " << key);
+    if (it == vars.end())
+        FAIL("cluster.env has no " << key);
     return it->second;
 }
 
-int ClusterEnv::primary_port() const { return std::stoi(get("PRIMARY_PORT")); }
-int ClusterEnv::replica_port(int n) const {
+int ClusterEnv::primary_port() const
+{
+    return std::stoi(get("PRIMARY_PORT"));
+}
+int ClusterEnv::replica_port(int n) const
+{
     return std::stoi(get("REPLICA" + std::to_string(n) + "_PORT"));
 }
-std::string ClusterEnv::pgbin() const {
+std::string ClusterEnv::pgbin() const
+{
     auto it = vars.find("PGBIN");
     return it != vars.end() ? it->second : "/usr/lib/postgresql/15/bin";
 }
 
-ClusterEnv load_cluster_env(const std::string& path_s) {
+ClusterEnv load_cluster_env(const std::string& path_s)
+{
     ClusterEnv e;
     const char* path = path_s.c_str();
     std::ifstream in(path);
@@ -132,10 +153,13 @@ ClusterEnv load_cluster_env(const std::string& path_s) {
     std::string line;
     while (std::getline(in, line)) {
         line = trim(line);
-        if (line.empty() || line[0] == '#') continue;
-        if (line.rfind("export ", 0) == 0) line = trim(line.substr(7));
+        if (line.empty() || line[0] == '#')
+            continue;
+        if (line.rfind("export ", 0) == 0)
+            line = trim(line.substr(7));
         const auto eq = line.find('=');
-        if (eq == std::string::npos) continue;
+        if (eq == std::string::npos)
+            continue;
         e.vars[trim(line.substr(0, eq))] = unquote(trim(line.substr(eq + 1)));
     }
     for (const char* k : {"PRIMARY_PORT", "REPLICA1_PORT", "REPLICA2_PORT", "PGHOST"}) {
@@ -144,15 +168,21 @@ ClusterEnv load_cluster_env(const std::string& path_s) {
             std::exit(2);
         }
     }
-    for (auto [k, d] : {std::pair{"SUPERUSER", "postgres"}, {"SUPERPASS", "postgres"},
-                        {"APP_USER", "app"}, {"APP_PASSWORD", "app"}, {"APP_DB", "app"},
-                        {"MD5_USER", "md5user"}, {"MD5_PASSWORD", "md5user"},
-                        {"PW_USER", "pwuser"}, {"PW_PASSWORD", "pwuser"}})
+    for (auto [k, d] : {std::pair{"SUPERUSER", "postgres"},
+                        {"SUPERPASS", "postgres"},
+                        {"APP_USER", "app"},
+                        {"APP_PASSWORD", "app"},
+                        {"APP_DB", "app"},
+                        {"MD5_USER", "md5user"},
+                        {"MD5_PASSWORD", "md5user"},
+                        {"PW_USER", "pwuser"},
+                        {"PW_PASSWORD", "pwuser"}})
         e.vars.emplace(k, d);
     return e;
 }
 
-const ClusterEnv& cluster() {
+const ClusterEnv& cluster()
+{
     static const ClusterEnv env = [] {
         ClusterEnv e;
         const char* from_env = std::getenv("PGSWITCH_CLUSTER_ENV");
@@ -161,7 +191,8 @@ const ClusterEnv& cluster() {
         const char* path = path_s.c_str();
         if (!(from_env && *from_env) && !exists(path_s)) {
             std::cerr << "PGSWITCH_CLUSTER_ENV is not set (path of cluster.env from "
-                         "`bash tests/pg_cluster.sh start --dir DIR`), and " << fallback << " does not exist\n";
+                         "`bash tests/pg_cluster.sh start --dir DIR`), and "
+                      << fallback << " does not exist\n";
             std::exit(2);
         }
         e = load_cluster_env(path_s);
@@ -170,14 +201,17 @@ const ClusterEnv& cluster() {
     return env;
 }
 
-bool direct_mode() {
+bool direct_mode()
+{
     const char* d = std::getenv("PGSWITCH_DIRECT");
     return d && *d && std::string(d) != "0";
 }
 
-std::string pgswitch_bin() {
+std::string pgswitch_bin()
+{
     const char* b = std::getenv("PGSWITCH_BIN");
-    if (b && *b) return b;
+    if (b && *b)
+        return b;
     // <build>/tests/integration/integration_e2e -> <build>/proxy/pgswitch
     const std::string sibling = exe_dir() + "/../../proxy/pgswitch";
     return exists(sibling) ? sibling : "build/proxy/pgswitch";
@@ -185,10 +219,12 @@ std::string pgswitch_bin() {
 
 // ---------------------------------------------------------------- libpq
 
-std::string cq(const std::string& v) {
+std::string cq(const std::string& v)
+{
     std::string out = "'";
     for (char ch : v) {
-        if (ch == '\'' || ch == '\\') out += '\\';
+        if (ch == '\'' || ch == '\\')
+            out += '\\';
         out += ch;
     }
     return out + "'";
@@ -198,60 +234,75 @@ namespace {
 void quiet_notices(void*, const char*) {}
 }  // namespace
 
-Conn connect(const std::string& conninfo) {
+Conn connect(const std::string& conninfo)
+{
     Conn c(PQconnectdb(conninfo.c_str()));
-    if (c) PQsetNoticeProcessor(c.get(), quiet_notices, nullptr);  // DROP ... IF EXISTS chatter
+    if (c)
+        PQsetNoticeProcessor(c.get(), quiet_notices, nullptr);  // DROP ... IF EXISTS chatter
     return c;
 }
 
-Conn connect_ok(const std::string& conninfo) {
+Conn connect_ok(const std::string& conninfo)
+{
     Conn c = connect(conninfo);
     REQUIRE_MESSAGE(c != nullptr, "PQconnectdb returned null");
-    REQUIRE_MESSAGE(PQstatus(c.get()) == CONNECTION_OK,
-                    "connect failed (" << conninfo << "): " << errmsg(c.get()));
+    REQUIRE_MESSAGE(PQstatus(c.get()) == CONNECTION_OK, "connect failed (" << conninfo << "): " << errmsg(c.get()));
     return c;
 }
 
-Result exec_ok(PGconn* c, const std::string& sql, ExecStatusType expected) {
+Result exec_ok(PGconn* c, const std::string& sql, ExecStatusType expected)
+{
     Result r(PQexec(c, sql.c_str()));
     const std::string shown = sql.size() > 200 ? sql.substr(0, 200) + "..." : sql;
     REQUIRE_MESSAGE(PQresultStatus(r.get()) == expected,
-                    "`" << shown << "` -> " << std::string(PQresStatus(PQresultStatus(r.get()))) << ": "
-                        << errmsg(c));
+                    "`" << shown << "` -> " << std::string(PQresStatus(PQresultStatus(r.get()))) << ": " << errmsg(c));
     return r;
 }
 
-std::string query_value(PGconn* c, const std::string& sql) {
+std::string query_value(PGconn* c, const std::string& sql)
+{
     Result r = exec_ok(c, sql, PGRES_TUPLES_OK);
     REQUIRE_MESSAGE(PQntuples(r.get()) == 1, "`" << sql << "` returned " << PQntuples(r.get()) << " rows");
     REQUIRE(PQnfields(r.get()) >= 1);
     return PQgetvalue(r.get(), 0, 0);
 }
 
-std::string sqlstate(const PGresult* r) {
+std::string sqlstate(const PGresult* r)
+{
     const char* s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     return s ? s : "";
 }
 
 namespace {
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
+bool wait_fd(int fd, short events, Clock::time_point deadline)
+{
     for (;;) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() < 0) return false;
+        if (left.count() < 0)
+            return false;
         pollfd p{fd, events, 0};
         const int n = ::poll(&p, 1, static_cast<int>(left.count()) + 1);
-        if (n > 0) return true;
-        if (n < 0 && errno != EINTR) return true;  // let the caller see the error
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return true;  // let the caller see the error
     }
 }
 }  // namespace
 
-bool wait_readable(int fd, Clock::time_point deadline) { return wait_fd(fd, POLLIN, deadline); }
-bool wait_writable(int fd, Clock::time_point deadline) { return wait_fd(fd, POLLOUT, deadline); }
+bool wait_readable(int fd, Clock::time_point deadline)
+{
+    return wait_fd(fd, POLLIN, deadline);
+}
+bool wait_writable(int fd, Clock::time_point deadline)
+{
+    return wait_fd(fd, POLLOUT, deadline);
+}
 
 // ---------------------------------------------------------------- processes
 
-std::string write_temp_file(const std::string& stem, const std::string& text) {
+std::string write_temp_file(const std::string& stem, const std::string& text)
+{
     const std::string path = "/tmp/pgswitch-e2e-" + std::to_string(::getpid()) + "-" +
                              std::to_string(g_temp_counter++) + "-" + stem;
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -262,13 +313,17 @@ std::string write_temp_file(const std::string& stem, const std::string& text) {
 }
 
 namespace {
-std::string read_file(const std::string& path, size_t from, size_t max_bytes) {
+std::string read_file(const std::string& path, size_t from, size_t max_bytes)
+{
     std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
+    if (!in)
+        return {};
     in.seekg(0, std::ios::end);
     const size_t size = static_cast<size_t>(in.tellg());
-    if (from > size) from = size;
-    if (max_bytes != std::string::npos && size - from > max_bytes) from = size - max_bytes;
+    if (from > size)
+        from = size;
+    if (max_bytes != std::string::npos && size - from > max_bytes)
+        from = size - max_bytes;
     in.seekg(static_cast<std::streamoff>(from));
     std::string s(size - from, '\0');
     in.read(s.data(), static_cast<std::streamsize>(s.size()));
@@ -279,22 +334,29 @@ std::string read_file(const std::string& path, size_t from, size_t max_bytes) {
 struct ExecImage {
     std::vector<std::string> args, env;
     std::vector<char*> argv, envp;
-    ExecImage(const std::vector<std::string>& a, const std::vector<std::string>& extra_env) : args(a) {
+    ExecImage(const std::vector<std::string>& a, const std::vector<std::string>& extra_env) : args(a)
+    {
         std::set<std::string> overridden;
-        for (const auto& e : extra_env) overridden.insert(e.substr(0, e.find('=')));
+        for (const auto& e : extra_env)
+            overridden.insert(e.substr(0, e.find('=')));
         for (char** p = environ; *p; ++p) {
             std::string e = *p;
-            if (!overridden.count(e.substr(0, e.find('=')))) env.push_back(e);
+            if (!overridden.count(e.substr(0, e.find('='))))
+                env.push_back(e);
         }
-        for (const auto& e : extra_env) env.push_back(e);
-        for (auto& s : args) argv.push_back(s.data());
+        for (const auto& e : extra_env)
+            env.push_back(e);
+        for (auto& s : args)
+            argv.push_back(s.data());
         argv.push_back(nullptr);
-        for (auto& s : env) envp.push_back(s.data());
+        for (auto& s : env)
+            envp.push_back(s.data());
         envp.push_back(nullptr);
     }
 };
 
-pid_t spawn(const ExecImage& img, const std::string& out_path) {
+pid_t spawn(const ExecImage& img, const std::string& out_path)
+{
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     REQUIRE_MESSAGE(out >= 0, "open " << out_path << ": " << std::strerror(errno));
     const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -302,7 +364,8 @@ pid_t spawn(const ExecImage& img, const std::string& out_path) {
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test binary
-        if (::getppid() != parent) ::_exit(127);
+        if (::getppid() != parent)
+            ::_exit(127);
         ::setpgid(0, 0);
         ::dup2(devnull, 0);
         ::dup2(out, 1);
@@ -316,19 +379,22 @@ pid_t spawn(const ExecImage& img, const std::string& out_path) {
         ::_exit(127);
     }
     ::close(out);
-    if (devnull >= 0) ::close(devnull);
+    if (devnull >= 0)
+        ::close(devnull);
     REQUIRE_MESSAGE(pid > 0, "fork: " << std::strerror(errno));
     return pid;
 }
 }  // namespace
 
 pid_t spawn_background(const std::vector<std::string>& argv, const std::string& out_path,
-                       const std::vector<std::string>& extra_env) {
+                       const std::vector<std::string>& extra_env)
+{
     return spawn(ExecImage(argv, extra_env), out_path);
 }
 
 CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout)
+{
     ExecImage img(argv, extra_env);
     const std::string out_path = "/tmp/pgswitch-e2e-" + std::to_string(::getpid()) + "-" +
                                  std::to_string(g_temp_counter++) + "-cmd.out";
@@ -338,7 +404,8 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::vecto
     int status = 0;
     for (;;) {
         const pid_t w = ::waitpid(pid, &status, WNOHANG);
-        if (w == pid) break;
+        if (w == pid)
+            break;
         if (Clock::now() > deadline) {
             ::kill(-pid, SIGKILL);
             ::kill(pid, SIGKILL);
@@ -348,13 +415,15 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::vecto
         }
         std::this_thread::sleep_for(20ms);
     }
-    if (!res.timed_out && WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+    if (!res.timed_out && WIFEXITED(status))
+        res.exit_code = WEXITSTATUS(status);
     res.output = read_file(out_path);
     ::unlink(out_path.c_str());
     return res;
 }
 
-int free_port() {
+int free_port()
+{
     // Below 32768, where the kernel does not pick ports for client sockets
     // (ip_local_port_range), so nothing takes it between now and its use;
     // a random start per process, so parallel runs rarely collide.
@@ -369,7 +438,8 @@ int free_port() {
         a.sin_port = htons(static_cast<uint16_t>(port));
         const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
         ::close(fd);
-        if (ok) return static_cast<int>(port);
+        if (ok)
+            return static_cast<int>(port);
     }
     FAIL("no free TCP port in 20000-32767");
     return 0;
@@ -377,7 +447,8 @@ int free_port() {
 
 // ---------------------------------------------------------------- pgswitch
 
-std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port) {
+std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port)
+{
     const ClusterEnv& env = opts.cluster_env ? *opts.cluster_env : cluster();
     std::ostringstream t;
     t << "# generated by integration_e2e\n"
@@ -394,19 +465,21 @@ std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port)
       << "password = \"" << env.get("SUPERPASS") << "\"\n"
       << "interval_ms = " << opts.health_interval_ms << "\n"
       << opts.health_extra << "\n";
-    const std::pair<const char*, int> backends[] = {{"primary", env.primary_port()},
-                                                    {"replica1", env.replica_port(1)},
-                                                    {"replica2", env.replica_port(2)}};
+    const std::pair<const char*, int> backends[] = {
+        {"primary", env.primary_port()}, {"replica1", env.replica_port(1)}, {"replica2", env.replica_port(2)}};
     for (const auto& [name, p] : backends) {
         t << "[[backends]]\nname = \"" << name << "\"\nhost = \"" << env.host() << "\"\nport = " << p << "\n";
-        if (auto w = opts.weights.find(name); w != opts.weights.end()) t << "weight = " << w->second << "\n";
+        if (auto w = opts.weights.find(name); w != opts.weights.end())
+            t << "weight = " << w->second << "\n";
         t << "\n";
     }
     std::vector<UserEntry> users = opts.users;
-    if (users.empty()) users.push_back({env.get("APP_USER"), env.get("APP_PASSWORD"), ""});
+    if (users.empty())
+        users.push_back({env.get("APP_USER"), env.get("APP_PASSWORD"), ""});
     for (const auto& u : users) {
         t << "[[users]]\nname = \"" << u.name << "\"\npassword = \"" << u.password << "\"\n";
-        if (!u.auth_method.empty()) t << "auth_method = \"" << u.auth_method << "\"\n";
+        if (!u.auth_method.empty())
+            t << "auth_method = \"" << u.auth_method << "\"\n";
         t << "\n";
     }
     t << opts.extra_toml << "\n";
@@ -415,7 +488,8 @@ std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port)
 
 Proxy::Proxy(ProxyOptions opts) : opts_(std::move(opts)) {}
 
-Proxy::~Proxy() {
+Proxy::~Proxy()
+{
     if (pid_ > 0 && !exited_) {
         const int code = stop();
         if (code != 0) {
@@ -429,19 +503,24 @@ Proxy::~Proxy() {
     g_log_marks.erase(this);
 }
 
-std::string Proxy::conninfo(const std::string& user, const std::string& password, const std::string& extra) const {
+std::string Proxy::conninfo(const std::string& user, const std::string& password, const std::string& extra) const
+{
     const ClusterEnv& env = cluster();
     std::string s = "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + cq(env.get("APP_DB")) +
                     " user=" + cq(user.empty() ? env.get("APP_USER") : user) +
                     " password=" + cq(user.empty() && password.empty() ? env.get("APP_PASSWORD") : password) +
                     " connect_timeout=5 sslmode=disable gssencmode=disable";
-    if (!extra.empty()) s += " " + extra;
+    if (!extra.empty())
+        s += " " + extra;
     return s;
 }
 
-std::optional<int> Proxy::reap(bool block) {
-    if (pid_ <= 0) return 0;
-    if (exited_) return exit_status_;
+std::optional<int> Proxy::reap(bool block)
+{
+    if (pid_ <= 0)
+        return 0;
+    if (exited_)
+        return exit_status_;
     int status = 0;
     const pid_t w = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
     if (w == pid_) {
@@ -454,23 +533,27 @@ std::optional<int> Proxy::reap(bool block) {
     return std::nullopt;
 }
 
-bool Proxy::alive() {
-    if (pid_ <= 0) return direct_mode() && port_ != 0;  // direct mode: the primary stands in
+bool Proxy::alive()
+{
+    if (pid_ <= 0)
+        return direct_mode() && port_ != 0;  // direct mode: the primary stands in
     return !reap(false).has_value();
 }
 
-void Proxy::start() {
+void Proxy::start()
+{
     if (direct_mode()) {
         port_ = cluster().primary_port();
         return;
     }
     const std::string bin = pgswitch_bin();
-    struct stat st{};
+    struct stat st {};
     REQUIRE_MESSAGE(::stat(bin.c_str(), &st) == 0,
                     "pgswitch binary not found at " << bin << " (set PGSWITCH_BIN, or PGSWITCH_DIRECT=1)");
     port_ = free_port();
     admin_port_ = free_port();
-    while (admin_port_ == port_) admin_port_ = free_port();
+    while (admin_port_ == port_)
+        admin_port_ = free_port();
     config_path_ = write_temp_file("pgswitch.toml", make_config_toml(opts_, port_, admin_port_));
     log_path_ = config_path_.substr(0, config_path_.size() - 4) + "log";
 
@@ -493,7 +576,8 @@ void Proxy::start() {
         Conn c = connect(conninfo("", "", "connect_timeout=2"));
         if (PQstatus(c.get()) == CONNECTION_OK) {
             Result r(PQexec(c.get(), "SELECT 1"));
-            if (PQresultStatus(r.get()) == PGRES_TUPLES_OK) break;
+            if (PQresultStatus(r.get()) == PGRES_TUPLES_OK)
+                break;
             last_error = errmsg(c.get());
         } else {
             last_error = errmsg(c.get());
@@ -507,38 +591,51 @@ void Proxy::start() {
     }
 }
 
-void Proxy::signal(int sig) {
-    if (pid_ > 0 && !exited_) ::kill(pid_, sig);
+void Proxy::signal(int sig)
+{
+    if (pid_ > 0 && !exited_)
+        ::kill(pid_, sig);
 }
 
-std::optional<int> Proxy::wait_exit(std::chrono::milliseconds deadline) {
+std::optional<int> Proxy::wait_exit(std::chrono::milliseconds deadline)
+{
     const auto until = Clock::now() + deadline;
     for (;;) {
-        if (auto code = reap(false)) return code;
-        if (Clock::now() > until) return std::nullopt;
+        if (auto code = reap(false))
+            return code;
+        if (Clock::now() > until)
+            return std::nullopt;
         std::this_thread::sleep_for(10ms);
     }
 }
 
-int Proxy::stop(std::chrono::milliseconds deadline) {
-    if (pid_ <= 0) return 0;
-    if (exited_) return exit_status_;
+int Proxy::stop(std::chrono::milliseconds deadline)
+{
+    if (pid_ <= 0)
+        return 0;
+    if (exited_)
+        return exit_status_;
     ::kill(pid_, SIGTERM);
-    if (auto code = wait_exit(deadline)) return *code;
+    if (auto code = wait_exit(deadline))
+        return *code;
     std::cerr << "pgswitch pid " << pid_ << " ignored SIGTERM for " << deadline.count() << " ms; SIGKILL\n";
     ::kill(pid_, SIGKILL);
     reap(true);
     return -1;
 }
 
-size_t Proxy::log_size() const {
-    struct stat st{};
-    if (log_path_.empty() || ::stat(log_path_.c_str(), &st) != 0) return 0;
+size_t Proxy::log_size() const
+{
+    struct stat st {};
+    if (log_path_.empty() || ::stat(log_path_.c_str(), &st) != 0)
+        return 0;
     return static_cast<size_t>(st.st_size);
 }
 
-std::string Proxy::log_text(size_t from, size_t max_bytes) const {
-    if (log_path_.empty()) return "(direct mode: no pgswitch log)";
+std::string Proxy::log_text(size_t from, size_t max_bytes) const
+{
+    if (log_path_.empty())
+        return "(direct mode: no pgswitch log)";
     return read_file(log_path_, from, max_bytes);
 }
 
@@ -547,11 +644,12 @@ std::unique_ptr<Proxy> g_shared;
 std::string g_shared_died_in;  // name of the test during which the shared instance died
 }  // namespace
 
-Proxy& shared_proxy() {
+Proxy& shared_proxy()
+{
     if (g_shared && !direct_mode() && !g_shared->alive()) {
         // A crash must not cascade into every later test: report it here, restart.
         FAIL_CHECK("the shared pgswitch (pid " << g_shared->pid() << ") died during the earlier test \""
-                   << g_shared_died_in << "\"; restarting it for this one");
+                                               << g_shared_died_in << "\"; restarting it for this one");
         std::cerr << "----- log of the dead shared pgswitch -----\n" << g_shared->log_text() << "\n-----\n";
         g_shared.reset();
         g_shared_died_in.clear();
@@ -576,7 +674,8 @@ std::atomic<long long> g_deadline_ns{0};
 std::string g_current_test;
 std::mutex g_test_mu;
 
-void watchdog_loop() {
+void watchdog_loop()
+{
     for (;;) {
         std::this_thread::sleep_for(200ms);
         const long long d = g_deadline_ns.load();
@@ -593,14 +692,16 @@ void watchdog_loop() {
 }
 
 struct LogListener : doctest::IReporter {
-    explicit LogListener(const doctest::ContextOptions&) {
+    explicit LogListener(const doctest::ContextOptions&)
+    {
         static std::once_flag once;
         std::call_once(once, [] { std::thread(watchdog_loop).detach(); });
     }
     void report_query(const doctest::QueryData&) override {}
     void test_run_start() override {}
     void test_run_end(const doctest::TestRunStats&) override {}
-    void test_case_start(const doctest::TestCaseData& tc) override {
+    void test_case_start(const doctest::TestCaseData& tc) override
+    {
         {
             std::lock_guard lk(g_test_mu);
             g_current_test = tc.m_name;
@@ -608,15 +709,18 @@ struct LogListener : doctest::IReporter {
         {
             std::lock_guard lk(g_live_mu);
             g_retired.clear();
-            for (Proxy* p : g_live) g_log_marks[p] = p->log_size();
+            for (Proxy* p : g_live)
+                g_log_marks[p] = p->log_size();
         }
         g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
     }
-    void test_case_reenter(const doctest::TestCaseData&) override {
+    void test_case_reenter(const doctest::TestCaseData&) override
+    {
         // Each SUBCASE pass reruns the test case: a fresh time limit for each.
         g_deadline_ns = (Clock::now() + 120s).time_since_epoch().count();
     }
-    void test_case_end(const doctest::CurrentTestCaseStats& st) override {
+    void test_case_end(const doctest::CurrentTestCaseStats& st) override
+    {
         g_deadline_ns = 0;
         if (g_shared && !direct_mode() && g_shared_died_in.empty() && !g_shared->alive()) {
             std::lock_guard lk(g_test_mu);
@@ -624,7 +728,8 @@ struct LogListener : doctest::IReporter {
             std::cerr << "\n*** the shared pgswitch (pid " << g_shared->pid() << ") DIED during test \""
                       << g_current_test << "\" ***\n";
         }
-        if (!st.testCaseSuccess) dump_logs("test failed");
+        if (!st.testCaseSuccess)
+            dump_logs("test failed");
         std::lock_guard lk(g_live_mu);
         g_retired.clear();
     }

@@ -36,7 +36,7 @@ struct ClusterEnv {
     int primary_port() const;
     int replica_port(int n) const;  ///< n = 1 or 2
     std::string host() const { return get("PGHOST"); }
-    std::string pgbin() const;      ///< directory of pgbench etc.
+    std::string pgbin() const;  ///< directory of pgbench etc.
 };
 const ClusterEnv& cluster();
 /// Parses a cluster.env file written by tests/pg_cluster.sh (fails the process when unreadable).
@@ -47,13 +47,28 @@ std::string pgswitch_bin();
 
 // ---------------------------------------------------------------- libpq RAII
 
-struct PGconnDeleter { void operator()(PGconn* c) const noexcept { if (c) PQfinish(c); } };
-struct PGresultDeleter { void operator()(PGresult* r) const noexcept { if (r) PQclear(r); } };
+struct PGconnDeleter {
+    void operator()(PGconn* c) const noexcept
+    {
+        if (c)
+            PQfinish(c);
+    }
+};
+struct PGresultDeleter {
+    void operator()(PGresult* r) const noexcept
+    {
+        if (r)
+            PQclear(r);
+    }
+};
 using Conn = std::unique_ptr<PGconn, PGconnDeleter>;
 using Result = std::unique_ptr<PGresult, PGresultDeleter>;
 
 /// PQerrorMessage as a std::string (doctest prints a char* as a pointer).
-inline std::string errmsg(const PGconn* c) { return c ? PQerrorMessage(c) : "(no connection)"; }
+inline std::string errmsg(const PGconn* c)
+{
+    return c ? PQerrorMessage(c) : "(no connection)";
+}
 
 /// Quotes a conninfo value.
 std::string cq(const std::string& v);
@@ -77,14 +92,13 @@ bool wait_writable(int fd, Clock::time_point deadline);
 // ---------------------------------------------------------------- processes
 
 struct CommandResult {
-    int exit_code = -1;   ///< -1 when killed by a signal or timed out
+    int exit_code = -1;  ///< -1 when killed by a signal or timed out
     bool timed_out = false;
-    std::string output;   ///< stdout and stderr interleaved
+    std::string output;  ///< stdout and stderr interleaved
 };
 /// fork/exec argv[0] (a path or a name on PATH) with extra environment entries,
 /// capturing output; SIGKILLed after `timeout`.
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::vector<std::string>& extra_env = {},
+CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {},
                           std::chrono::milliseconds timeout = 60s);
 
 /// Starts argv in the background, in a process group of its own, with stdout and stderr
@@ -106,15 +120,15 @@ struct UserEntry {
 struct ProxyOptions {
     int max_client_connections = 100;
     int shutdown_timeout_ms = 10000;
-    std::vector<UserEntry> users;  ///< empty = app/app only
-    std::string extra_toml;        ///< appended verbatim
-    std::string proxy_extra;       ///< extra [proxy] lines ("key = value\n"), verbatim
-    int health_interval_ms = 200;  ///< [health] interval_ms
-    std::string health_extra;      ///< extra [health] lines ("key = value\n"), verbatim
-    std::map<std::string, int> weights;  ///< backend name ("primary", "replica1", "replica2") -> weight
-    std::string admin_token;       ///< [admin] token ("" = none)
+    std::vector<UserEntry> users;             ///< empty = app/app only
+    std::string extra_toml;                   ///< appended verbatim
+    std::string proxy_extra;                  ///< extra [proxy] lines ("key = value\n"), verbatim
+    int health_interval_ms = 200;             ///< [health] interval_ms
+    std::string health_extra;                 ///< extra [health] lines ("key = value\n"), verbatim
+    std::map<std::string, int> weights;       ///< backend name ("primary", "replica1", "replica2") -> weight
+    std::string admin_token;                  ///< [admin] token ("" = none)
     const ClusterEnv* cluster_env = nullptr;  ///< another cluster than the shared one (failover tests)
-    std::vector<std::string> env;  ///< extra environment entries ("NAME=value") for the process
+    std::vector<std::string> env;             ///< extra environment entries ("NAME=value") for the process
 };
 
 /// One pgswitch process (or, in direct mode, the primary standing in for it).
@@ -178,10 +192,10 @@ std::string make_config_toml(const ProxyOptions& opts, int port, int admin_port)
 }  // namespace e2e
 
 /// Marks the rest of a test as needing the real pgswitch.
-#define E2E_SKIP_IF_DIRECT(why)                                                    \
-    do {                                                                           \
-        if (::e2e::direct_mode()) {                                                \
-            MESSAGE("skipped in PGSWITCH_DIRECT mode: " << (why));                 \
-            return;                                                                \
-        }                                                                          \
+#define E2E_SKIP_IF_DIRECT(why)                                                                                        \
+    do {                                                                                                               \
+        if (::e2e::direct_mode()) {                                                                                    \
+            MESSAGE("skipped in PGSWITCH_DIRECT mode: " << (why));                                                     \
+            return;                                                                                                    \
+        }                                                                                                              \
     } while (0)

@@ -18,46 +18,58 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string lower(std::string s) {
+std::string lower(std::string s)
+{
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
     return s;
 }
 
-std::string trim(const std::string& s) {
+std::string trim(const std::string& s)
+{
     const auto b = s.find_first_not_of(" \t");
-    if (b == std::string::npos) return {};
+    if (b == std::string::npos)
+        return {};
     const auto e = s.find_last_not_of(" \t\r");
     return s.substr(b, e - b + 1);
 }
 
-int ms_left(Clock::time_point deadline) {
+int ms_left(Clock::time_point deadline)
+{
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return left < 0 ? 0 : int(left);
 }
 
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
+bool wait_fd(int fd, short events, Clock::time_point deadline)
+{
     for (;;) {
         pollfd p{fd, events, 0};
         const int n = ::poll(&p, 1, ms_left(deadline));
-        if (n > 0) return true;
-        if (n == 0) return false;
-        if (errno != EINTR) return false;
+        if (n > 0)
+            return true;
+        if (n == 0)
+            return false;
+        if (errno != EINTR)
+            return false;
     }
 }
 
 struct Fd {
     int fd = -1;
-    ~Fd() {
-        if (fd >= 0) ::close(fd);
+    ~Fd()
+    {
+        if (fd >= 0)
+            ::close(fd);
     }
 };
 
 /// Decodes a chunked body; false when malformed or incomplete.
-bool dechunk(const std::string& in, std::string& out) {
+bool dechunk(const std::string& in, std::string& out)
+{
     size_t pos = 0;
     for (;;) {
         const auto eol = in.find("\r\n", pos);
-        if (eol == std::string::npos) return false;
+        if (eol == std::string::npos)
+            return false;
         size_t size = 0;
         try {
             size = std::stoul(in.substr(pos, eol - pos), nullptr, 16);
@@ -65,8 +77,10 @@ bool dechunk(const std::string& in, std::string& out) {
             return false;
         }
         pos = eol + 2;
-        if (size == 0) return true;
-        if (in.size() < pos + size + 2) return false;
+        if (size == 0)
+            return true;
+        if (in.size() < pos + size + 2)
+            return false;
         out.append(in, pos, size);
         pos += size + 2;
     }
@@ -74,19 +88,26 @@ bool dechunk(const std::string& in, std::string& out) {
 
 }  // namespace
 
-std::string Response::header(const std::string& lower_name) const {
+std::string Response::header(const std::string& lower_name) const
+{
     auto it = headers.find(lower_name);
     return it == headers.end() ? "" : it->second;
 }
 
-nlohmann::json Response::json() const { return nlohmann::json::parse(body, nullptr, false); }
+nlohmann::json Response::json() const
+{
+    return nlohmann::json::parse(body, nullptr, false);
+}
 
-std::string Response::str() const {
-    if (!error.empty()) return "(request failed: " + error + ")";
+std::string Response::str() const
+{
+    if (!error.empty())
+        return "(request failed: " + error + ")";
     return std::to_string(status) + " " + (body.size() > 2000 ? body.substr(0, 2000) + "..." : body);
 }
 
-Response send(int port, const Request& req, std::chrono::milliseconds timeout) {
+Response send(int port, const Request& req, std::chrono::milliseconds timeout)
+{
     Response res;
     const auto deadline = Clock::now() + timeout;
     Fd s;
@@ -122,9 +143,11 @@ Response send(int port, const Request& req, std::chrono::milliseconds timeout) {
     bool has_type = false;
     for (const auto& [k, v] : req.headers) {
         out += k + ": " + v + "\r\n";
-        if (lower(k) == "content-type") has_type = true;
+        if (lower(k) == "content-type")
+            has_type = true;
     }
-    if (!req.body.empty() && !has_type) out += "Content-Type: application/json\r\n";
+    if (!req.body.empty() && !has_type)
+        out += "Content-Type: application/json\r\n";
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT")
         out += "Content-Length: " + std::to_string(req.body.size()) + "\r\n";
     out += "\r\n" + req.body;
@@ -155,18 +178,20 @@ Response send(int port, const Request& req, std::chrono::milliseconds timeout) {
     bool chunked = false;
     char buf[8192];
     for (;;) {
-        if (head_end != std::string::npos && content_length >= 0 &&
-            in.size() >= head_end + 4 + size_t(content_length))
+        if (head_end != std::string::npos && content_length >= 0 && in.size() >= head_end + 4 + size_t(content_length))
             break;
         if (!wait_fd(s.fd, POLLIN, deadline)) {
             res.error = "read: timed out after " + std::to_string(in.size()) + " bytes";
             return res;
         }
         const ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
-        if (n == 0) break;
+        if (n == 0)
+            break;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) continue;
-            if (errno == ECONNRESET && head_end != std::string::npos) break;
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            if (errno == ECONNRESET && head_end != std::string::npos)
+                break;
             res.error = std::string("read: ") + std::strerror(errno);
             return res;
         }
@@ -186,10 +211,12 @@ Response send(int port, const Request& req, std::chrono::milliseconds timeout) {
                 const std::string line = in.substr(pos, eol - pos);
                 pos = eol + 2;
                 const auto colon = line.find(':');
-                if (colon == std::string::npos) continue;
+                if (colon == std::string::npos)
+                    continue;
                 res.headers[lower(trim(line.substr(0, colon)))] = trim(line.substr(colon + 1));
             }
-            if (auto cl = res.header("content-length"); !cl.empty()) content_length = std::atoll(cl.c_str());
+            if (auto cl = res.header("content-length"); !cl.empty())
+                content_length = std::atoll(cl.c_str());
             chunked = lower(res.header("transfer-encoding")).find("chunked") != std::string::npos;
         }
     }
@@ -217,23 +244,28 @@ Response send(int port, const Request& req, std::chrono::milliseconds timeout) {
 }
 
 namespace {
-Request make(const std::string& method, const std::string& path, const std::string& body, const std::string& token) {
+Request make(const std::string& method, const std::string& path, const std::string& body, const std::string& token)
+{
     Request r;
     r.method = method;
     r.path = path;
     r.body = body;
-    if (!token.empty()) r.headers.emplace_back("Authorization", "Bearer " + token);
+    if (!token.empty())
+        r.headers.emplace_back("Authorization", "Bearer " + token);
     return r;
 }
 }  // namespace
 
-Response get(int port, const std::string& path, const std::string& token) {
+Response get(int port, const std::string& path, const std::string& token)
+{
     return send(port, make("GET", path, "", token));
 }
-Response post(int port, const std::string& path, const std::string& body, const std::string& token) {
+Response post(int port, const std::string& path, const std::string& body, const std::string& token)
+{
     return send(port, make("POST", path, body, token));
 }
-Response del(int port, const std::string& path, const std::string& token) {
+Response del(int port, const std::string& path, const std::string& token)
+{
     return send(port, make("DELETE", path, "", token));
 }
 

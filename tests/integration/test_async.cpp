@@ -8,7 +8,8 @@
 
 using namespace e2e;
 
-TEST_CASE("LISTEN/NOTIFY: an idle listener receives another session's notification") {
+TEST_CASE("LISTEN/NOTIFY: an idle listener receives another session's notification")
+{
     Proxy& px = shared_proxy();
     Conn a = px.connect_app();
     Conn b = px.connect_app();
@@ -63,7 +64,8 @@ TEST_CASE("LISTEN/NOTIFY: an idle listener receives another session's notificati
     PQfreemem(self);
 }
 
-TEST_CASE("cancel request stops a running query with 57014") {
+TEST_CASE("cancel request stops a running query with 57014")
+{
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
     Conn other = px.connect_app();  // must not be disturbed by the cancel
@@ -77,11 +79,13 @@ TEST_CASE("cancel request stops a running query with 57014") {
             running = query_value(other.get(),
                                   "/* pgswitch:primary */ SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
                                   "AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()") != "0";
-            if (!running) std::this_thread::sleep_for(20ms);
+            if (!running)
+                std::this_thread::sleep_for(20ms);
         }
         // With read routing the query may run on a replica, where the primary's
         // pg_stat_activity cannot see it; the fixed delay covers that case.
-        if (!running) std::this_thread::sleep_for(300ms);
+        if (!running)
+            std::this_thread::sleep_for(300ms);
 
         PGcancel* cancel = PQgetCancel(c.get());
         REQUIRE(cancel != nullptr);
@@ -100,15 +104,21 @@ TEST_CASE("cancel request stops a running query with 57014") {
                 REQUIRE(PQconsumeInput(c.get()) == 1);
             }
             Result r(PQgetResult(c.get()));
-            if (!r) break;
-            if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR) state = sqlstate(r.get());
+            if (!r)
+                break;
+            if (PQresultStatus(r.get()) == PGRES_FATAL_ERROR)
+                state = sqlstate(r.get());
         }
         CHECK(Clock::now() - cancel_at < 2s);
         CHECK(state == "57014");
     };
 
-    SUBCASE("outside a transaction") { run_and_cancel("SELECT pg_sleep(30)"); }
-    SUBCASE("inside a transaction") {
+    SUBCASE("outside a transaction")
+    {
+        run_and_cancel("SELECT pg_sleep(30)");
+    }
+    SUBCASE("inside a transaction")
+    {
         exec_ok(c.get(), "BEGIN");
         run_and_cancel("SELECT pg_sleep(30)");
         CHECK(PQtransactionStatus(c.get()) == PQTRANS_INERROR);
@@ -118,10 +128,10 @@ TEST_CASE("cancel request stops a running query with 57014") {
     // Both sessions go on normally; the other one was never cancelled.
     CHECK(query_value(c.get(), "SELECT 'still here'") == "still here");
     CHECK(query_value(other.get(), "SELECT 2") == "2");
-
 }
 
-TEST_CASE("a cancel request with no query running does not hit the next query") {
+TEST_CASE("a cancel request with no query running does not hit the next query")
+{
     // libpq's PQcancel returns once the cancel connection is closed; PostgreSQL
     // closes it only after signalling the backend, so an idle session ignores it.
     // A proxy must not deliver it later, into whatever the session runs next.

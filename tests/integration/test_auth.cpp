@@ -11,25 +11,29 @@
 
 using namespace e2e;
 
-TEST_CASE("wrong password and unknown user are refused with 28P01") {
+TEST_CASE("wrong password and unknown user are refused with 28P01")
+{
     Proxy& px = shared_proxy();
     const ClusterEnv& env = cluster();
 
-    SUBCASE("libpq, wrong password") {
+    SUBCASE("libpq, wrong password")
+    {
         Conn c = connect(px.conninfo(env.get("APP_USER"), "definitely-wrong"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
         const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("password authentication failed for user \"" + env.get("APP_USER") + "\"") != std::string::npos);
     }
-    SUBCASE("libpq, unknown user") {
+    SUBCASE("libpq, unknown user")
+    {
         Conn c = connect(px.conninfo("e2e_nobody", "whatever"));
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);
         const std::string msg = errmsg(c.get());
         INFO("libpq said: " << msg);
         CHECK(msg.find("e2e_nobody") != std::string::npos);
     }
-    SUBCASE("raw protocol: SQLSTATE of a failed SCRAM login") {
+    SUBCASE("raw protocol: SQLSTATE of a failed SCRAM login")
+    {
         RawConn raw;
         REQUIRE(raw.connect(px.port()));
         std::string message;
@@ -39,7 +43,8 @@ TEST_CASE("wrong password and unknown user are refused with 28P01") {
         // The server side closes after a failed login.
         CHECK(raw.wait_closed(Clock::now() + 5s));
     }
-    SUBCASE("raw protocol: unknown user") {
+    SUBCASE("raw protocol: unknown user")
+    {
         RawConn raw;
         REQUIRE(raw.connect(px.port()));
         std::string message;
@@ -49,7 +54,8 @@ TEST_CASE("wrong password and unknown user are refused with 28P01") {
         // 28000 (invalid authorization) is also a proper answer.
         CHECK((state == "28P01" || state == "28000"));
     }
-    SUBCASE("raw protocol: the right password works (SCRAM through pgswitch)") {
+    SUBCASE("raw protocol: the right password works (SCRAM through pgswitch)")
+    {
         RawConn raw;
         REQUIRE(raw.connect(px.port()));
         std::string message;
@@ -66,7 +72,8 @@ TEST_CASE("wrong password and unknown user are refused with 28P01") {
     CHECK(query_value(ok.get(), "SELECT 1") == "1");
 }
 
-TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / password") {
+TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / password")
+{
     const ClusterEnv& env = cluster();
     // md5user's server password is stored as md5 and pg_hba asks md5; pwuser gets a
     // cleartext password request; app gets SCRAM. pgswitch must answer each one.
@@ -88,7 +95,8 @@ TEST_CASE("server auth methods md5 / password / SCRAM, and client auth md5 / pas
         CHECK(query_value(c.get(), "SELECT current_user") == env.get("APP_USER"));
     }
 
-    SUBCASE("client auth: md5 and cleartext password towards the client") {
+    SUBCASE("client auth: md5 and cleartext password towards the client")
+    {
         E2E_SKIP_IF_DIRECT("client auth methods are pgswitch configuration");
         ProxyOptions o2;
         o2.users = {{env.get("APP_USER"), env.get("APP_PASSWORD"), "md5"}, {md5u, md5p, "md5"}, {pwu, pwp, "password"}};

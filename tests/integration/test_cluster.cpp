@@ -43,13 +43,30 @@ public:
             initial += (i ? "," : "") + member(i) + "=http://127.0.0.1:" + std::to_string(peer_ports_[i]);
         for (int i = 0; i < members; ++i) {
             const std::string c = std::to_string(client_ports_[i]), p = std::to_string(peer_ports_[i]);
-            pids_.push_back(spawn_background(
-                {"etcd", "--name", member(i), "--data-dir", dir_ + "/" + member(i), "--listen-client-urls",
-                 "http://127.0.0.1:" + c + ",http://127.0.0.3:" + c, "--advertise-client-urls", "http://127.0.0.1:" + c,
-                 "--listen-peer-urls", "http://127.0.0.1:" + p, "--initial-advertise-peer-urls", "http://127.0.0.1:" + p,
-                 "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token", dir_,
-                 "--logger", "zap", "--log-level", "warn"},
-                dir_ + "/" + member(i) + ".log"));
+            pids_.push_back(spawn_background({"etcd",
+                                              "--name",
+                                              member(i),
+                                              "--data-dir",
+                                              dir_ + "/" + member(i),
+                                              "--listen-client-urls",
+                                              "http://127.0.0.1:" + c + ",http://127.0.0.3:" + c,
+                                              "--advertise-client-urls",
+                                              "http://127.0.0.1:" + c,
+                                              "--listen-peer-urls",
+                                              "http://127.0.0.1:" + p,
+                                              "--initial-advertise-peer-urls",
+                                              "http://127.0.0.1:" + p,
+                                              "--initial-cluster",
+                                              initial,
+                                              "--initial-cluster-state",
+                                              "new",
+                                              "--initial-cluster-token",
+                                              dir_,
+                                              "--logger",
+                                              "zap",
+                                              "--log-level",
+                                              "warn"},
+                                             dir_ + "/" + member(i) + ".log"));
         }
         for (int i = 0; i < members; ++i)
             REQUIRE_MESSAGE(eventually([&] { return healthy(i); }, 30s),
@@ -130,7 +147,10 @@ private:
     bool active_ = false;
 };
 
-json cluster_status(const Proxy& px) { return status(px)["cluster"]; }
+json cluster_status(const Proxy& px)
+{
+    return status(px)["cluster"];
+}
 
 std::uint64_t epoch_of(const Proxy& px)
 {
@@ -163,9 +183,9 @@ int read_port(const Proxy& px)
 }
 
 struct TrioOptions {
-    bool sync = true;                        ///< synchronous replication (ANY 1)
-    std::vector<std::string> leader_env;     ///< environment of "a", which is made the leader
-    std::string c_etcd_host = "127.0.0.1";   ///< 127.0.0.3: "c" can be cut off (EtcdCut)
+    bool sync = true;                       ///< synchronous replication (ANY 1)
+    std::vector<std::string> leader_env;    ///< environment of "a", which is made the leader
+    std::string c_etcd_host = "127.0.0.1";  ///< 127.0.0.3: "c" can be cut off (EtcdCut)
     int wait_for_primary_ms = 5000;
     std::string failover_mode = "auto";
 };
@@ -185,8 +205,8 @@ struct Trio {
             p.cluster_env = &cl.env;
             p.health_interval_ms = 200;
             p.health_extra = "timeout_ms = 500\n";
-            p.extra_toml = "[failover]\nmode = \"" + o.failover_mode + "\"\nwait_for_primary_ms = " +
-                           std::to_string(o.wait_for_primary_ms) +
+            p.extra_toml = "[failover]\nmode = \"" + o.failover_mode +
+                           "\"\nwait_for_primary_ms = " + std::to_string(o.wait_for_primary_ms) +
                            "\n\n[cluster]\netcd = " + etcd.toml_urls(i == 2 ? o.c_etcd_host : "127.0.0.1") +
                            "\nprefix = \"" + prefix + "\"\nname = \"" + k_names[i] +
                            "\"\nlease_ttl_ms = " + std::to_string(k_ttl_ms) + "\n";
@@ -196,7 +216,8 @@ struct Trio {
             px.back()->start();
             if (i == 0)
                 REQUIRE_MESSAGE(eventually([&] { return leader_of(*px[0]) == "a"; }, 10s),
-                                "instance a never became the leader\n" << px[0]->log_text());
+                                "instance a never became the leader\n"
+                                    << px[0]->log_text());
         }
         // Everyone sees everyone, the same leader and a topology naming the primary.
         for (auto& p : px)
@@ -352,8 +373,8 @@ TEST_CASE("cluster: kill -9 of the primary under three instances: exactly one pr
         MESSAGE("instance " << k_names[i] << ": first write " << resume_ms[i] << " ms after kill -9 of the primary; "
                             << write_errors.size() << " write errors"
                             << (write_errors.empty() ? "" : " (" + write_errors.front() + ")") << "; "
-                            << read_errors.size() << " read errors; " << loads[i]->acked().size()
-                            << " acknowledged, " << lost << " lost");
+                            << read_errors.size() << " read errors; " << loads[i]->acked().size() << " acknowledged, "
+                            << lost << " lost");
         std::printf("CLUSTER_FAILOVER_RESULT instance=%s resume_ms=%.0f write_errors=%zu read_errors=%zu lost=%d\n",
                     k_names[i].c_str(), resume_ms[i], write_errors.size(), read_errors.size(), lost);
         CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
@@ -420,7 +441,8 @@ TEST_CASE("cluster: kill -9 of the leading instance in the middle of a failover:
     const auto& completer = t[leader == "b" ? 1 : 2];
     CHECK(count_in_log(completer, "completing the failover of epoch") >= 1);
     int lost_b = -1, lost_c = -1;
-    const auto primary = check_one_primary_and_followers(t.cl, {"replica1", "replica2"}, "cl_mid_b", lb.acked(), lost_b);
+    const auto primary = check_one_primary_and_followers(t.cl, {"replica1", "replica2"}, "cl_mid_b", lb.acked(),
+                                                         lost_b);
     (void)check_one_primary_and_followers(t.cl, {"replica1", "replica2"}, "cl_mid_c", lc.acked(), lost_c);
     CHECK(lost_b == 0);
     CHECK(lost_c == 0);
@@ -432,8 +454,8 @@ TEST_CASE("cluster: kill -9 of the leading instance in the middle of a failover:
                                        << " ms after kill -9 of the primary (the leader was killed "
                                        << std::chrono::duration<double, std::milli>(killed - mark_b).count()
                                        << " ms after it); write errors b " << lb.write_errors_after().size() << ", c "
-                                       << lc.write_errors_after().size() << "; read errors b " << lb.read_errors().size()
-                                       << ", c " << lc.read_errors().size());
+                                       << lc.write_errors_after().size() << "; read errors b "
+                                       << lb.read_errors().size() << ", c " << lc.read_errors().size());
     CHECK(lb.read_errors().empty());
     CHECK(lc.read_errors().empty());
 }
@@ -508,14 +530,12 @@ TEST_CASE("cluster: an instance cut off from etcd stops writing within the lease
         if (a.at_ms <= k_ttl_ms && a.state.empty())
             ++ok_before;
     }
-    MESSAGE("cut off from etcd: c blocked writes after " << blocked_ms << " ms (lease_ttl_ms " << k_ttl_ms << "); "
-                                                         << attempts.size() << " writes tried while cut off, " << ok_before
-                                                         << " succeeded within the TTL, " << refused
-                                                         << " refused with 57P03, " << ok_late
-                                                         << " succeeded after it; writes again " << healed_ms
-                                                         << " ms after the cut healed; reads through c: "
-                                                         << reads_c.reads() << ", " << reads_c.read_errors().size()
-                                                         << " failed");
+    MESSAGE("cut off from etcd: c blocked writes after "
+            << blocked_ms << " ms (lease_ttl_ms " << k_ttl_ms << "); " << attempts.size()
+            << " writes tried while cut off, " << ok_before << " succeeded within the TTL, " << refused
+            << " refused with 57P03, " << ok_late << " succeeded after it; writes again " << healed_ms
+            << " ms after the cut healed; reads through c: " << reads_c.reads() << ", " << reads_c.read_errors().size()
+            << " failed");
     CHECK(blocked_ms < k_ttl_ms + 1000);
     CHECK(ok_late == 0);
     CHECK(refused >= 3);
@@ -598,8 +618,8 @@ TEST_CASE("cluster: a CancelRequest sent to another instance cancels the stateme
         stale_without += query_value(c.get(), "SELECT count(*) FROM cl_token WHERE id = " + std::to_string(i)) != "1";
     }
     MESSAGE("token carried from a to b: " << rounds << " reads, " << stale << " stale, " << on_replicas
-                                          << " on replicas; without a token (through c): " << stale_without
-                                          << " of " << rounds << " stale");
+                                          << " on replicas; without a token (through c): " << stale_without << " of "
+                                          << rounds << " stale");
     CHECK(stale == 0);
     CHECK(on_replicas > 0);
 }
@@ -631,8 +651,8 @@ TEST_CASE("cluster: a frozen primary (SIGSTOP) under three instances: each insta
     std::vector<std::string> victim_state(3);
     std::vector<std::thread> waits;
     for (int i = 0; i < 3; ++i) {
-        REQUIRE(PQsendQuery(victims[i].get(), ("INSERT INTO cl_frozen VALUES (" + std::to_string(i + 1) + ")").c_str()) ==
-                1);
+        REQUIRE(PQsendQuery(victims[i].get(),
+                            ("INSERT INTO cl_frozen VALUES (" + std::to_string(i + 1) + ")").c_str()) == 1);
         waits.emplace_back([&, i] {
             if (!wait_readable(PQsocket(victims[i].get()), Clock::now() + 20s))
                 return;
@@ -678,8 +698,9 @@ TEST_CASE("cluster: a frozen primary (SIGSTOP) under three instances: each insta
     for (int i = 0; i < 3; ++i) {
         CHECK(backend_status(t[i], "primary")["state"] == "fenced");
         Conn after = connect_ok(t[i].conninfo());
-        Result w = exec_ok(after.get(), "INSERT INTO cl_frozen VALUES (" + std::to_string(1000 + i) +
-                                            ") RETURNING inet_server_port()", PGRES_TUPLES_OK);
+        Result w = exec_ok(
+            after.get(), "INSERT INTO cl_frozen VALUES (" + std::to_string(1000 + i) + ") RETURNING inet_server_port()",
+            PGRES_TUPLES_OK);
         CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) != t.cl.env.primary_port());
     }
 }
@@ -699,9 +720,9 @@ TEST_CASE("cluster: failover.mode = external: no instance promotes; a replica pr
     REQUIRE(::kill(t.cl.postmaster_pid("PRIMARY_DATA"), SIGKILL) == 0);
     // Nobody promotes by itself: both replicas stay replicas for a while.
     const auto killed = Clock::now();
-    CHECK_FALSE(eventually([&] { return !t.cl.in_recovery(t.cl.env.replica_port(1)) ||
-                                        !t.cl.in_recovery(t.cl.env.replica_port(2)); },
-                           3s));
+    CHECK_FALSE(eventually(
+        [&] { return !t.cl.in_recovery(t.cl.env.replica_port(1)) || !t.cl.in_recovery(t.cl.env.replica_port(2)); },
+        3s));
     // The operator (or another tool) promotes replica2.
     {
         Conn s = t.cl.superuser(t.cl.env.replica_port(2));
@@ -716,9 +737,7 @@ TEST_CASE("cluster: failover.mode = external: no instance promotes; a replica pr
         CHECK(status(t[i])["primary"] == "replica2");
         CHECK(epoch_of(t[i]) == epoch + 1);
     }
-    MESSAGE("external mode: writes through all three on the hand-promoted replica2 " << ms_since(promoted)
-                                                                                      << " ms after pg_promote() ("
-                                                                                      << ms_since(killed)
-                                                                                      << " ms after the kill)");
+    MESSAGE("external mode: writes through all three on the hand-promoted replica2 "
+            << ms_since(promoted) << " ms after pg_promote() (" << ms_since(killed) << " ms after the kill)");
     CHECK(t.cl.in_recovery(t.cl.env.replica_port(1)));  // still nobody else promoted
 }

@@ -14,7 +14,8 @@
 using namespace e2e;
 
 namespace {
-std::string md5_hex(const std::string& in) {
+std::string md5_hex(const std::string& in)
+{
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_Digest(in.data(), in.size(), out, &len, EVP_md5(), nullptr);
@@ -28,12 +29,14 @@ std::string md5_hex(const std::string& in) {
 }
 
 // Row i of the COPY data set: "i\tlabel-i-<pad>\n".
-std::string copy_row(int i) {
+std::string copy_row(int i)
+{
     return std::to_string(i) + "\tlabel-" + std::to_string(i) + "-" + std::string(size_t(i % 17), 'x') + "\n";
 }
 }  // namespace
 
-TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
+TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows")
+{
     constexpr int kRows = 100000;
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
@@ -47,8 +50,7 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
     for (int i = 1; i <= kRows; ++i) {
         chunk += copy_row(i);
         if (chunk.size() > 65536 || i == kRows) {
-            REQUIRE_MESSAGE(PQputCopyData(c.get(), chunk.data(), static_cast<int>(chunk.size())) == 1,
-                            errmsg(c.get()));
+            REQUIRE_MESSAGE(PQputCopyData(c.get(), chunk.data(), static_cast<int>(chunk.size())) == 1, errmsg(c.get()));
             all += chunk;
             chunk.clear();
         }
@@ -58,7 +60,8 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         Result r(PQgetResult(c.get()));
         REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         CHECK(std::string(PQcmdStatus(r.get())) == "COPY " + std::to_string(kRows));
-        while (Result extra{PQgetResult(c.get())}) FAIL("unexpected extra result");
+        while (Result extra{PQgetResult(c.get())})
+            FAIL("unexpected extra result");
     }
     CHECK(query_value(c.get(), "SELECT count(*) || ':' || sum(id) FROM e2e_copy") ==
           std::to_string(kRows) + ":" + std::to_string(int64_t(kRows) * (kRows + 1) / 2));
@@ -70,8 +73,10 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
     for (;;) {
         char* buf = nullptr;
         const int n = PQgetCopyData(c.get(), &buf, 0);
-        if (n == -1) break;
-        if (n < 0) FAIL("PQgetCopyData: " << errmsg(c.get()));
+        if (n == -1)
+            break;
+        if (n < 0)
+            FAIL("PQgetCopyData: " << errmsg(c.get()));
         out.append(buf, size_t(n));
         PQfreemem(buf);
         ++rows;
@@ -80,7 +85,8 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         Result r(PQgetResult(c.get()));
         REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         CHECK(std::string(PQcmdStatus(r.get())) == "COPY " + std::to_string(kRows));
-        while (Result extra{PQgetResult(c.get())}) FAIL("unexpected extra result");
+        while (Result extra{PQgetResult(c.get())})
+            FAIL("unexpected extra result");
     }
     CHECK(rows == kRows);
     CHECK(out.size() == all.size());
@@ -95,7 +101,8 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         Result r(PQgetResult(c.get()));
         CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
         CHECK(sqlstate(r.get()) == "22P02");
-        while (Result extra{PQgetResult(c.get())}) {}
+        while (Result extra{PQgetResult(c.get())}) {
+        }
     }
     // And a client-side abort (CopyFail).
     exec_ok(c.get(), "COPY e2e_copy FROM STDIN", PGRES_COPY_IN);
@@ -105,14 +112,16 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
         Result r(PQgetResult(c.get()));
         CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
         CHECK(std::string(PQresultErrorMessage(r.get())).find("e2e aborts the copy") != std::string::npos);
-        while (Result extra{PQgetResult(c.get())}) {}
+        while (Result extra{PQgetResult(c.get())}) {
+        }
     }
     CHECK(query_value(c.get(), "SELECT count(*) FROM e2e_copy") == std::to_string(kRows));
 
     // psql \copy through pgswitch, in and out.
     const ClusterEnv& env = cluster();
     std::string file_rows;
-    for (int i = 1; i <= 1000; ++i) file_rows += copy_row(i);
+    for (int i = 1; i <= 1000; ++i)
+        file_rows += copy_row(i);
     const std::string in_path = write_temp_file("copy-in.tsv", file_rows);
     const std::string out_path = in_path + ".out";
     const std::vector<std::string> penv = {"PGPASSWORD=" + env.get("APP_PASSWORD"), "PGSSLMODE=disable",
@@ -139,7 +148,8 @@ TEST_CASE("COPY FROM STDIN and COPY TO STDOUT of 100,000 rows") {
     exec_ok(c.get(), "DROP TABLE e2e_copy");
 }
 
-TEST_CASE("a 50 MB text value round trips intact") {
+TEST_CASE("a 50 MB text value round trips intact")
+{
     constexpr size_t kSize = 50u * 1024u * 1024u;
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
@@ -153,7 +163,8 @@ TEST_CASE("a 50 MB text value round trips intact") {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:-_";
     for (size_t i = 0; i < kSize; i += 8) {
         uint64_t r = rng();
-        for (size_t k = 0; k < 8 && i + k < kSize; ++k, r >>= 8) value[i + k] = alphabet[(r & 0xff) % (sizeof alphabet - 1)];
+        for (size_t k = 0; k < 8 && i + k < kSize; ++k, r >>= 8)
+            value[i + k] = alphabet[(r & 0xff) % (sizeof alphabet - 1)];
     }
     const std::string want_md5 = md5_hex(value);
 

@@ -25,11 +25,16 @@ using namespace e2e;
 
 namespace {
 
-std::string drivers_dir() { return std::string(PGSWITCH_SOURCE_ROOT) + "/tests/drivers"; }
+std::string drivers_dir()
+{
+    return std::string(PGSWITCH_SOURCE_ROOT) + "/tests/drivers";
+}
 
 /// node-postgres as tests/drivers/setup.sh installed it.
-std::string node_modules() {
-    if (const char* dir = std::getenv("PGSWITCH_NODE_MODULES")) return dir;
+std::string node_modules()
+{
+    if (const char* dir = std::getenv("PGSWITCH_NODE_MODULES"))
+        return dir;
     return std::string(PGSWITCH_SOURCE_ROOT) + "/build/drivers/node/node_modules";
 }
 
@@ -39,7 +44,8 @@ struct DriverRun {
     CommandResult result;
 };
 
-DriverRun run_driver(const std::vector<std::string>& argv, const Proxy& px, std::chrono::seconds timeout) {
+DriverRun run_driver(const std::vector<std::string>& argv, const Proxy& px, std::chrono::seconds timeout)
+{
     const ClusterEnv& env = cluster();
     std::vector<std::string> vars = {
         "PGSW_HOST=127.0.0.1",
@@ -64,15 +70,19 @@ DriverRun run_driver(const std::vector<std::string>& argv, const Proxy& px, std:
         words >> kind >> name;
         std::string rest;
         std::getline(words, rest);
-        if (!rest.empty() && rest.front() == ' ') rest.erase(0, 1);
-        if (kind == "scenario") run.scenarios[name] = rest;
-        if (kind == "metric") run.metrics[name] = rest;
+        if (!rest.empty() && rest.front() == ' ')
+            rest.erase(0, 1);
+        if (kind == "scenario")
+            run.scenarios[name] = rest;
+        if (kind == "metric")
+            run.metrics[name] = rest;
     }
     return run;
 }
 
 /// Every scenario in `expected` ran and is ok.
-void check_scenarios(const std::string& driver, const DriverRun& run, const std::vector<std::string>& expected) {
+void check_scenarios(const std::string& driver, const DriverRun& run, const std::vector<std::string>& expected)
+{
     INFO(driver << " output:\n" << run.result.output);
     CHECK_MESSAGE(!run.result.timed_out, driver << " timed out");
     for (const auto& name : expected) {
@@ -83,11 +93,13 @@ void check_scenarios(const std::string& driver, const DriverRun& run, const std:
     }
     CHECK(run.result.exit_code == 0);
     std::ostringstream figures;
-    for (const auto& [k, v] : run.metrics) figures << " " << k << "=" << v;
+    for (const auto& [k, v] : run.metrics)
+        figures << " " << k << "=" << v;
     MESSAGE(driver << ":" << figures.str());
 }
 
-std::unique_ptr<Proxy> driver_proxy() {
+std::unique_ptr<Proxy> driver_proxy()
+{
     ProxyOptions o;
     o.health_interval_ms = 100;
     auto px = std::make_unique<Proxy>(std::move(o));
@@ -95,31 +107,37 @@ std::unique_ptr<Proxy> driver_proxy() {
     return px;
 }
 
-const std::vector<std::string> common_scenarios = {"reads", "writes", "read_after_write", "serializable_read_only",
-                                                   "function_behind_back", "backend_pid", "terminate_backend"};
+const std::vector<std::string> common_scenarios = {
+    "reads",       "writes",           "read_after_write", "serializable_read_only", "function_behind_back",
+    "backend_pid", "terminate_backend"};
 
-std::vector<std::string> with(std::vector<std::string> v, std::initializer_list<std::string> more) {
+std::vector<std::string> with(std::vector<std::string> v, std::initializer_list<std::string> more)
+{
     v.insert(v.end(), more);
     return v;
 }
 
 }  // namespace
 
-TEST_CASE("drivers: psycopg 3 in its default configuration (unnamed statements, auto-prepare, pipeline mode)") {
+TEST_CASE("drivers: psycopg 3 in its default configuration (unnamed statements, auto-prepare, pipeline mode)")
+{
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     auto px = driver_proxy();
     const auto run = run_driver({"/usr/bin/python3", drivers_dir() + "/psycopg_driver.py"}, *px, 180s);
     check_scenarios("psycopg", run, with(common_scenarios, {"pipeline_errors"}));
 }
 
-TEST_CASE("drivers: asyncpg in its default configuration (statement cache, Parse/Describe/Flush, executemany)") {
+TEST_CASE("drivers: asyncpg in its default configuration (statement cache, Parse/Describe/Flush, executemany)")
+{
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     auto px = driver_proxy();
     const auto run = run_driver({"/usr/bin/python3", drivers_dir() + "/asyncpg_driver.py"}, *px, 180s);
-    check_scenarios("asyncpg", run, with(common_scenarios, {"pipeline_errors", "schema_change", "copy", "serializable_session"}));
+    check_scenarios("asyncpg", run,
+                    with(common_scenarios, {"pipeline_errors", "schema_change", "copy", "serializable_session"}));
 }
 
-TEST_CASE("drivers: node-postgres in its default configuration (simple, unnamed and named queries)") {
+TEST_CASE("drivers: node-postgres in its default configuration (simple, unnamed and named queries)")
+{
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     REQUIRE_MESSAGE(std::filesystem::exists(node_modules() + "/pg"),
                     "node-postgres is not installed in " << node_modules() << " (tests/drivers/setup.sh)");
@@ -128,14 +146,16 @@ TEST_CASE("drivers: node-postgres in its default configuration (simple, unnamed 
     check_scenarios("node-postgres", run, with(common_scenarios, {"named_parse_error"}));
 }
 
-TEST_CASE("drivers: pgjdbc in its default configuration (server-prepared statements, SET at connect, batches)") {
+TEST_CASE("drivers: pgjdbc in its default configuration (server-prepared statements, SET at connect, batches)")
+{
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     const std::string jar = "/usr/share/java/postgresql.jar";
     REQUIRE_MESSAGE(std::filesystem::exists(jar), jar << " is missing (Debian libpostgresql-jdbc-java)");
     char tmpl[] = "/tmp/pgswitch-jdbc-XXXXXX";
     REQUIRE(::mkdtemp(tmpl) != nullptr);
     const std::string classes = tmpl;
-    const auto compiled = run_command({"javac", "-d", classes, "-cp", jar, drivers_dir() + "/JdbcDriver.java"}, {}, 120s);
+    const auto compiled = run_command({"javac", "-d", classes, "-cp", jar, drivers_dir() + "/JdbcDriver.java"}, {},
+                                      120s);
     REQUIRE_MESSAGE(compiled.exit_code == 0, "javac: " << compiled.output);
     auto px = driver_proxy();
     const auto run = run_driver({"java", "-cp", classes + ":" + jar, "JdbcDriver"}, *px, 180s);
@@ -145,18 +165,24 @@ TEST_CASE("drivers: pgjdbc in its default configuration (server-prepared stateme
 
 namespace {
 
-int port_of(PGresult* r) { return std::atoi(PQgetvalue(r, 0, 0)); }
+int port_of(PGresult* r)
+{
+    return std::atoi(PQgetvalue(r, 0, 0));
+}
 
-std::string tally(const std::vector<int>& ports) {
+std::string tally(const std::vector<int>& ports)
+{
     std::map<std::string, int> m;
     for (int p : ports)
         m[p == cluster().primary_port() ? "primary" : "replica:" + std::to_string(p)]++;
     std::ostringstream out;
-    for (const auto& [k, v] : m) out << k << "=" << v << " ";
+    for (const auto& [k, v] : m)
+        out << k << "=" << v << " ";
     return out.str();
 }
 
-void all_on_replicas(const std::vector<int>& ports, const std::string& what) {
+void all_on_replicas(const std::vector<int>& ports, const std::string& what)
+{
     INFO(what << ": " << tally(ports));
     const int r1 = cluster().replica_port(1), r2 = cluster().replica_port(2);
     int on1 = 0, on2 = 0;
@@ -171,7 +197,8 @@ void all_on_replicas(const std::vector<int>& ports, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepare, pipeline-free)") {
+TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepare, pipeline-free)")
+{
     E2E_SKIP_IF_DIRECT("the scenarios tell replicas from the primary");
     auto px = driver_proxy();
     const int primary = cluster().primary_port();
@@ -181,14 +208,16 @@ TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepar
                       "GRANT ALL ON drv_libpq TO PUBLIC");
     Conn c = px->connect_app();
 
-    SUBCASE("reads on replicas: simple, unnamed, named statements") {
+    SUBCASE("reads on replicas: simple, unnamed, named statements")
+    {
         std::vector<int> simple, unnamed, named;
         for (int i = 0; i < 10; ++i)
             simple.push_back(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()));
         for (int i = 0; i < 10; ++i) {
             const std::string v = std::to_string(i);
             const char* values[1] = {v.c_str()};
-            Result r(PQexecParams(c.get(), "SELECT inet_server_port(), $1::int", 1, nullptr, values, nullptr, nullptr, 0));
+            Result r(
+                PQexecParams(c.get(), "SELECT inet_server_port(), $1::int", 1, nullptr, values, nullptr, nullptr, 0));
             REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, errmsg(c.get()));
             unnamed.push_back(port_of(r.get()));
         }
@@ -205,7 +234,8 @@ TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepar
         all_on_replicas(unnamed, "PQexecParams");
         all_on_replicas(named, "PQexecPrepared");
     }
-    SUBCASE("writes on the primary; reads after them never stale, mostly on replicas") {
+    SUBCASE("writes on the primary; reads after them never stale, mostly on replicas")
+    {
         int on_replica = 0, stale = 0;
         for (int i = 0; i < 200; ++i) {
             const std::string id = std::to_string(i);
@@ -221,7 +251,8 @@ TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepar
         CHECK(on_replica >= 100);
         MESSAGE("libpq: " << on_replica << " of 200 reads after writes on replicas");
     }
-    SUBCASE("SERIALIZABLE READ ONLY on the primary, READ ONLY on a replica") {
+    SUBCASE("SERIALIZABLE READ ONLY on the primary, READ ONLY on a replica")
+    {
         exec_ok(c.get(), "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY");
         CHECK(port_of(exec_ok(c.get(), "SELECT inet_server_port()", PGRES_TUPLES_OK).get()) == primary);
         exec_ok(c.get(), "COMMIT");
@@ -238,7 +269,8 @@ TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepar
         }
         all_on_replicas(ro, "BEGIN READ ONLY");
     }
-    SUBCASE("pg_backend_pid() is the pid libpq was given; pg_terminate_backend() of it ends the session") {
+    SUBCASE("pg_backend_pid() is the pid libpq was given; pg_terminate_backend() of it ends the session")
+    {
         const int pid = PQbackendPID(c.get());
         for (int i = 0; i < 4; ++i)
             CHECK(query_value(c.get(), "SELECT pg_backend_pid()") == std::to_string(pid));
@@ -248,7 +280,8 @@ TEST_CASE("drivers: libpq as applications use it (PQexec, PQexecParams, PQprepar
         while (!ended && Clock::now() < deadline) {
             Result r(PQexec(c.get(), "SELECT 1"));
             ended = PQresultStatus(r.get()) != PGRES_TUPLES_OK;
-            if (!ended) std::this_thread::sleep_for(20ms);
+            if (!ended)
+                std::this_thread::sleep_for(20ms);
         }
         CHECK_MESSAGE(ended, "the session survived pg_terminate_backend() of its pid");
         CHECK(PQstatus(c.get()) == CONNECTION_BAD);

@@ -27,7 +27,8 @@ using namespace e2e;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica, reads never fail, nothing acknowledged is lost")
+TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica, reads never fail, nothing "
+          "acknowledged is lost")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     // bench/failover_bench.sh repeats this test with other health intervals
@@ -63,12 +64,11 @@ TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica
     int lost = -1;
     const auto acked = load.acked();
     const auto primary = check_one_primary_and_followers(cl, {"replica1", "replica2"}, "fo_ids", acked, lost);
-    MESSAGE("failover: first successful write " << *resume_ms << " ms after kill -9; write errors after the kill: "
-                                                << write_errors.size() << "; read errors: " << read_errors.size()
-                                                << "; acknowledged writes: " << acked.size() << " ("
-                                                << load.acked_by_old_after()
-                                                << " acknowledged by the old primary's orphaned backend after the kill); lost: "
-                                                << lost);
+    MESSAGE("failover: first successful write "
+            << *resume_ms << " ms after kill -9; write errors after the kill: " << write_errors.size()
+            << "; read errors: " << read_errors.size() << "; acknowledged writes: " << acked.size() << " ("
+            << load.acked_by_old_after()
+            << " acknowledged by the old primary's orphaned backend after the kill); lost: " << lost);
     std::printf("FAILOVER_RESULT interval_ms=%d resume_ms=%.0f write_errors=%zu read_errors=%zu lost=%d acked=%zu "
                 "reads=%zu acked_by_old_after_kill=%zu\n",
                 interval_ms, *resume_ms, write_errors.size(), read_errors.size(), lost, acked.size(), load.reads(),
@@ -85,7 +85,8 @@ TEST_CASE("failover: kill -9 of the primary; writes resume on a promoted replica
     CHECK(px.log_text(0, 1 << 20).find("is the new primary") != std::string::npos);
 }
 
-TEST_CASE("failover: clean stop of the primary (pg_ctl stop -m fast); writes resume, reads never fail, nothing acknowledged is lost")
+TEST_CASE("failover: clean stop of the primary (pg_ctl stop -m fast); writes resume, reads never fail, nothing "
+          "acknowledged is lost")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     OwnCluster cl(/*sync=*/true);
@@ -117,12 +118,11 @@ TEST_CASE("failover: clean stop of the primary (pg_ctl stop -m fast); writes res
     const auto primary = check_one_primary_and_followers(cl, {"replica1", "replica2"}, "fo_stop", acked, lost);
     for (const auto& e : write_errors)
         MESSAGE("write error after the stop: " << e);
-    MESSAGE("clean stop: pg_ctl stop took " << stopped_ms << " ms; first successful write " << *resume_ms
-                                            << " ms after the stop began (on the new primary; "
-                                            << load.acked_by_old_after()
-                                            << " writes the old one acknowledged while stopping); write errors: " << write_errors.size()
-                                            << "; read errors: " << read_errors.size() << "; acknowledged: "
-                                            << acked.size() << "; lost: " << lost);
+    MESSAGE("clean stop: pg_ctl stop took "
+            << stopped_ms << " ms; first successful write " << *resume_ms
+            << " ms after the stop began (on the new primary; " << load.acked_by_old_after()
+            << " writes the old one acknowledged while stopping); write errors: " << write_errors.size()
+            << "; read errors: " << read_errors.size() << "; acknowledged: " << acked.size() << "; lost: " << lost);
     CHECK_MESSAGE(read_errors.empty(), "read errors: " << (read_errors.empty() ? "" : read_errors.front()));
     // A fast shutdown ends the writer's server connection (57P01) for the
     // statement in flight at most; nothing else may fail.
@@ -134,7 +134,8 @@ TEST_CASE("failover: clean stop of the primary (pg_ctl stop -m fast); writes res
     CHECK(backend_status(px, "primary")["state"] == "fenced");
 }
 
-TEST_CASE("failover: a second failover (kill -9 of the promoted primary) promotes the last replica; writes resume, nothing acknowledged is lost")
+TEST_CASE("failover: a second failover (kill -9 of the promoted primary) promotes the last replica; writes resume, "
+          "nothing acknowledged is lost")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     OwnCluster cl(/*sync=*/true);
@@ -231,7 +232,8 @@ TEST_CASE("failover: asynchronous replication promotes the replica that received
     pid_t walreceiver = 0;
     {
         Conn c = cl.superuser(cl.env.replica_port(1));
-        REQUIRE(eventually([&] { return query_value(c.get(), "SELECT count(*) FROM pg_stat_wal_receiver") == "1"; }, 10s));
+        REQUIRE(
+            eventually([&] { return query_value(c.get(), "SELECT count(*) FROM pg_stat_wal_receiver") == "1"; }, 10s));
         walreceiver = std::atoi(query_value(c.get(), "SELECT pid FROM pg_stat_wal_receiver").c_str());
     }
     REQUIRE(walreceiver > 0);
@@ -251,17 +253,22 @@ TEST_CASE("failover: asynchronous replication promotes the replica that received
     // replica2 has all of it; replica1 does not (as pgswitch's checks will see).
     {
         Conn r2 = cl.superuser(cl.env.replica_port(2));
-        REQUIRE(eventually([&] {
-            return query_value(r2.get(), "SELECT pg_last_wal_receive_lsn() >= '" + primary_lsn + "'::pg_lsn") == "t";
-        }, 10s));
+        REQUIRE(eventually(
+            [&] {
+                return query_value(r2.get(), "SELECT pg_last_wal_receive_lsn() >= '" + primary_lsn + "'::pg_lsn") ==
+                       "t";
+            },
+            10s));
         Conn r1 = cl.superuser(cl.env.replica_port(1));
         REQUIRE(query_value(r1.get(), "SELECT pg_last_wal_receive_lsn() < '" + primary_lsn + "'::pg_lsn") == "t");
     }
     // pgswitch has seen the positions (its replica lag is its own figure).
-    REQUIRE(eventually([&] {
-        auto b = backend_status(px, "replica1");
-        return b["lag_bytes"].is_number() && b["lag_bytes"].get<std::uint64_t>() > 0;
-    }, 5s));
+    REQUIRE(eventually(
+        [&] {
+            auto b = backend_status(px, "replica1");
+            return b["lag_bytes"].is_number() && b["lag_bytes"].get<std::uint64_t>() > 0;
+        },
+        5s));
 
     const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
     REQUIRE(pm > 0);
@@ -299,8 +306,7 @@ TEST_CASE("failover: external mode follows a replica promoted by hand within 2 h
     }
     REQUIRE(cl.pg_ctl("primary", "-m fast stop") == 0);
     // pgswitch sees the primary down and promotes nothing by itself.
-    REQUIRE_MESSAGE(eventually([&] { return backend_status(px, "primary")["state"] == "down"; }, 10s),
-                    px.log_text());
+    REQUIRE_MESSAGE(eventually([&] { return backend_status(px, "primary")["state"] == "down"; }, 10s), px.log_text());
     // Two more intervals: an auto-mode checker would have promoted by now.
     REQUIRE(eventually([&] { return backend_status(px, "primary")["consecutive_failures"].get<int>() >= 6; }, 10s));
     auto st = status(px);
@@ -322,9 +328,9 @@ TEST_CASE("failover: external mode follows a replica promoted by hand within 2 h
         eventually([&] { return (port = write_through(px, "fo_ext", 2)) != 0; }, 10s);
     const auto follow_ms = std::chrono::duration<double, std::milli>(Clock::now() - promoted).count();
     MESSAGE("external mode: first write through pgswitch on the promoted replica " << follow_ms
-                                                                                  << " ms after pg_promote() returned "
-                                                                                     "(health.interval_ms = "
-                                                                                  << interval_ms << ")");
+                                                                                   << " ms after pg_promote() returned "
+                                                                                      "(health.interval_ms = "
+                                                                                   << interval_ms << ")");
     std::printf("EXTERNAL_FOLLOW_MS %.0f interval_ms=%d\n", follow_ms, interval_ms);
     std::fflush(stdout);
     CHECK(port == cl.env.replica_port(1));
@@ -394,7 +400,8 @@ TEST_CASE("failover: external mode with two primaries sends no write anywhere un
     REQUIRE_MESSAGE(eventually(
                         [&] {
                             const auto r = status(px)["failover"]["reason"];
-                            return r.is_string() && r.get<std::string>().find("more than one node") != std::string::npos;
+                            return r.is_string() &&
+                                   r.get<std::string>().find("more than one node") != std::string::npos;
                         },
                         10s),
                     px.log_text());
@@ -651,9 +658,14 @@ struct DriverLoop {
             argv = {"node", dir + "/node_driver.js", "--failover", role, stop_file, table};
         const char* modules = std::getenv("PGSWITCH_NODE_MODULES");
         std::vector<std::string> env = {
-            "PGSW_HOST=127.0.0.1", "PGSW_PORT=" + std::to_string(px.port()), "PGSW_USER=app", "PGSW_PASSWORD=app",
-            "PGSW_DB=app", "PRIMARY_PORT=" + std::to_string(cl.env.primary_port()),
-            "NODE_MODULES_DIR=" + (modules ? std::string(modules) : std::string(PGSWITCH_SOURCE_ROOT) + "/build/drivers/node/node_modules"),
+            "PGSW_HOST=127.0.0.1",
+            "PGSW_PORT=" + std::to_string(px.port()),
+            "PGSW_USER=app",
+            "PGSW_PASSWORD=app",
+            "PGSW_DB=app",
+            "PRIMARY_PORT=" + std::to_string(cl.env.primary_port()),
+            "NODE_MODULES_DIR=" + (modules ? std::string(modules)
+                                           : std::string(PGSWITCH_SOURCE_ROOT) + "/build/drivers/node/node_modules"),
             "PYTHONPATH=" + dir};
         thread = std::thread([this, argv, env] { result = run_command(argv, env, 120s); });
     }
@@ -682,7 +694,8 @@ struct DriverLoop {
 long rows_in(const OwnCluster& cl, int port, const std::string& table)
 {
     Conn c(PQconnectdb(("host=127.0.0.1 port=" + std::to_string(port) +
-                        " dbname=app user=postgres password=postgres connect_timeout=2 sslmode=disable").c_str()));
+                        " dbname=app user=postgres password=postgres connect_timeout=2 sslmode=disable")
+                           .c_str()));
     if (PQstatus(c.get()) != CONNECTION_OK)
         return -1;
     Result r(PQexec(c.get(), ("SELECT count(*) FROM " + table).c_str()));
@@ -692,7 +705,8 @@ long rows_in(const OwnCluster& cl, int port, const std::string& table)
 
 }  // namespace
 
-TEST_CASE("failover: psycopg and node-postgres sessions through kill -9 of the primary: readers see no error, writers resume")
+TEST_CASE(
+    "failover: psycopg and node-postgres sessions through kill -9 of the primary: readers see no error, writers resume")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     OwnCluster cl(/*sync=*/true);
@@ -711,28 +725,43 @@ TEST_CASE("failover: psycopg and node-postgres sessions through kill -9 of the p
     for (const std::string driver : {"psycopg", "node"})
         for (const std::string role : {"reader", "writer"}) {
             loops.push_back(std::make_unique<DriverLoop>());
-            loops.back()->start(driver, role, px, cl, stop_file, "fo_drv_" + std::string(driver == "node" ? "node" : "psycopg"));
+            loops.back()->start(driver, role, px, cl, stop_file,
+                                "fo_drv_" + std::string(driver == "node" ? "node" : "psycopg"));
         }
     // Both writers are committing: kill the primary's postmaster.
-    REQUIRE(eventually([&] { return rows_in(cl, cl.env.primary_port(), "fo_drv_psycopg") >= 20 &&
-                                    rows_in(cl, cl.env.primary_port(), "fo_drv_node") >= 20; }, 30s));
+    REQUIRE(eventually(
+        [&] {
+            return rows_in(cl, cl.env.primary_port(), "fo_drv_psycopg") >= 20 &&
+                   rows_in(cl, cl.env.primary_port(), "fo_drv_node") >= 20;
+        },
+        30s));
     const pid_t pm = cl.postmaster_pid("PRIMARY_DATA");
     REQUIRE(::kill(pm, SIGKILL) == 0);
     // Writes resume on a promoted replica: both tables grow there.
     int new_primary = 0;
-    REQUIRE_MESSAGE(eventually([&] {
-                        for (int n : {1, 2})
-                            if (!cl.in_recovery(cl.env.replica_port(n)))
-                                new_primary = cl.env.replica_port(n);
-                        return new_primary != 0;
-                    }, 30s),
-                    "no replica was promoted\n" << px.log_text());
+    REQUIRE_MESSAGE(eventually(
+                        [&] {
+                            for (int n : {1, 2})
+                                if (!cl.in_recovery(cl.env.replica_port(n)))
+                                    new_primary = cl.env.replica_port(n);
+                            return new_primary != 0;
+                        },
+                        30s),
+                    "no replica was promoted\n"
+                        << px.log_text());
     const long psy0 = rows_in(cl, new_primary, "fo_drv_psycopg");
     const long node0 = rows_in(cl, new_primary, "fo_drv_node");
-    CHECK_MESSAGE(eventually([&] { return rows_in(cl, new_primary, "fo_drv_psycopg") >= psy0 + 20 &&
-                                          rows_in(cl, new_primary, "fo_drv_node") >= node0 + 20; }, 30s),
-                  "the writers did not resume on the new primary\n" << px.log_text());
-    { std::ofstream(stop_file) << "stop\n"; }
+    CHECK_MESSAGE(eventually(
+                      [&] {
+                          return rows_in(cl, new_primary, "fo_drv_psycopg") >= psy0 + 20 &&
+                                 rows_in(cl, new_primary, "fo_drv_node") >= node0 + 20;
+                      },
+                      30s),
+                  "the writers did not resume on the new primary\n"
+                      << px.log_text());
+    {
+        std::ofstream(stop_file) << "stop\n";
+    }
     for (auto& l : loops)
         l->join();
     for (auto& l : loops) {
@@ -748,7 +777,9 @@ TEST_CASE("failover: psycopg and node-postgres sessions through kill -9 of the p
             // No acknowledged commit is lost (synchronous replication).
             std::set<long> present;
             Conn c = cl.superuser(new_primary);
-            Result r = exec_ok(c.get(), "SELECT id FROM " + std::string(l->label.starts_with("node") ? "fo_drv_node" : "fo_drv_psycopg"),
+            Result r = exec_ok(c.get(),
+                               "SELECT id FROM " +
+                                   std::string(l->label.starts_with("node") ? "fo_drv_node" : "fo_drv_psycopg"),
                                PGRES_TUPLES_OK);
             for (int i = 0; i < PQntuples(r.get()); ++i)
                 present.insert(std::atol(PQgetvalue(r.get(), i, 0)));
@@ -790,14 +821,16 @@ TEST_CASE("failover: with no primary, new clients log in and read at once; write
     Result w(PQexec(c.get(), "CREATE TABLE no_primary (id int)"));
     const double waited_ms = std::chrono::duration<double, std::milli>(Clock::now() - w0).count();
     CHECK(PQresultStatus(w.get()) == PGRES_FATAL_ERROR);
-    CHECK(std::string(PQresultErrorField(w.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(w.get(), PG_DIAG_SQLSTATE) : "") == "57P03");
+    CHECK(std::string(PQresultErrorField(w.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(w.get(), PG_DIAG_SQLSTATE)
+                                                                    : "") == "57P03");
     CHECK(waited_ms >= 1400);
     // The session is still usable for reads.
     Result r(PQexec(c.get(), "SELECT 1"));
     CHECK(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
 }
 
-TEST_CASE("failover: a frozen primary (SIGSTOP) is replaced within threshold x timeout; its in-flight write fails, and it says nothing after it thaws")
+TEST_CASE("failover: a frozen primary (SIGSTOP) is replaced within threshold x timeout; its in-flight write fails, and "
+          "it says nothing after it thaws")
 {
     E2E_SKIP_IF_DIRECT("failover needs pgswitch");
     OwnCluster cl(/*sync=*/false);
@@ -871,8 +904,9 @@ TEST_CASE("failover: a frozen primary (SIGSTOP) is replaced within threshold x t
     CHECK(b["state"] == "fenced");
     Conn after = connect_ok(px.conninfo());
     for (int i = 0; i < 5; ++i) {
-        Result w = exec_ok(after.get(), "INSERT INTO fo_frozen VALUES (" + std::to_string(1000 + i) +
-                                            ") RETURNING inet_server_port()", PGRES_TUPLES_OK);
+        Result w = exec_ok(
+            after.get(), "INSERT INTO fo_frozen VALUES (" + std::to_string(1000 + i) + ") RETURNING inet_server_port()",
+            PGRES_TUPLES_OK);
         CHECK(std::atoi(PQgetvalue(w.get(), 0, 0)) != cl.env.primary_port());
     }
 }

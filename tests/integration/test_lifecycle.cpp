@@ -11,7 +11,8 @@
 using namespace e2e;
 
 namespace {
-Conn direct_primary() {
+Conn direct_primary()
+{
     const ClusterEnv& env = cluster();
     return connect_ok("host=127.0.0.1 port=" + std::to_string(env.primary_port()) + " dbname=" + cq(env.get("APP_DB")) +
                       " user=" + cq(env.get("APP_USER")) + " password=" + cq(env.get("APP_PASSWORD")) +
@@ -19,18 +20,21 @@ Conn direct_primary() {
 }
 
 // After SIGTERM, polls until a new login fails (the listener stops accepting).
-void expect_new_connections_refused(Proxy& px) {
+void expect_new_connections_refused(Proxy& px)
+{
     const auto deadline = Clock::now() + 3s;
     for (;;) {
         Conn c = connect(px.conninfo("", "", "connect_timeout=2"));
-        if (PQstatus(c.get()) != CONNECTION_OK) return;
+        if (PQstatus(c.get()) != CONNECTION_OK)
+            return;
         REQUIRE_MESSAGE(Clock::now() < deadline, "pgswitch still accepts logins 3 s after SIGTERM");
         std::this_thread::sleep_for(20ms);
     }
 }
 }  // namespace
 
-TEST_CASE("SIGTERM: open transaction can still commit, new logins refused, exit 0") {
+TEST_CASE("SIGTERM: open transaction can still commit, new logins refused, exit 0")
+{
     E2E_SKIP_IF_DIRECT("needs a pgswitch process to signal");
     Conn setup = direct_primary();
     exec_ok(setup.get(), "DROP TABLE IF EXISTS e2e_shutdown");
@@ -67,7 +71,8 @@ TEST_CASE("SIGTERM: open transaction can still commit, new logins refused, exit 
     exec_ok(setup.get(), "DROP TABLE e2e_shutdown");
 }
 
-TEST_CASE("SIGTERM: a transaction left open past shutdown_timeout_ms is rolled back, exit 0") {
+TEST_CASE("SIGTERM: a transaction left open past shutdown_timeout_ms is rolled back, exit 0")
+{
     E2E_SKIP_IF_DIRECT("needs a pgswitch process to signal");
     Conn setup = direct_primary();
     exec_ok(setup.get(), "DROP TABLE IF EXISTS e2e_shutdown2");
@@ -94,7 +99,8 @@ TEST_CASE("SIGTERM: a transaction left open past shutdown_timeout_ms is rolled b
     for (;;) {
         const std::string n = query_value(setup.get(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
                                                        "'INSERT INTO e2e_shutdown2%' AND pid <> pg_backend_pid()");
-        if (n == "0") break;
+        if (n == "0")
+            break;
         REQUIRE_MESSAGE(Clock::now() < deadline, "the abandoned server session is still there");
         std::this_thread::sleep_for(50ms);
     }

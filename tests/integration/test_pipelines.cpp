@@ -17,15 +17,31 @@ using namespace e2e;
 
 namespace {
 
-std::string message(char type, const std::string& body) { return std::string(1, type) + be32(static_cast<uint32_t>(body.size() + 4)) + body; }
-std::string cstr(const std::string& s) { return s + std::string(1, '\0'); }
-std::string query(const std::string& sql) { return message('Q', cstr(sql)); }
-std::string sync_msg() { return message('S', ""); }
-std::string flush_msg() { return message('H', ""); }
+std::string message(char type, const std::string& body)
+{
+    return std::string(1, type) + be32(static_cast<uint32_t>(body.size() + 4)) + body;
+}
+std::string cstr(const std::string& s)
+{
+    return s + std::string(1, '\0');
+}
+std::string query(const std::string& sql)
+{
+    return message('Q', cstr(sql));
+}
+std::string sync_msg()
+{
+    return message('S', "");
+}
+std::string flush_msg()
+{
+    return message('H', "");
+}
 /// Parse/Bind/Execute of `sql` as the unnamed statement and portal.
-std::string extended(const std::string& sql) {
-    return message('P', cstr("") + cstr(sql) + be16(0)) + message('B', cstr("") + cstr("") + be16(0) + be16(0) + be16(0)) +
-           message('E', cstr("") + be32(0));
+std::string extended(const std::string& sql)
+{
+    return message('P', cstr("") + cstr(sql) + be16(0)) +
+           message('B', cstr("") + cstr("") + be16(0) + be16(0) + be16(0)) + message('E', cstr("") + be32(0));
 }
 
 /// The replies that matter, in order: message types, with the SQLSTATE of
@@ -36,14 +52,17 @@ struct Transcript {
 };
 
 Transcript run(int port, const std::string& table, const std::string& bytes, int ready_for_query,
-               const std::string& sql_after = "") {
+               const std::string& sql_after = "")
+{
     const ClusterEnv& env = cluster();
     RawConn c;
     REQUIRE(c.connect(port));
     std::string why;
     REQUIRE_MESSAGE(c.login(env.get("APP_USER"), env.get("APP_PASSWORD"), env.get("APP_DB"), &why) == "", why);
-    REQUIRE(c.simple_query("DROP TABLE IF EXISTS " + table + "; CREATE TABLE " + table + " (id int PRIMARY KEY); "
-                           "INSERT INTO " + table + " VALUES (1)") == "");
+    REQUIRE(c.simple_query("DROP TABLE IF EXISTS " + table + "; CREATE TABLE " + table +
+                           " (id int PRIMARY KEY); "
+                           "INSERT INTO " +
+                           table + " VALUES (1)") == "");
     REQUIRE(c.send_bytes(bytes));
     Transcript t;
     std::ostringstream out;
@@ -51,12 +70,22 @@ Transcript run(int port, const std::string& table, const std::string& bytes, int
     int seen = 0;
     while (seen < ready_for_query) {
         auto m = c.read_message(deadline);
-        if (!m) break;
+        if (!m)
+            break;
         switch (m->type) {
-        case 'E': out << "E:" << error_fields(m->body)['C'] << ' '; break;
-        case 'Z': out << "Z:" << m->body << ' '; ++seen; break;
-        case 'N': case 'S': break;  // notices and parameter changes may differ
-        default: out << m->type << ' '; break;
+        case 'E':
+            out << "E:" << error_fields(m->body)['C'] << ' ';
+            break;
+        case 'Z':
+            out << "Z:" << m->body << ' ';
+            ++seen;
+            break;
+        case 'N':
+        case 'S':
+            break;  // notices and parameter changes may differ
+        default:
+            out << m->type << ' ';
+            break;
         }
     }
     t.complete = seen == ready_for_query;
@@ -65,7 +94,8 @@ Transcript run(int port, const std::string& table, const std::string& bytes, int
         REQUIRE(c.simple_query("SELECT string_agg(id::text, ',' ORDER BY id) FROM " + table, &rows) == "");
         out << "| rows " << rows;
     }
-    if (t.complete && !sql_after.empty()) REQUIRE(c.simple_query(sql_after) == "");
+    if (t.complete && !sql_after.empty())
+        REQUIRE(c.simple_query(sql_after) == "");
     t.replies = out.str();
     return t;
 }
@@ -76,14 +106,18 @@ struct Pattern {
     int ready_for_query;
 };
 
-std::vector<Pattern> patterns(const std::string& table) {
+std::vector<Pattern> patterns(const std::string& table)
+{
     const auto ins = [&](const std::string& id) { return "INSERT INTO " + table + " VALUES (" + id + ")"; };
     const std::string dup = ins("1");  // violates the primary key
     std::vector<Pattern> p;
     // Extended, one Sync for all: the error skips the rest, one ReadyForQuery.
-    p.push_back({"extended, one Sync, error first", extended(dup) + extended(ins("2")) + extended(ins("3")) + sync_msg(), 1});
-    p.push_back({"extended, one Sync, error in the middle", extended(ins("2")) + extended(dup) + extended(ins("3")) + sync_msg(), 1});
-    p.push_back({"extended, one Sync, error last", extended(ins("2")) + extended(ins("3")) + extended(dup) + sync_msg(), 1});
+    p.push_back(
+        {"extended, one Sync, error first", extended(dup) + extended(ins("2")) + extended(ins("3")) + sync_msg(), 1});
+    p.push_back({"extended, one Sync, error in the middle",
+                 extended(ins("2")) + extended(dup) + extended(ins("3")) + sync_msg(), 1});
+    p.push_back(
+        {"extended, one Sync, error last", extended(ins("2")) + extended(ins("3")) + extended(dup) + sync_msg(), 1});
     // Extended, a Sync after each: each its own transaction.
     p.push_back({"extended, Sync after each, error first",
                  extended(dup) + sync_msg() + extended(ins("2")) + sync_msg() + extended(ins("3")) + sync_msg(), 3});
@@ -101,7 +135,8 @@ std::vector<Pattern> patterns(const std::string& table) {
     p.push_back({"simple, pipelined Queries, error first", query(dup) + query(ins("2")) + query(ins("3")), 3});
     p.push_back({"simple, pipelined Queries, error in the middle", query(ins("2")) + query(dup) + query(ins("3")), 3});
     p.push_back({"simple, pipelined Queries, error last", query(ins("2")) + query(ins("3")) + query(dup), 3});
-    p.push_back({"simple, one multi-statement Query, error in the middle", query(ins("2") + "; " + dup + "; " + ins("3")), 1});
+    p.push_back(
+        {"simple, one multi-statement Query, error in the middle", query(ins("2") + "; " + dup + "; " + ins("3")), 1});
     // In an explicit transaction.
     p.push_back({"transaction, error in the middle",
                  query("BEGIN") + extended(ins("2")) + sync_msg() + extended(dup) + sync_msg() + extended(ins("3")) +
@@ -112,7 +147,8 @@ std::vector<Pattern> patterns(const std::string& table) {
 
 }  // namespace
 
-TEST_CASE("pipelines with errors at every position get the replies the server gives directly") {
+TEST_CASE("pipelines with errors at every position get the replies the server gives directly")
+{
     E2E_SKIP_IF_DIRECT("compares pgswitch with the primary");
     Proxy px;
     px.start();
@@ -127,7 +163,8 @@ TEST_CASE("pipelines with errors at every position get the replies the server gi
     }
 }
 
-TEST_CASE("an error after Flush reaches the client before its Sync") {
+TEST_CASE("an error after Flush reaches the client before its Sync")
+{
     E2E_SKIP_IF_DIRECT("compares pgswitch with the primary");
     Proxy px;
     px.start();
@@ -145,7 +182,8 @@ TEST_CASE("an error after Flush reaches the client before its Sync") {
         while (state.empty()) {
             auto m = c.read_message(deadline);
             REQUIRE_MESSAGE(m, "no error within 5 s after Flush (port " << port << ")");
-            if (m->type == 'E') state = error_fields(m->body)['C'];
+            if (m->type == 'E')
+                state = error_fields(m->body)['C'];
         }
         CHECK(state == "23505");
         REQUIRE(c.send_bytes(sync_msg()));

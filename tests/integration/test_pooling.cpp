@@ -68,7 +68,8 @@ std::string server_conninfo(int port)
 int server_connections(int port, const std::string& app)
 {
     Conn c = connect_ok(server_conninfo(port));
-    return std::stoi(query_value(c.get(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"));
+    return std::stoi(
+        query_value(c.get(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'"));
 }
 
 std::vector<std::string> pgbench_env()
@@ -80,8 +81,8 @@ std::vector<std::string> pgbench_env()
 CommandResult run_pgbench(const Proxy& px, std::vector<std::string> args)
 {
     const auto& env = cluster();
-    std::vector<std::string> argv = {pgbench_bin(), "-n", "-h", "127.0.0.1", "-p", std::to_string(px.port()),
-                                     "-U", env.get("APP_USER")};
+    std::vector<std::string> argv = {pgbench_bin(),      "-n", "-h", "127.0.0.1", "-p", std::to_string(px.port()), "-U",
+                                     env.get("APP_USER")};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back(env.get("APP_DB"));
     return run_command(argv, pgbench_env(), 240s);
@@ -91,8 +92,7 @@ void pgbench_init()
 {
     const auto& env = cluster();
     CommandResult init = run_command({pgbench_bin(), "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p",
-                                      std::to_string(env.primary_port()), "-U", env.get("APP_USER"),
-                                      env.get("APP_DB")},
+                                      std::to_string(env.primary_port()), "-U", env.get("APP_USER"), env.get("APP_DB")},
                                      pgbench_env(), 120s);
     INFO("pgbench -i output:\n" << init.output);
     REQUIRE(init.exit_code == 0);
@@ -127,7 +127,8 @@ TEST_CASE("pooling: 1000 pgbench clients through pool_size = 20 (select-only, -M
         // -t, not -T: logging 1000 clients in (SCRAM) takes seconds of the duration.
         CommandResult r = run_pgbench(px, {"-S", "-c", "1000", "-j", "2", "-t", "20"});
         INFO("pgbench output:\n" << r.output);
-        MESSAGE("1000 clients, pool_size 20, -S -t 20: tps = " << pgbench_tps(r.output) << ", processed "
+        MESSAGE("1000 clients, pool_size 20, -S -t 20: tps = "
+                << pgbench_tps(r.output) << ", processed "
                 << pgbench_number(r.output, "number of transactions actually processed"));
         check_clean_run(r);
     }
@@ -324,8 +325,8 @@ TEST_CASE("pooling: a client killed mid-transaction leaves no open transaction a
         const auto deadline = Clock::now() + 10s;
         std::string state;
         while (Clock::now() < deadline) {
-            state = query_value(direct.get(),
-                                "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = " + pid + "), 'gone')");
+            state = query_value(direct.get(), "SELECT coalesce((SELECT state FROM pg_stat_activity WHERE pid = " + pid +
+                                                  "), 'gone')");
             if (state == "idle" || state == "gone")
                 break;
             std::this_thread::sleep_for(20ms);
@@ -482,7 +483,10 @@ TEST_CASE("pgbench -M prepared TPC-B: a prepared BEGIN opens its transaction on 
         INFO("pgbench output:\n" << r.output);
         check_clean_run(r);
     };
-    SUBCASE("session mode") { run(shared_proxy()); }
+    SUBCASE("session mode")
+    {
+        run(shared_proxy());
+    }
     SUBCASE("transaction mode")
     {
         // pgbench 15 prepares synchronously on first use, blocking its thread:

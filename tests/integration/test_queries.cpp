@@ -9,7 +9,8 @@
 
 using namespace e2e;
 
-TEST_CASE("simple query round trips: CREATE, INSERT, UPDATE, SELECT; psql -c") {
+TEST_CASE("simple query round trips: CREATE, INSERT, UPDATE, SELECT; psql -c")
+{
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
 
@@ -24,9 +25,11 @@ TEST_CASE("simple query round trips: CREATE, INSERT, UPDATE, SELECT; psql -c") {
     REQUIRE(PQntuples(sel.get()) == 3);
     REQUIRE(PQnfields(sel.get()) == 3);
     CHECK(std::string(PQfname(sel.get(), 1)) == "name");
-    const std::vector<std::vector<std::string>> expected = {{"1", "apple", "3"}, {"2", "PEAR", "50"}, {"3", "FIG", "70"}};
+    const std::vector<std::vector<std::string>> expected = {
+        {"1", "apple", "3"}, {"2", "PEAR", "50"}, {"3", "FIG", "70"}};
     for (int r = 0; r < 3; ++r)
-        for (int f = 0; f < 3; ++f) CHECK(std::string(PQgetvalue(sel.get(), r, f)) == expected[size_t(r)][size_t(f)]);
+        for (int f = 0; f < 3; ++f)
+            CHECK(std::string(PQgetvalue(sel.get(), r, f)) == expected[size_t(r)][size_t(f)]);
 
     // NULLs and an empty result set survive the trip.
     Result nul = exec_ok(c.get(), "SELECT NULL::text AS n, '' AS e", PGRES_TUPLES_OK);
@@ -42,7 +45,8 @@ TEST_CASE("simple query round trips: CREATE, INSERT, UPDATE, SELECT; psql -c") {
     CHECK(query_value(c.get(), "SELECT count(*) FROM e2e_items") == "3");
 
     // Multi-statement simple query: the last result wins in PQexec.
-    CHECK(query_value(c.get(), "UPDATE e2e_items SET qty = 0 WHERE id = 1; SELECT qty FROM e2e_items WHERE id = 1") == "0");
+    CHECK(query_value(c.get(), "UPDATE e2e_items SET qty = 0 WHERE id = 1; SELECT qty FROM e2e_items WHERE id = 1") ==
+          "0");
 
     // A transaction with ROLLBACK leaves no trace.
     exec_ok(c.get(), "BEGIN");
@@ -65,13 +69,15 @@ TEST_CASE("simple query round trips: CREATE, INSERT, UPDATE, SELECT; psql -c") {
     exec_ok(c.get(), "DROP TABLE e2e_items");
 }
 
-TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") {
+TEST_CASE("extended protocol: named and unnamed statements, describe, cursors")
+{
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
     exec_ok(c.get(), "DROP TABLE IF EXISTS e2e_ext");
     exec_ok(c.get(), "CREATE TABLE e2e_ext (id int PRIMARY KEY, label text, score float8)");
 
-    SUBCASE("named statement prepared once, executed many times") {
+    SUBCASE("named statement prepared once, executed many times")
+    {
         Result prep(PQprepare(c.get(), "e2e_ins", "INSERT INTO e2e_ext VALUES ($1, $2, $3)", 3, nullptr));
         REQUIRE_MESSAGE(PQresultStatus(prep.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
         for (int i = 1; i <= 500; ++i) {
@@ -102,8 +108,8 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
         CHECK(PQparamtype(d.get(), 0) == 23);  // int4
         CHECK(PQnfields(d.get()) == 2);
         CHECK(std::string(PQfname(d.get(), 0)) == "label");
-        CHECK(PQftype(d.get(), 0) == 25);      // text
-        CHECK(PQftype(d.get(), 1) == 701);     // float8
+        CHECK(PQftype(d.get(), 0) == 25);   // text
+        CHECK(PQftype(d.get(), 1) == 701);  // float8
 
         // Binary result format.
         const char* vals[1] = {"250"};
@@ -122,7 +128,8 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
         CHECK(sqlstate(gone.get()) == "26000");
     }
 
-    SUBCASE("unnamed statements with parameters (PQexecParams)") {
+    SUBCASE("unnamed statements with parameters (PQexecParams)")
+    {
         for (int i = 1; i <= 200; ++i) {
             const std::string id = std::to_string(i), label = "p'\"\\" + std::to_string(i);
             const char* vals[3] = {id.c_str(), label.c_str(), nullptr};  // NULL score
@@ -146,7 +153,8 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
         CHECK(query_value(c.get(), "SELECT count(*) FROM e2e_ext") == "200");
     }
 
-    SUBCASE("cursor: DECLARE, FETCH in pieces, describe portal") {
+    SUBCASE("cursor: DECLARE, FETCH in pieces, describe portal")
+    {
         exec_ok(c.get(), "INSERT INTO e2e_ext SELECT g, 'c' || g, g FROM generate_series(1, 1000) g");
         exec_ok(c.get(), "BEGIN");
         exec_ok(c.get(), "DECLARE e2e_cur CURSOR FOR SELECT id, label FROM e2e_ext ORDER BY id");
@@ -159,9 +167,11 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
         for (;;) {
             Result f = exec_ok(c.get(), "FETCH 128 FROM e2e_cur", PGRES_TUPLES_OK);
             const int n = PQntuples(f.get());
-            if (n == 0) break;
+            if (n == 0)
+                break;
             ++batches;
-            for (int i = 0; i < n; ++i) sum += std::stoll(PQgetvalue(f.get(), i, 0));
+            for (int i = 0; i < n; ++i)
+                sum += std::stoll(PQgetvalue(f.get(), i, 0));
             rows += n;
         }
         CHECK(rows == 1000);
@@ -174,7 +184,8 @@ TEST_CASE("extended protocol: named and unnamed statements, describe, cursors") 
     exec_ok(c.get(), "DROP TABLE e2e_ext");
 }
 
-TEST_CASE("pipeline mode: several queries, one sync, results in order") {
+TEST_CASE("pipeline mode: several queries, one sync, results in order")
+{
     Proxy& px = shared_proxy();
     Conn c = px.connect_app();
     exec_ok(c.get(), "DROP TABLE IF EXISTS e2e_pipe");
@@ -239,7 +250,8 @@ TEST_CASE("pipeline mode: several queries, one sync, results in order") {
     exec_ok(c.get(), "DROP TABLE e2e_pipe");
 }
 
-TEST_CASE("session state: SET/SHOW, startup application_name, backend pid") {
+TEST_CASE("session state: SET/SHOW, startup application_name, backend pid")
+{
     Proxy& px = shared_proxy();
     Conn c = px.connect_app("application_name=e2e_startup_app");
 
@@ -263,7 +275,8 @@ TEST_CASE("session state: SET/SHOW, startup application_name, backend pid") {
     exec_ok(c.get(), "SET search_path = e2e_nowhere, public");
     CHECK(query_value(c.get(), "SHOW search_path") == "e2e_nowhere, public");
     // Several statements later the setting still holds.
-    for (int i = 0; i < 5; ++i) CHECK(query_value(c.get(), "SELECT current_setting('search_path')") == "e2e_nowhere, public");
+    for (int i = 0; i < 5; ++i)
+        CHECK(query_value(c.get(), "SELECT current_setting('search_path')") == "e2e_nowhere, public");
     exec_ok(c.get(), "RESET search_path");
     CHECK(query_value(c.get(), "SHOW search_path") == "\"$user\", public");
 
@@ -282,7 +295,8 @@ TEST_CASE("session state: SET/SHOW, startup application_name, backend pid") {
     // Two sessions get distinct server processes.
     Conn c2 = px.connect_app();
     CHECK(PQbackendPID(c2.get()) != pid);
-    CHECK(query_value(c2.get(), "/* pgswitch:primary */ SELECT pg_backend_pid()") == std::to_string(PQbackendPID(c2.get())));
+    CHECK(query_value(c2.get(), "/* pgswitch:primary */ SELECT pg_backend_pid()") ==
+          std::to_string(PQbackendPID(c2.get())));
     // The second session does not see the first one's settings.
     CHECK(query_value(c2.get(), "SHOW application_name") != "e2e_renamed");
 }

@@ -16,30 +16,37 @@
 using namespace e2e;
 
 namespace {
-std::string random_bytes(size_t n, uint64_t seed) {
+std::string random_bytes(size_t n, uint64_t seed)
+{
     std::mt19937_64 rng(seed);
     std::string s(n, '\0');
-    for (auto& ch : s) ch = static_cast<char>(rng() & 0xff);
+    for (auto& ch : s)
+        ch = static_cast<char>(rng() & 0xff);
     return s;
 }
 
 // Reads until the peer closes; returns the SQLSTATE of an ErrorResponse seen on
 // the way ("" when none). Fails the test when the socket stays open.
-std::string expect_closed(RawConn& raw, const char* what) {
+std::string expect_closed(RawConn& raw, const char* what)
+{
     std::string state;
     const auto deadline = Clock::now() + 5s;
     for (;;) {
         auto m = raw.read_message(deadline);
-        if (!m) break;
-        if (m->type == 'E') state = error_fields(m->body)['C'];
+        if (!m)
+            break;
+        if (m->type == 'E')
+            state = error_fields(m->body)['C'];
     }
     // read_message stops on EOF, on a deadline, or on bytes it cannot frame.
-    if (!raw.eof()) CHECK_MESSAGE(raw.wait_closed(deadline), what << ": pgswitch kept the socket open for 5 s");
+    if (!raw.eof())
+        CHECK_MESSAGE(raw.wait_closed(deadline), what << ": pgswitch kept the socket open for 5 s");
     return state;
 }
 }  // namespace
 
-TEST_CASE("garbage on a raw socket closes only that client") {
+TEST_CASE("garbage on a raw socket closes only that client")
+{
     // A dedicated instance: when some input crashes it, the case is reported and
     // the instance restarted, so every input still gets tried.
     const ClusterEnv& env = cluster();
@@ -51,11 +58,11 @@ TEST_CASE("garbage on a raw socket closes only that client") {
     bool crashed = false;
 
     auto check_survived = [&](const std::string& what) {
-        if (direct_mode()) return;
+        if (direct_mode())
+            return;
         // Crashes show up a moment after the close; give them a chance to.
         if (auto code = px->wait_exit(200ms)) {
-            FAIL_CHECK("pgswitch died (status " << *code << ") on input: " << what << "; log:\n"
-                                               << px->log_text());
+            FAIL_CHECK("pgswitch died (status " << *code << ") on input: " << what << "; log:\n" << px->log_text());
             crashed = true;
             px = std::make_unique<Proxy>();
             px->start();
@@ -73,10 +80,12 @@ TEST_CASE("garbage on a raw socket closes only that client") {
         check_survived(what);
     };
 
-    garbage_before_login("startup length 0x7fffffff", be32(0x7fffffffu) + be32(196608) + std::string("user\0app\0\0", 10));
+    garbage_before_login("startup length 0x7fffffff",
+                         be32(0x7fffffffu) + be32(196608) + std::string("user\0app\0\0", 10));
     garbage_before_login("startup length 3", be32(3) + "abcd");
     garbage_before_login("startup length 0", be32(0));
-    garbage_before_login("unknown protocol version", be32(8 + 10) + be32(0x12345678u) + std::string("user\0app\0\0", 10));
+    garbage_before_login("unknown protocol version",
+                         be32(8 + 10) + be32(0x12345678u) + std::string("user\0app\0\0", 10));
     garbage_before_login("startup without NUL terminators", be32(8 + 12) + be32(196608) + "userappxxxxx");
     {
         std::string r = random_bytes(4096, 1);
@@ -94,7 +103,8 @@ TEST_CASE("garbage on a raw socket closes only that client") {
                         message);
         raw.send_bytes(bytes);
         const std::string state = expect_closed(raw, what);
-        if (expect_08P01 && !state.empty()) CHECK(state == "08P01");
+        if (expect_08P01 && !state.empty())
+            CHECK(state == "08P01");
         check_survived(what);
     };
 
@@ -108,11 +118,13 @@ TEST_CASE("garbage on a raw socket closes only that client") {
     exec_ok(bystander.get(), "COMMIT");
     Conn fresh = px->connect_app();
     CHECK(query_value(fresh.get(), "SELECT 1") == "1");
-    if (!direct_mode()) CHECK_MESSAGE(px->alive(), "pgswitch died; log:\n" << px->log_text());
+    if (!direct_mode())
+        CHECK_MESSAGE(px->alive(), "pgswitch died; log:\n" << px->log_text());
     CHECK_FALSE(crashed);
 }
 
-TEST_CASE("max_client_connections: the client over the limit is refused with 53300") {
+TEST_CASE("max_client_connections: the client over the limit is refused with 53300")
+{
     E2E_SKIP_IF_DIRECT("the limit is pgswitch configuration");
     const ClusterEnv& env = cluster();
     ProxyOptions opts;
@@ -126,7 +138,8 @@ TEST_CASE("max_client_connections: the client over the limit is refused with 533
     const auto deadline = Clock::now() + 5s;
     for (;;) {
         b = connect(px.conninfo());
-        if (PQstatus(b.get()) == CONNECTION_OK) break;
+        if (PQstatus(b.get()) == CONNECTION_OK)
+            break;
         REQUIRE_MESSAGE(Clock::now() < deadline, "second connection refused: " << errmsg(b.get()));
         std::this_thread::sleep_for(50ms);
     }
@@ -152,14 +165,16 @@ TEST_CASE("max_client_connections: the client over the limit is refused with 533
     const auto deadline2 = Clock::now() + 5s;
     for (;;) {
         d = connect(px.conninfo());
-        if (PQstatus(d.get()) == CONNECTION_OK) break;
+        if (PQstatus(d.get()) == CONNECTION_OK)
+            break;
         REQUIRE_MESSAGE(Clock::now() < deadline2, "slot not freed within 5 s: " << errmsg(d.get()));
         std::this_thread::sleep_for(50ms);
     }
     CHECK(query_value(d.get(), "SELECT 4") == "4");
 }
 
-TEST_CASE("a client that ends before or right after its StartupMessage gets what the server would say") {
+TEST_CASE("a client that ends before or right after its StartupMessage gets what the server would say")
+{
     // node-postgres ends a client at once by queueing a Terminate before the
     // StartupMessage (quick-disconnect-tests.js), or right behind it.
     E2E_SKIP_IF_DIRECT("compares pgswitch with the primary");
@@ -175,9 +190,11 @@ TEST_CASE("a client that ends before or right after its StartupMessage gets what
         std::string seen;
         for (;;) {
             auto m = raw.read_message(Clock::now() + 5s);
-            if (!m) break;
+            if (!m)
+                break;
             seen += m->type;
-            if (m->type == 'E') seen += ":" + error_fields(m->body)['C'] + ":" + error_fields(m->body)['M'];
+            if (m->type == 'E')
+                seen += ":" + error_fields(m->body)['C'] + ":" + error_fields(m->body)['M'];
             seen += ' ';
         }
         CHECK_MESSAGE(raw.eof(), "the connection stayed open");

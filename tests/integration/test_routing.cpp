@@ -28,20 +28,37 @@ using namespace e2e;
 
 namespace {
 
-int primary_port() { return cluster().primary_port(); }
-int replica1_port() { return cluster().replica_port(1); }
-int replica2_port() { return cluster().replica_port(2); }
-bool is_replica(int port) { return port == replica1_port() || port == replica2_port(); }
+int primary_port()
+{
+    return cluster().primary_port();
+}
+int replica1_port()
+{
+    return cluster().replica_port(1);
+}
+int replica2_port()
+{
+    return cluster().replica_port(2);
+}
+bool is_replica(int port)
+{
+    return port == replica1_port() || port == replica2_port();
+}
 
-std::string server_name(int port) {
-    if (port == primary_port()) return "primary";
-    if (port == replica1_port()) return "replica1";
-    if (port == replica2_port()) return "replica2";
+std::string server_name(int port)
+{
+    if (port == primary_port())
+        return "primary";
+    if (port == replica1_port())
+        return "replica1";
+    if (port == replica2_port())
+        return "replica2";
     return "port " + std::to_string(port);
 }
 
 /// Port of the server that ran `sql` (its first row's first column must be inet_server_port()).
-int server_port(PGconn* c, const std::string& sql = "SELECT inet_server_port()") {
+int server_port(PGconn* c, const std::string& sql = "SELECT inet_server_port()")
+{
     return std::stoi(query_value(c, sql));
 }
 
@@ -49,27 +66,33 @@ int server_port(PGconn* c, const std::string& sql = "SELECT inet_server_port()")
 struct Tally {
     std::map<int, int> n;
     void add(int port) { ++n[port]; }
-    int of(int port) const {
+    int of(int port) const
+    {
         auto it = n.find(port);
         return it == n.end() ? 0 : it->second;
     }
     int primary() const { return of(primary_port()); }
     int r1() const { return of(replica1_port()); }
     int r2() const { return of(replica2_port()); }
-    int total() const {
+    int total() const
+    {
         int t = 0;
-        for (const auto& [p, k] : n) t += k;
+        for (const auto& [p, k] : n)
+            t += k;
         return t;
     }
-    std::string str() const {
+    std::string str() const
+    {
         std::ostringstream o;
-        for (const auto& [p, k] : n) o << server_name(p) << "=" << k << " ";
+        for (const auto& [p, k] : n)
+            o << server_name(p) << "=" << k << " ";
         return o.str();
     }
 };
 
 /// A superuser connection straight to one server (no pgswitch).
-Conn direct(int port) {
+Conn direct(int port)
+{
     const ClusterEnv& env = cluster();
     return connect_ok("host=" + env.host() + " port=" + std::to_string(port) + " dbname=" + cq(env.get("APP_DB")) +
                       " user=" + cq(env.get("SUPERUSER")) + " password=" + cq(env.get("SUPERPASS")) +
@@ -77,7 +100,8 @@ Conn direct(int port) {
 }
 
 /// Waits until both replicas have replayed everything the primary has written so far.
-void wait_replay_caught_up(std::chrono::milliseconds timeout = 15s) {
+void wait_replay_caught_up(std::chrono::milliseconds timeout = 15s)
+{
     Conn p = direct(primary_port());
     const std::string lsn = query_value(p.get(), "SELECT pg_current_wal_lsn()");
     for (int port : {replica1_port(), replica2_port()}) {
@@ -95,18 +119,21 @@ void wait_replay_caught_up(std::chrono::milliseconds timeout = 15s) {
 
 /// Reads from a session that has not written until both replicas answered (health checks
 /// discover the roles shortly after pgswitch starts).
-void wait_replicas_serving(Proxy& px, std::chrono::milliseconds timeout = 15s) {
+void wait_replicas_serving(Proxy& px, std::chrono::milliseconds timeout = 15s)
+{
     Conn c = px.connect_app();
     Tally t;
     const auto deadline = Clock::now() + timeout;
     while (t.r1() == 0 || t.r2() == 0) {
         REQUIRE_MESSAGE(Clock::now() < deadline, "reads did not reach both replicas: " << t.str());
         t.add(server_port(c.get()));
-        if (t.r1() == 0 || t.r2() == 0) std::this_thread::sleep_for(5ms);
+        if (t.r1() == 0 || t.r2() == 0)
+            std::this_thread::sleep_for(5ms);
     }
 }
 
-std::unique_ptr<Proxy> start_proxy(ProxyOptions o) {
+std::unique_ptr<Proxy> start_proxy(ProxyOptions o)
+{
     auto px = std::make_unique<Proxy>(std::move(o));
     px->start();
     wait_replicas_serving(*px);
@@ -114,7 +141,8 @@ std::unique_ptr<Proxy> start_proxy(ProxyOptions o) {
 }
 
 /// The pgswitch most cases share: round_robin, read_your_writes = lsn (the default).
-Proxy& routing_proxy() {
+Proxy& routing_proxy()
+{
     static std::unique_ptr<Proxy> px;
     if (px && !px->alive()) {
         FAIL_CHECK("the routing pgswitch died during an earlier test; log:\n" << px->log_text());
@@ -132,44 +160,56 @@ Proxy& routing_proxy() {
 /// A session of its own writes (after everything `px`'s sessions wrote so far), then reads
 /// until a replica answers: from then on the read-your-writes gate of every earlier write is
 /// open, so reads that still go to the primary do so for another reason (a pin).
-void wait_ryw_gate_open(Proxy& px, std::chrono::milliseconds timeout = 10s) {
+void wait_ryw_gate_open(Proxy& px, std::chrono::milliseconds timeout = 10s)
+{
     Conn c = px.connect_app();
     exec_ok(c.get(), "CREATE TABLE IF NOT EXISTS rt_ctl (id serial PRIMARY KEY, at timestamptz DEFAULT now())");
     exec_ok(c.get(), "INSERT INTO rt_ctl DEFAULT VALUES");
     const auto deadline = Clock::now() + timeout;
     for (;;) {
-        if (is_replica(server_port(c.get()))) return;
+        if (is_replica(server_port(c.get())))
+            return;
         REQUIRE_MESSAGE(Clock::now() < deadline, "reads after a write never went back to a replica");
         std::this_thread::sleep_for(5ms);
     }
 }
 
-std::vector<std::string> split_ws(const std::string& s) {
+std::vector<std::string> split_ws(const std::string& s)
+{
     std::vector<std::string> out;
     std::istringstream in(s);
     std::string w;
-    while (in >> w) out.push_back(w);
+    while (in >> w)
+        out.push_back(w);
     return out;
 }
 
 /// pg_ctl on one cluster node, as the cluster's owner ("stop -m immediate", "start").
-CommandResult pg_ctl(const std::string& node, const std::vector<std::string>& args) {
+CommandResult pg_ctl(const std::string& node, const std::vector<std::string>& args)
+{
     const ClusterEnv& env = cluster();
     std::vector<std::string> argv;
     auto it = env.vars.find("PG_RUNAS");
-    if (it != env.vars.end()) argv = split_ws(it->second);
+    if (it != env.vars.end())
+        argv = split_ws(it->second);
     argv.push_back(env.pgbin() + "/pg_ctl");
     argv.push_back("-D");
     argv.push_back(env.get(node + "_DATA"));
-    for (const auto& a : args) argv.push_back(a);
+    for (const auto& a : args)
+        argv.push_back(a);
     return run_command(argv, {}, 60s);
 }
 
-bool node_running(const std::string& node) { return pg_ctl(node, {"status"}).exit_code == 0; }
+bool node_running(const std::string& node)
+{
+    return pg_ctl(node, {"status"}).exit_code == 0;
+}
 
-std::uint64_t parse_lsn(const std::string& s) {
+std::uint64_t parse_lsn(const std::string& s)
+{
     unsigned hi = 0, lo = 0;
-    if (std::sscanf(s.c_str(), "%X/%X", &hi, &lo) != 2) return 0;
+    if (std::sscanf(s.c_str(), "%X/%X", &hi, &lo) != 2)
+        return 0;
     return (std::uint64_t(hi) << 32) | lo;
 }
 
@@ -177,12 +217,14 @@ std::uint64_t parse_lsn(const std::string& s) {
 
 // ====================================================================== 1. load balancing
 
-TEST_CASE("routing: round_robin spreads autocommit reads over both replicas, none on the primary") {
+TEST_CASE("routing: round_robin spreads autocommit reads over both replicas, none on the primary")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     Conn c = px.connect_app();
     Tally t;
-    for (int i = 0; i < 100; ++i) t.add(server_port(c.get()));
+    for (int i = 0; i < 100; ++i)
+        t.add(server_port(c.get()));
     INFO("100 reads on one session: " << t.str());
     CHECK(t.primary() == 0);
     CHECK(t.total() == 100);
@@ -193,14 +235,16 @@ TEST_CASE("routing: round_robin spreads autocommit reads over both replicas, non
     Conn a = px.connect_app(), b = px.connect_app(), d = px.connect_app();
     Tally t3;
     for (int i = 0; i < 40; ++i)
-        for (PGconn* s : {a.get(), b.get(), d.get()}) t3.add(server_port(s));
+        for (PGconn* s : {a.get(), b.get(), d.get()})
+            t3.add(server_port(s));
     INFO("120 reads over three sessions: " << t3.str());
     CHECK(t3.primary() == 0);
     CHECK(t3.r1() >= 40);
     CHECK(t3.r2() >= 40);
 }
 
-TEST_CASE("routing: replica weights 3:1 give about three times the reads to replica1") {
+TEST_CASE("routing: replica weights 3:1 give about three times the reads to replica1")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     ProxyOptions o;
     o.health_interval_ms = 100;
@@ -209,7 +253,8 @@ TEST_CASE("routing: replica weights 3:1 give about three times the reads to repl
     auto px = start_proxy(std::move(o));
     Conn c = px->connect_app();
     Tally t;
-    for (int i = 0; i < 200; ++i) t.add(server_port(c.get()));
+    for (int i = 0; i < 200; ++i)
+        t.add(server_port(c.get()));
     INFO("200 reads with weights replica1=3 replica2=1: " << t.str());
     CHECK(t.primary() == 0);
     REQUIRE(t.r2() > 0);
@@ -218,7 +263,8 @@ TEST_CASE("routing: replica weights 3:1 give about three times the reads to repl
     CHECK(ratio <= 4.0);
 }
 
-TEST_CASE("routing: least_connections sends reads away from a replica busy with a long statement") {
+TEST_CASE("routing: least_connections sends reads away from a replica busy with a long statement")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     ProxyOptions o;
     o.health_interval_ms = 100;
@@ -227,7 +273,8 @@ TEST_CASE("routing: least_connections sends reads away from a replica busy with 
 
     Conn c = px->connect_app();
     Tally idle;
-    for (int i = 0; i < 60; ++i) idle.add(server_port(c.get()));
+    for (int i = 0; i < 60; ++i)
+        idle.add(server_port(c.get()));
     INFO("60 reads, nothing else in flight: " << idle.str());
     CHECK(idle.primary() == 0);
     CHECK(idle.total() == 60);
@@ -241,7 +288,8 @@ TEST_CASE("routing: least_connections sends reads away from a replica busy with 
                 const std::string n = query_value(
                     conn, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" + marker +
                               "%' AND pid <> pg_backend_pid()");
-                if (n != "0") return port;
+                if (n != "0")
+                    return port;
             }
             REQUIRE_MESSAGE(Clock::now() < deadline, "the slow read " << marker << " never showed up on a replica");
             std::this_thread::sleep_for(5ms);
@@ -255,7 +303,8 @@ TEST_CASE("routing: least_connections sends reads away from a replica busy with 
     const int other = busy == replica1_port() ? replica2_port() : replica1_port();
 
     Tally during;
-    for (int i = 0; i < 20; ++i) during.add(server_port(c.get()));
+    for (int i = 0; i < 20; ++i)
+        during.add(server_port(c.get()));
     INFO("20 reads while " << server_name(busy) << " runs a 2 s statement: " << during.str());
     CHECK(during.of(other) == 20);
 
@@ -273,7 +322,8 @@ TEST_CASE("routing: least_connections sends reads away from a replica busy with 
     }
 }
 
-TEST_CASE("routing: ip_hash keeps a client on one replica") {
+TEST_CASE("routing: ip_hash keeps a client on one replica")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     ProxyOptions o;
     o.health_interval_ms = 100;
@@ -295,7 +345,8 @@ TEST_CASE("routing: ip_hash keeps a client on one replica") {
     for (int s = 0; s < 5; ++s) {
         Conn c = px->connect_app();
         Tally t;
-        for (int i = 0; i < 30; ++i) t.add(server_port(c.get()));
+        for (int i = 0; i < 30; ++i)
+            t.add(server_port(c.get()));
         INFO("session " << s << ": " << t.str());
         CHECK(t.n.size() == 1);
         CHECK(is_replica(t.n.begin()->first));
@@ -306,25 +357,25 @@ TEST_CASE("routing: ip_hash keeps a client on one replica") {
 
 // ====================================================================== 2. statement classes
 
-TEST_CASE("routing: every kind of write runs on the primary, reads on replicas") {
+TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
         Conn c = px.connect_app();
-        exec_ok(c.get(),
-                "DROP VIEW IF EXISTS rt_portview; DROP TABLE IF EXISTS rt_w, rt_into, rt_ddl CASCADE;"
-                "DROP SEQUENCE IF EXISTS rt_seq;"
-                "DROP FUNCTION IF EXISTS rt_vol(int); DROP FUNCTION IF EXISTS rt_port();"
-                "CREATE TABLE rt_w (id int, v int DEFAULT 0);"
-                "INSERT INTO rt_w VALUES (0, 0), (100, 0), (101, 0);"
-                "CREATE SEQUENCE rt_seq;"
-                "CREATE VIEW rt_portview AS SELECT inet_server_port() AS port;"
-                // A user function that writes: VOLATILE in the catalog.
-                "CREATE FUNCTION rt_vol(n int) RETURNS int VOLATILE LANGUAGE sql AS "
-                "$$ INSERT INTO rt_w VALUES (n, 1) RETURNING 1 $$;"
-                // IMMUTABLE on purpose: the planner evaluates it, so plain EXPLAIN shows the port.
-                "CREATE FUNCTION rt_port() RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
-                "$$ BEGIN RETURN inet_server_port(); END $$;");
+        exec_ok(c.get(), "DROP VIEW IF EXISTS rt_portview; DROP TABLE IF EXISTS rt_w, rt_into, rt_ddl CASCADE;"
+                         "DROP SEQUENCE IF EXISTS rt_seq;"
+                         "DROP FUNCTION IF EXISTS rt_vol(int); DROP FUNCTION IF EXISTS rt_port();"
+                         "CREATE TABLE rt_w (id int, v int DEFAULT 0);"
+                         "INSERT INTO rt_w VALUES (0, 0), (100, 0), (101, 0);"
+                         "CREATE SEQUENCE rt_seq;"
+                         "CREATE VIEW rt_portview AS SELECT inet_server_port() AS port;"
+                         // A user function that writes: VOLATILE in the catalog.
+                         "CREATE FUNCTION rt_vol(n int) RETURNS int VOLATILE LANGUAGE sql AS "
+                         "$$ INSERT INTO rt_w VALUES (n, 1) RETURNING 1 $$;"
+                         // IMMUTABLE on purpose: the planner evaluates it, so plain EXPLAIN shows the port.
+                         "CREATE FUNCTION rt_port() RETURNS int IMMUTABLE LANGUAGE plpgsql AS "
+                         "$$ BEGIN RETURN inet_server_port(); END $$;");
     }
     wait_replay_caught_up();
     Conn prim = direct(primary_port());
@@ -332,8 +383,8 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
     struct Write {
         const char* what;
         std::string sql;
-        bool port_in_result;   // first column of the first row is inet_server_port()
-        std::string verify;    // run on the primary directly afterwards; must return "t"
+        bool port_in_result;  // first column of the first row is inet_server_port()
+        std::string verify;   // run on the primary directly afterwards; must return "t"
     };
     const std::vector<Write> writes = {
         {"INSERT", "INSERT INTO rt_w VALUES (1) RETURNING inet_server_port()", true,
@@ -349,8 +400,7 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
         {"SELECT INTO", "SELECT inet_server_port() AS port INTO rt_into", false,
          "SELECT port = inet_server_port() FROM rt_into"},
         {"nextval", "SELECT inet_server_port(), nextval('rt_seq')", true, ""},
-        {"setval", "SELECT inet_server_port(), setval('rt_seq', 500)", true,
-         "SELECT last_value = 500 FROM rt_seq"},
+        {"setval", "SELECT inet_server_port(), setval('rt_seq', 500)", true, "SELECT last_value = 500 FROM rt_seq"},
         {"pg_advisory_xact_lock", "SELECT inet_server_port(), pg_advisory_xact_lock(1)", true, ""},
         {"pg_notify", "SELECT inet_server_port(), pg_notify('rt_chan', 'x')", true, ""},
         {"user VOLATILE function", "SELECT inet_server_port(), rt_vol(5000)", true,
@@ -378,7 +428,8 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
             CHECK(server_name(std::stoi(PQgetvalue(r.get(), 0, 0))) == "primary");
         else if (w.port_in_result)
             FAIL_CHECK("no row with the server's port");
-        if (!w.verify.empty()) CHECK(query_value(prim.get(), w.verify) == "t");
+        if (!w.verify.empty())
+            CHECK(query_value(prim.get(), w.verify) == "t");
     }
 
     {  // COPY FROM
@@ -404,12 +455,14 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
             REQUIRE_MESSAGE(wait_readable(PQsocket(c.get()), deadline), "no notification within 5 s");
             REQUIRE(PQconsumeInput(c.get()) == 1);
             while (PGnotify* n = PQnotifies(c.get())) {
-                if (std::string(n->relname) == "rt_chan") payload = n->extra;
+                if (std::string(n->relname) == "rt_chan")
+                    payload = n->extra;
                 PQfreemem(n);
             }
         }
         CHECK(payload == "hello");
-        for (int i = 0; i < 5; ++i) CHECK(server_name(server_port(c.get())) == "primary");
+        for (int i = 0; i < 5; ++i)
+            CHECK(server_name(server_port(c.get())) == "primary");
     }
     {  // reads: SELECT, VALUES, TABLE, SHOW, EXPLAIN, read-only CTE
         wait_replay_caught_up();
@@ -439,7 +492,8 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
                 Conn c = px.connect_app();
                 Result r = exec_ok(c.get(), rd.sql, PGRES_TUPLES_OK);
                 std::string text;
-                for (int row = 0; row < PQntuples(r.get()); ++row) text += std::string(PQgetvalue(r.get(), row, 0)) + "\n";
+                for (int row = 0; row < PQntuples(r.get()); ++row)
+                    text += std::string(PQgetvalue(r.get(), row, 0)) + "\n";
                 CAPTURE(text);
                 int port = 0;
                 for (int p : {primary_port(), replica1_port(), replica2_port()}) {
@@ -460,7 +514,8 @@ TEST_CASE("routing: every kind of write runs on the primary, reads on replicas")
 
 // ====================================================================== 3. transactions
 
-TEST_CASE("routing: transactions run on one server; read-only ones on a replica") {
+TEST_CASE("routing: transactions run on one server; read-only ones on a replica")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -470,7 +525,8 @@ TEST_CASE("routing: transactions run on one server; read-only ones on a replica"
     wait_replay_caught_up();
     Conn prim = direct(primary_port());
 
-    SUBCASE("a read-write transaction: every statement on the primary, COMMIT keeps all") {
+    SUBCASE("a read-write transaction: every statement on the primary, COMMIT keeps all")
+    {
         Conn c = px.connect_app();
         exec_ok(c.get(), "BEGIN");
         Tally t;
@@ -489,16 +545,19 @@ TEST_CASE("routing: transactions run on one server; read-only ones on a replica"
         CHECK(t.primary() == 6);
         CHECK(query_value(prim.get(), "SELECT string_agg(id || v, ',' ORDER BY id) FROM rt_tx") == "1b,2c");
     }
-    SUBCASE("a read-only-looking explicit transaction still runs on the primary") {
+    SUBCASE("a read-only-looking explicit transaction still runs on the primary")
+    {
         Conn c = px.connect_app();
         exec_ok(c.get(), "BEGIN");
         Tally t;
-        for (int i = 0; i < 5; ++i) t.add(server_port(c.get()));
+        for (int i = 0; i < 5; ++i)
+            t.add(server_port(c.get()));
         exec_ok(c.get(), "COMMIT");
         INFO(t.str());
         CHECK(t.primary() == 5);
     }
-    SUBCASE("ROLLBACK leaves nothing") {
+    SUBCASE("ROLLBACK leaves nothing")
+    {
         Conn c = px.connect_app();
         exec_ok(c.get(), "BEGIN");
         exec_ok(c.get(), "INSERT INTO rt_tx VALUES (10, 'x'), (11, 'y')");
@@ -516,7 +575,8 @@ TEST_CASE("routing: transactions run on one server; read-only ones on a replica"
         CHECK(std::string(PQcmdStatus(com.get())) == "ROLLBACK");
         CHECK(query_value(prim.get(), "SELECT count(*) FROM rt_tx WHERE id = 13") == "0");
     }
-    SUBCASE("read-only transactions: one replica for every statement") {
+    SUBCASE("read-only transactions: one replica for every statement")
+    {
         struct Opener {
             const char* setup;
             const char* begin;
@@ -532,10 +592,12 @@ TEST_CASE("routing: transactions run on one server; read-only ones on a replica"
             const std::string opener = std::string(op.setup) + (*op.setup ? "; " : "") + op.begin;
             CAPTURE(opener);
             Conn c = px.connect_app();
-            if (*op.setup) exec_ok(c.get(), op.setup);
+            if (*op.setup)
+                exec_ok(c.get(), op.setup);
             exec_ok(c.get(), op.begin);
             Tally t;
-            for (int i = 0; i < 6; ++i) t.add(server_port(c.get(), "SELECT inet_server_port() FROM (SELECT count(*) FROM rt_tx) s"));
+            for (int i = 0; i < 6; ++i)
+                t.add(server_port(c.get(), "SELECT inet_server_port() FROM (SELECT count(*) FROM rt_tx) s"));
             CHECK(query_value(c.get(), "SHOW transaction_read_only") == "on");
             // A write inside a read-only transaction fails as PostgreSQL says, and ends nothing.
             Result w(PQexec(c.get(), "INSERT INTO rt_tx VALUES (99, 'no')"));
@@ -552,14 +614,14 @@ TEST_CASE("routing: transactions run on one server; read-only ones on a replica"
 
 // ====================================================================== 4. session state
 
-TEST_CASE("routing: SET follows the session to every server, RESET restores the default everywhere") {
+TEST_CASE("routing: SET follows the session to every server, RESET restores the default everywhere")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
         Conn c = px.connect_app();
-        exec_ok(c.get(),
-                "DROP SCHEMA IF EXISTS rt_sp CASCADE; CREATE SCHEMA rt_sp;"
-                "CREATE TABLE rt_sp.sp_only (x int); INSERT INTO rt_sp.sp_only VALUES (42)");
+        exec_ok(c.get(), "DROP SCHEMA IF EXISTS rt_sp CASCADE; CREATE SCHEMA rt_sp;"
+                         "CREATE TABLE rt_sp.sp_only (x int); INSERT INTO rt_sp.sp_only VALUES (42)");
     }
     wait_replay_caught_up();
 
@@ -568,9 +630,8 @@ TEST_CASE("routing: SET follows the session to every server, RESET restores the 
     exec_ok(c.get(), "SET search_path = rt_sp, public");
     exec_ok(c.get(), "SET work_mem = '7MB'");
 
-    const std::string probe =
-        "SELECT inet_server_port(), current_setting('search_path'), current_setting('work_mem'), "
-        "(SELECT max(x) FROM sp_only)";  // sp_only resolves only through the search_path
+    const std::string probe = "SELECT inet_server_port(), current_setting('search_path'), current_setting('work_mem'), "
+                              "(SELECT max(x) FROM sp_only)";  // sp_only resolves only through the search_path
     // Reads until both replicas answered (at least 20); every answer sees both settings.
     auto reads_until_both_replicas = [&](const std::string& sql, const std::vector<std::string>& expect) {
         Tally t;
@@ -618,7 +679,8 @@ TEST_CASE("routing: SET follows the session to every server, RESET restores the 
 
 // ====================================================================== 5. prepared statements
 
-TEST_CASE("routing: named statements used 1000 times across reads and writes (libpq)") {
+TEST_CASE("routing: named statements used 1000 times across reads and writes (libpq)")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -655,15 +717,16 @@ TEST_CASE("routing: named statements used 1000 times across reads and writes (li
     // Another session writes just before (so the primary's position is ahead of what the
     // health checks last saw the replicas replay); this session only prepares a write.
     exec_ok(px.connect_app().get(), "INSERT INTO rt_ps VALUES (-1)");
-    Result p2(PQprepare(c.get(), "rt_wr", "INSERT INTO rt_ps VALUES ($1::int) RETURNING inet_server_port()", 1,
-                        nullptr));
+    Result p2(
+        PQprepare(c.get(), "rt_wr", "INSERT INTO rt_ps VALUES ($1::int) RETURNING inet_server_port()", 1, nullptr));
     REQUIRE_MESSAGE(PQresultStatus(p2.get()) == PGRES_COMMAND_OK, errmsg(c.get()));
     // Preparing a write executes nothing, so it is no write to read back: reads stay on replicas.
     Tally after_prepare;
-    for (int i = 0; i < 6; ++i) after_prepare.add(server_port(c.get()));
-    CHECK_MESSAGE(after_prepare.primary() == 0, "reads right after PQprepare of an INSERT (nothing executed): "
-                                                    << after_prepare.str()
-                                                    << "; SHOW pgswitch.lsn = " << query_value(c.get(), "SHOW pgswitch.lsn"));
+    for (int i = 0; i < 6; ++i)
+        after_prepare.add(server_port(c.get()));
+    CHECK_MESSAGE(after_prepare.primary() == 0,
+                  "reads right after PQprepare of an INSERT (nothing executed): "
+                      << after_prepare.str() << "; SHOW pgswitch.lsn = " << query_value(c.get(), "SHOW pgswitch.lsn"));
 
     Tally reads, writes;
     int failures = 0;
@@ -673,7 +736,8 @@ TEST_CASE("routing: named statements used 1000 times across reads and writes (li
         Result r = exec_prepared(read ? "rt_rd" : "rt_wr", i);
         if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 1 ||
             (read && std::string(PQgetvalue(r.get(), 0, 1)) != std::to_string(i + 1))) {
-            if (failures++ == 0) first_failure = "iteration " + std::to_string(i) + ": " + errmsg(c.get());
+            if (failures++ == 0)
+                first_failure = "iteration " + std::to_string(i) + ": " + errmsg(c.get());
             continue;
         }
         (read ? reads : writes).add(std::stoi(PQgetvalue(r.get(), 0, 0)));
@@ -696,7 +760,8 @@ TEST_CASE("routing: named statements used 1000 times across reads and writes (li
     }
 }
 
-TEST_CASE("routing: SQL PREPARE / EXECUTE / DEALLOCATE across servers") {
+TEST_CASE("routing: SQL PREPARE / EXECUTE / DEALLOCATE across servers")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -740,7 +805,8 @@ TEST_CASE("routing: SQL PREPARE / EXECUTE / DEALLOCATE across servers") {
 }
 
 #ifdef ROUTING_PSYCOPG_PY
-TEST_CASE("routing: psycopg 3 prepared statements (prepare=True) 1000 times across reads and writes") {
+TEST_CASE("routing: psycopg 3 prepared statements (prepare=True) 1000 times across reads and writes")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     if (run_command({"/usr/bin/python3", "-c", "import psycopg"}, {}, 30s).exit_code != 0) {
         MESSAGE("skipped: /usr/bin/python3 has no psycopg (Debian python3-psycopg)");
@@ -770,7 +836,8 @@ namespace {
 /// Pauses WAL replay on both replicas; resumes on destruction (also when a check failed).
 struct ReplayPause {
     std::vector<Conn> conns;
-    ReplayPause() {
+    ReplayPause()
+    {
         for (int port : {replica1_port(), replica2_port()}) {
             conns.push_back(direct(port));
             exec_ok(conns.back().get(), "SELECT pg_wal_replay_pause()", PGRES_TUPLES_OK);
@@ -783,15 +850,18 @@ struct ReplayPause {
             }
         }
     }
-    void resume() {
-        for (auto& c : conns) Result r(PQexec(c.get(), "SELECT pg_wal_replay_resume()"));
+    void resume()
+    {
+        for (auto& c : conns)
+            Result r(PQexec(c.get(), "SELECT pg_wal_replay_resume()"));
         conns.clear();
     }
     ~ReplayPause() { resume(); }
 };
 }  // namespace
 
-TEST_CASE("routing: read your writes (lsn) while the replicas lag; SHOW pgswitch.lsn, SET pgswitch.min_lsn") {
+TEST_CASE("routing: read your writes (lsn) while the replicas lag; SHOW pgswitch.lsn, SET pgswitch.min_lsn")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -815,12 +885,14 @@ TEST_CASE("routing: read your writes (lsn) while the replicas lag; SHOW pgswitch
         Result ins(PQexec(c.get(), ("INSERT INTO rt_ryw VALUES (" + id + ")").c_str()));
         Result sel(PQexec(c.get(), ("SELECT inet_server_port(), count(*) FROM rt_ryw WHERE id = " + id).c_str()));
         if (PQresultStatus(ins.get()) != PGRES_COMMAND_OK || PQresultStatus(sel.get()) != PGRES_TUPLES_OK) {
-            if (errors++ == 0) first_problem = "iteration " + id + ": " + errmsg(c.get());
+            if (errors++ == 0)
+                first_problem = "iteration " + id + ": " + errmsg(c.get());
             continue;
         }
         reads.add(std::stoi(PQgetvalue(sel.get(), 0, 0)));
         if (std::string(PQgetvalue(sel.get(), 0, 1)) != "1" && misses++ == 0)
-            first_problem = "iteration " + id + ": row not seen on " + server_name(std::stoi(PQgetvalue(sel.get(), 0, 0)));
+            first_problem = "iteration " + id + ": row not seen on " +
+                            server_name(std::stoi(PQgetvalue(sel.get(), 0, 0)));
     }
     INFO("reads after each insert: " << reads.str() << "; " << first_problem);
     CHECK(errors == 0);
@@ -902,14 +974,16 @@ TEST_CASE("routing: read your writes (lsn) while the replicas lag; SHOW pgswitch
             CHECK(std::string(PQgetvalue(r2.get(), 0, 1)) == "1");
             const int p1 = std::stoi(PQgetvalue(r.get(), 0, 0)), p2 = std::stoi(PQgetvalue(r2.get(), 0, 0));
             back.add(p1);
-            if (is_replica(p1) && is_replica(p2)) break;
+            if (is_replica(p1) && is_replica(p2))
+                break;
             REQUIRE_MESSAGE(Clock::now() < deadline, "reads never went back to the replicas: " << back.str());
             std::this_thread::sleep_for(5ms);
         }
     }
 }
 
-TEST_CASE("routing: SHOW pgswitch.lsn right after a write hands that write to another session (SET pgswitch.min_lsn)") {
+TEST_CASE("routing: SHOW pgswitch.lsn right after a write hands that write to another session (SET pgswitch.min_lsn)")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -946,13 +1020,14 @@ TEST_CASE("routing: SHOW pgswitch.lsn right after a write hands that write to an
 
 // ====================================================================== 7. pins and hints
 
-TEST_CASE("routing: pins keep the session on the primary until DISCARD ALL") {
+TEST_CASE("routing: pins keep the session on the primary until DISCARD ALL")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     struct Pin {
         const char* what;
-        std::string pin;        // statement(s) that pin the session
-        std::string read;       // a read that afterwards works (on the primary)
+        std::string pin;   // statement(s) that pin the session
+        std::string read;  // a read that afterwards works (on the primary)
     };
     const std::vector<Pin> pins = {
         {"temporary table", "CREATE TEMP TABLE rt_tmp (x int); INSERT INTO rt_tmp VALUES (1)",
@@ -972,8 +1047,10 @@ TEST_CASE("routing: pins keep the session on the primary until DISCARD ALL") {
         // Not read-your-writes: wait until that gate is open for everything written so far.
         wait_ryw_gate_open(px);
         Tally t;
-        for (int i = 0; i < 10; ++i) t.add(server_port(c.get(), p.read));  // one row each: only the primary has it
-        for (int i = 0; i < 10; ++i) t.add(server_port(c.get()));
+        for (int i = 0; i < 10; ++i)
+            t.add(server_port(c.get(), p.read));  // one row each: only the primary has it
+        for (int i = 0; i < 10; ++i)
+            t.add(server_port(c.get()));
         INFO(t.str());
         CHECK(t.primary() == 20);
 
@@ -989,7 +1066,8 @@ TEST_CASE("routing: pins keep the session on the primary until DISCARD ALL") {
     }
 }
 
-TEST_CASE("routing: a WITH HOLD cursor declared in autocommit pins the session; FETCH works") {
+TEST_CASE("routing: a WITH HOLD cursor declared in autocommit pins the session; FETCH works")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     Conn c = px.connect_app();
@@ -1017,18 +1095,21 @@ TEST_CASE("routing: a WITH HOLD cursor declared in autocommit pins the session; 
 }
 
 /// A name no earlier run of the suite used (functions outlive a run on the shared cluster).
-std::string fresh_name(const std::string& stem) {
+std::string fresh_name(const std::string& stem)
+{
     return stem + "_" + std::to_string(::getpid()) + "_" +
            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
 }
 
 /// Runs `sql` with one text parameter over the extended protocol (PQexecParams).
-Result exec_params(PGconn* c, const std::string& sql, const std::string& param) {
+Result exec_params(PGconn* c, const std::string& sql, const std::string& param)
+{
     const char* values[1] = {param.c_str()};
     return Result(PQexecParams(c, sql.c_str(), 1, nullptr, values, nullptr, nullptr, 0));
 }
 
-TEST_CASE("routing: a function created behind pgswitch's back is looked up before routing (simple and extended)") {
+TEST_CASE("routing: a function created behind pgswitch's back is looked up before routing (simple and extended)")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -1040,8 +1121,9 @@ TEST_CASE("routing: a function created behind pgswitch's back is looked up befor
     const std::string fn = fresh_name("rt_sneaky");
     {
         Conn su = direct(primary_port());
-        exec_ok(su.get(), "CREATE FUNCTION " + fn + "(x text) RETURNS int LANGUAGE sql VOLATILE "
-                          "AS 'INSERT INTO rt_sneaky_log VALUES (1) RETURNING inet_server_port()'");
+        exec_ok(su.get(), "CREATE FUNCTION " + fn +
+                              "(x text) RETURNS int LANGUAGE sql VOLATILE "
+                              "AS 'INSERT INTO rt_sneaky_log VALUES (1) RETURNING inet_server_port()'");
         exec_ok(su.get(), "GRANT ALL ON rt_sneaky_log TO app");
     }
     wait_replay_caught_up();
@@ -1061,7 +1143,9 @@ TEST_CASE("routing: a function created behind pgswitch's back is looked up befor
     CHECK(log.find("misroute") == std::string::npos);  // never sent to a replica first
 }
 
-TEST_CASE("routing: UNLOGGED tables (which a standby cannot read) are read on the primary, also when created behind pgswitch's back") {
+TEST_CASE("routing: UNLOGGED tables (which a standby cannot read) are read on the primary, also when created behind "
+          "pgswitch's back")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     Conn c = px.connect_app();
@@ -1071,7 +1155,7 @@ TEST_CASE("routing: UNLOGGED tables (which a standby cannot read) are read on th
     {
         Conn su = direct(primary_port());
         exec_ok(su.get(), "CREATE UNLOGGED TABLE " + behind + " (id int); INSERT INTO " + behind +
-                          " VALUES (2); GRANT ALL ON " + behind + " TO app");
+                              " VALUES (2); GRANT ALL ON " + behind + " TO app");
     }
     wait_replay_caught_up();
     Conn other = px.connect_app();  // a session that wrote nothing
@@ -1088,7 +1172,8 @@ TEST_CASE("routing: UNLOGGED tables (which a standby cannot read) are read on th
     exec_ok(direct(primary_port()).get(), "DROP TABLE " + behind);
 }
 
-TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary, simple and extended") {
+TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run on the primary, simple and extended")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     // A function wrongly listed in read_only_functions: the classifier sends
     // its calls to replicas, which refuse the write it does.
@@ -1101,8 +1186,9 @@ TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run 
         Conn su = direct(primary_port());
         exec_ok(su.get(), "CREATE TABLE IF NOT EXISTS rt_misroute (id int)");
         exec_ok(su.get(), "TRUNCATE rt_misroute; GRANT ALL ON rt_misroute TO app");
-        exec_ok(su.get(), "CREATE FUNCTION " + fn + "(x text) RETURNS int LANGUAGE sql VOLATILE "
-                          "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
+        exec_ok(su.get(), "CREATE FUNCTION " + fn +
+                              "(x text) RETURNS int LANGUAGE sql VOLATILE "
+                              "AS 'INSERT INTO rt_misroute VALUES (1) RETURNING inet_server_port()'");
     }
     wait_replay_caught_up();
     Conn c = px->connect_app();
@@ -1118,7 +1204,8 @@ TEST_CASE("routing: a read that writes after all (25006 on a replica) is re-run 
     CHECK(px->log_text(0, 1 << 20).find("misroute") != std::string::npos);
 }
 
-TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {
+TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     Proxy& px = routing_proxy();
     {
@@ -1128,8 +1215,10 @@ TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {
     wait_replay_caught_up();
     Conn c = px.connect_app();
     Tally prim, repl;
-    for (int i = 0; i < 10; ++i) prim.add(server_port(c.get(), "/* pgswitch:primary */ SELECT inet_server_port()"));
-    for (int i = 0; i < 10; ++i) repl.add(server_port(c.get(), "/* pgswitch:replica */ SELECT inet_server_port()"));
+    for (int i = 0; i < 10; ++i)
+        prim.add(server_port(c.get(), "/* pgswitch:primary */ SELECT inet_server_port()"));
+    for (int i = 0; i < 10; ++i)
+        repl.add(server_port(c.get(), "/* pgswitch:replica */ SELECT inet_server_port()"));
     INFO("primary hint: " << prim.str() << "; replica hint: " << repl.str());
     CHECK(prim.primary() == 10);
     CHECK(repl.primary() == 0);
@@ -1139,7 +1228,8 @@ TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {
     // Right after that write a plain read would go to the primary (read your writes); the
     // replica hint overrides that choice.
     Tally over;
-    for (int i = 0; i < 5; ++i) over.add(server_port(c.get(), "/* pgswitch:replica */ SELECT inet_server_port()"));
+    for (int i = 0; i < 5; ++i)
+        over.add(server_port(c.get(), "/* pgswitch:replica */ SELECT inet_server_port()"));
     INFO("replica hint right after a write: " << over.str());
     CHECK(over.primary() == 0);
     // The extended protocol carries hints too.
@@ -1151,7 +1241,8 @@ TEST_CASE("routing: hints /* pgswitch:primary */ and /* pgswitch:replica */") {
 
 // ====================================================================== 8. replica down (last)
 
-TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep working, and it comes back") {
+TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep working, and it comes back")
+{
     E2E_SKIP_IF_DIRECT("routing needs pgswitch");
     REQUIRE(node_running("REPLICA2"));
     ProxyOptions o;
@@ -1162,7 +1253,8 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
 
     // Whatever happens below, leave replica2 running.
     struct Restart {
-        ~Restart() {
+        ~Restart()
+        {
             if (!node_running("REPLICA2"))
                 pg_ctl("REPLICA2", {"-l", cluster().get("REPLICA2_LOG"), "-w", "-t", "60", "start"});
         }
@@ -1184,7 +1276,7 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
     struct Event {
         Clock::time_point at;
         int reader;
-        int port;           // 0 = error
+        int port;  // 0 = error
         std::string error;
     };
     constexpr int kReaders = 3;
@@ -1225,7 +1317,8 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
         while (!pred()) {
             if (Clock::now() > deadline) {
                 stop = true;
-                for (auto& t : readers) t.join();
+                for (auto& t : readers)
+                    t.join();
                 readers.clear();
                 FAIL(what);
             }
@@ -1237,8 +1330,10 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
         std::lock_guard lk(mu);
         size_t seen = 0;
         for (auto it = events.rbegin(); it != events.rend() && seen < n; ++it) {
-            if (it->port == 0) continue;
-            if (it->port != port) return false;
+            if (it->port == 0)
+                continue;
+            if (it->port != port)
+                return false;
             ++seen;
         }
         return seen == n;
@@ -1282,7 +1377,8 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
         30s, "replica2 got no reads after it was restarted");
     wait_for([&] { return count_events() >= at_back + 300; }, 10s, "the readers stalled after the restart");
     stop = true;
-    for (auto& t : readers) t.join();
+    for (auto& t : readers)
+        t.join();
 
     Tally before, transition, down, coming_back, after;
     std::vector<std::string> errors;
@@ -1291,22 +1387,29 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
         const Event& e = events[i];
         if (e.port == 0) {
             ++errors_per_reader[e.reader];
-            errors.push_back("reader " + std::to_string(e.reader) + ", " +
-                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.at - kill_at).count()) +
-                             " ms after the kill: " + e.error);
+            errors.push_back(
+                "reader " + std::to_string(e.reader) + ", " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.at - kill_at).count()) +
+                " ms after the kill: " + e.error);
             continue;
         }
-        (i < at_kill ? before : i < at_settled ? transition : i < at_restart ? down : i < at_back ? coming_back : after)
+        (i < at_kill      ? before
+         : i < at_settled ? transition
+         : i < at_restart ? down
+         : i < at_back    ? coming_back
+                          : after)
             .add(e.port);
     }
     std::string error_list;
-    for (const auto& e : errors) error_list += "  " + e + "\n";
-    INFO("reads before the stop: " << before.str() << "; until replica2 was avoided: " << transition.str()
-                                   << "; while down: " << down.str() << "; during the restart: " << coming_back.str()
-                                   << "; once replica2 answered again: " << after.str()
-                                   << "; avoided after "
-                                   << std::chrono::duration_cast<std::chrono::milliseconds>(settled_at - kill_at).count()
-                                   << " ms\nerrors:\n" << error_list);
+    for (const auto& e : errors)
+        error_list += "  " + e + "\n";
+    INFO(
+        "reads before the stop: " << before.str() << "; until replica2 was avoided: " << transition.str()
+                                  << "; while down: " << down.str() << "; during the restart: " << coming_back.str()
+                                  << "; once replica2 answered again: " << after.str() << "; avoided after "
+                                  << std::chrono::duration_cast<std::chrono::milliseconds>(settled_at - kill_at).count()
+                                  << " ms\nerrors:\n"
+                                  << error_list);
     CHECK(before.primary() == 0);
     CHECK(down.primary() == 0);
     CHECK(down.r2() == 0);
@@ -1316,7 +1419,7 @@ TEST_CASE("routing: a replica stopped mid-test stops getting reads, reads keep w
     // yet (one short row): pgswitch re-runs it elsewhere, so no read may fail at all.
     CHECK_MESSAGE(errors.empty(), "failed reads:\n" << error_list);
     MESSAGE("replica stop: " << errors.size() << " failed reads of " << events.size() << "; reads on the primary "
-                             << "between the kill and the switch to replica1: " << transition.primary() << ", during the restart: "
-                             << coming_back.primary() << "\n"
+                             << "between the kill and the switch to replica1: " << transition.primary()
+                             << ", during the restart: " << coming_back.primary() << "\n"
                              << error_list);
 }

@@ -115,8 +115,7 @@ inline void drain(wire::FrameDecoder& d, Decoded& into)
 }
 
 /// Feeds `bytes` in one go and drains.
-inline Decoded decode_all(std::string_view bytes,
-                          wire::FrameDecoder::Phase phase = wire::FrameDecoder::Phase::regular,
+inline Decoded decode_all(std::string_view bytes, wire::FrameDecoder::Phase phase = wire::FrameDecoder::Phase::regular,
                           wire::Limits limits = {})
 {
     wire::FrameDecoder d(limits, phase);
@@ -128,8 +127,7 @@ inline Decoded decode_all(std::string_view bytes,
 }
 
 /// Decodes exactly one message (tests assert there is exactly one).
-inline OwnedFrame decode_one(std::string_view msg,
-                             wire::FrameDecoder::Phase phase = wire::FrameDecoder::Phase::regular)
+inline OwnedFrame decode_one(std::string_view msg, wire::FrameDecoder::Phase phase = wire::FrameDecoder::Phase::regular)
 {
     auto d = decode_all(msg, phase);
     if (d.error || d.frames.size() != 1 || d.buffered != 0)
@@ -139,9 +137,11 @@ inline OwnedFrame decode_one(std::string_view msg,
 
 // ---- frontend messages -----------------------------------------------------
 namespace fe {
-inline std::string query(std::string_view sql) { return built(wire::fe::build_query, sql); }
-inline std::string parse(std::string_view stmt, std::string_view sql,
-                         const std::vector<std::int32_t>& types = {})
+inline std::string query(std::string_view sql)
+{
+    return built(wire::fe::build_query, sql);
+}
+inline std::string parse(std::string_view stmt, std::string_view sql, const std::vector<std::int32_t>& types = {})
 {
     return built(wire::fe::build_parse, stmt, sql, types);
 }
@@ -163,17 +163,38 @@ inline std::string execute(std::string_view portal, std::int32_t max_rows = 0)
 {
     return built(wire::fe::build_execute, portal, max_rows);
 }
-inline std::string sync() { return built(wire::fe::build_sync); }
-inline std::string flush() { return built(wire::fe::build_flush); }
-inline std::string terminate() { return built(wire::fe::build_terminate); }
-inline std::string copy_data(std::string_view data) { return built(wire::fe::build_copy_data, data); }
-inline std::string copy_done() { return built(wire::fe::build_copy_done); }
-inline std::string copy_fail(std::string_view msg) { return built(wire::fe::build_copy_fail, msg); }
+inline std::string sync()
+{
+    return built(wire::fe::build_sync);
+}
+inline std::string flush()
+{
+    return built(wire::fe::build_flush);
+}
+inline std::string terminate()
+{
+    return built(wire::fe::build_terminate);
+}
+inline std::string copy_data(std::string_view data)
+{
+    return built(wire::fe::build_copy_data, data);
+}
+inline std::string copy_done()
+{
+    return built(wire::fe::build_copy_done);
+}
+inline std::string copy_fail(std::string_view msg)
+{
+    return built(wire::fe::build_copy_fail, msg);
+}
 inline std::string function_call(std::int32_t oid, const Values& args)
 {
     return built(wire::fe::build_function_call, oid, args);
 }
-inline std::string password(std::string_view pw) { return built(wire::fe::build_password_message, pw); }
+inline std::string password(std::string_view pw)
+{
+    return built(wire::fe::build_password_message, pw);
+}
 inline std::string sasl_initial_response(std::string_view mech, std::string_view data)
 {
     return built(wire::fe::build_sasl_initial_response, mech, data);
@@ -186,8 +207,14 @@ inline std::string sasl_response(std::string_view data)
 
 // ---- backend messages ------------------------------------------------------
 namespace be {
-inline std::string auth_ok() { return built(wire::be::build_authentication_ok); }
-inline std::string auth_cleartext() { return built(wire::be::build_authentication_cleartext_password); }
+inline std::string auth_ok()
+{
+    return built(wire::be::build_authentication_ok);
+}
+inline std::string auth_cleartext()
+{
+    return built(wire::be::build_authentication_cleartext_password);
+}
 inline std::string auth_md5(const std::array<char, 4>& salt)
 {
     return built(wire::be::build_authentication_md5_password, salt);
@@ -220,12 +247,30 @@ inline std::string command_complete(std::string_view tag)
 {
     return built(wire::be::build_command_complete, tag);
 }
-inline std::string empty_query_response() { return built(wire::be::build_empty_query_response); }
-inline std::string parse_complete() { return built(wire::be::build_parse_complete); }
-inline std::string bind_complete() { return built(wire::be::build_bind_complete); }
-inline std::string close_complete() { return built(wire::be::build_close_complete); }
-inline std::string no_data() { return built(wire::be::build_no_data); }
-inline std::string portal_suspended() { return built(wire::be::build_portal_suspended); }
+inline std::string empty_query_response()
+{
+    return built(wire::be::build_empty_query_response);
+}
+inline std::string parse_complete()
+{
+    return built(wire::be::build_parse_complete);
+}
+inline std::string bind_complete()
+{
+    return built(wire::be::build_bind_complete);
+}
+inline std::string close_complete()
+{
+    return built(wire::be::build_close_complete);
+}
+inline std::string no_data()
+{
+    return built(wire::be::build_no_data);
+}
+inline std::string portal_suspended()
+{
+    return built(wire::be::build_portal_suspended);
+}
 /// A text column of type `type_oid` (23 int4, 25 text) with no source table.
 inline wire::be::FieldDescription column(std::string_view name, std::int32_t type_oid = 25)
 {
@@ -240,42 +285,46 @@ inline std::string row_description(const std::vector<wire::be::FieldDescription>
 {
     return built(wire::be::build_row_description, fields);
 }
-inline std::string data_row(const Values& values) { return built(wire::be::build_data_row, values); }
+inline std::string data_row(const Values& values)
+{
+    return built(wire::be::build_data_row, values);
+}
 inline std::string parameter_description(const std::vector<std::int32_t>& oids)
 {
     return built(wire::be::build_parameter_description, oids);
 }
-inline std::string notification_response(std::int32_t pid, std::string_view channel,
-                                          std::string_view payload)
+inline std::string notification_response(std::int32_t pid, std::string_view channel, std::string_view payload)
 {
     return built(wire::be::build_notification_response, pid, channel, payload);
 }
-inline std::string copy_response(wire::be::Tag tag, std::int8_t format,
-                                 std::vector<std::int16_t> column_formats)
+inline std::string copy_response(wire::be::Tag tag, std::int8_t format, std::vector<std::int16_t> column_formats)
 {
     wire::be::CopyResponse r;
     r.format = format;
     r.column_formats = std::move(column_formats);
     return built(wire::be::build_copy_response, tag, r);
 }
-inline std::string copy_data(std::string_view data) { return built(wire::be::build_copy_data, data); }
-inline std::string copy_done() { return built(wire::be::build_copy_done); }
+inline std::string copy_data(std::string_view data)
+{
+    return built(wire::be::build_copy_data, data);
+}
+inline std::string copy_done()
+{
+    return built(wire::be::build_copy_done);
+}
 inline std::string function_call_response(std::optional<std::string_view> value)
 {
     return built(wire::be::build_function_call_response, value);
 }
-inline std::string negotiate_protocol_version(std::int32_t minor,
-                                              const std::vector<std::string_view>& unrecognized)
+inline std::string negotiate_protocol_version(std::int32_t minor, const std::vector<std::string_view>& unrecognized)
 {
     return built(wire::be::build_negotiate_protocol_version, minor, unrecognized);
 }
-inline std::string error_fields(const std::vector<std::pair<char, std::string>>& fields,
-                                bool notice = false)
+inline std::string error_fields(const std::vector<std::pair<char, std::string>>& fields, bool notice = false)
 {
     return built(wire::be::build_error_fields, fields, notice);
 }
-inline std::string error_response(std::string_view severity, std::string_view sqlstate,
-                                  std::string_view message)
+inline std::string error_response(std::string_view severity, std::string_view sqlstate, std::string_view message)
 {
     std::string out;
     wire::be::build_error_response(out, severity, sqlstate, message);
@@ -289,8 +338,14 @@ inline std::string startup_message(const Params& params)
 {
     return built(wire::build_startup_message, params);
 }
-inline std::string ssl_request() { return built(wire::build_ssl_request); }
-inline std::string gssenc_request() { return built(wire::build_gssenc_request); }
+inline std::string ssl_request()
+{
+    return built(wire::build_ssl_request);
+}
+inline std::string gssenc_request()
+{
+    return built(wire::build_gssenc_request);
+}
 inline std::string cancel_request(std::int32_t pid, std::int32_t key)
 {
     return built(wire::build_cancel_request, pid, key);

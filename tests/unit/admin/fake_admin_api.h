@@ -11,7 +11,8 @@ namespace pgswitch::test {
 
 using namespace pgswitch::admin;
 
-inline routing::BackendView fake_backend_view(std::string name, routing::Role role, routing::BackendState state, std::uint16_t port)
+inline routing::BackendView fake_backend_view(std::string name, routing::Role role, routing::BackendState state,
+                                              std::uint16_t port)
 {
     routing::BackendView v;
     v.name = std::move(name);
@@ -33,8 +34,10 @@ public:
         snap.version = "9.9.9";
         snap.uptime_s = 12.5;
         snap.primary = "pg1";
-        snap.backends.push_back({fake_backend_view("pg1", routing::Role::primary, routing::BackendState::up, 5432), {2, 1}, {3, 7}});
-        snap.backends.push_back({fake_backend_view("pg2", routing::Role::replica, routing::BackendState::up, 5433), {0, 4}, {11, 0}});
+        snap.backends.push_back(
+            {fake_backend_view("pg1", routing::Role::primary, routing::BackendState::up, 5432), {2, 1}, {3, 7}});
+        snap.backends.push_back(
+            {fake_backend_view("pg2", routing::Role::replica, routing::BackendState::up, 5433), {0, 4}, {11, 0}});
         snap.clients_active = 3;
         snap.clients_max = 100;
         snap.statement_cache = {5, 2, 2, 10000};
@@ -79,7 +82,8 @@ public:
         added = b;
         for (const auto& x : snap.backends)
             if (x.view.name == b.name)
-                return CommandResult::error(CommandResult::Code::conflict, "a backend named \"" + b.name + "\" already exists");
+                return CommandResult::error(CommandResult::Code::conflict,
+                                            "a backend named \"" + b.name + "\" already exists");
         auto v = fake_backend_view(b.name, routing::Role::unknown, routing::BackendState::down, b.port);
         v.weight = b.weight;
         v.lag_bytes.reset();

@@ -103,8 +103,8 @@ TEST_CASE("GET /backends and /backends/{name}")
     const auto list = body_of(r)["backends"];
     REQUIRE(list.size() == 2);
     for (const auto& b : list)
-        for (const char* field : {"name", "host", "port", "role", "state", "lag_bytes", "replay_lsn", "weight",
-                                  "connections", "queries"})
+        for (const char* field :
+             {"name", "host", "port", "role", "state", "lag_bytes", "replay_lsn", "weight", "connections", "queries"})
             CHECK_MESSAGE(b.contains(field), field);
 
     r = call(api, "GET", "/backends/pg2");
@@ -127,8 +127,8 @@ TEST_CASE("GET /backends and /backends/{name}")
     CHECK(p["lag_bytes"].is_null());
 
     check_error(call(api, "GET", "/backends/nope"), 404);
-    CHECK(call(api, "GET", "/backends/").status == 200);     // trailing slash
-    CHECK(call(api, "GET", "/backends?x=1").status == 200);  // query string ignored
+    CHECK(call(api, "GET", "/backends/").status == 200);                   // trailing slash
+    CHECK(call(api, "GET", "/backends?x=1").status == 200);                // query string ignored
     CHECK(body_of(call(api, "GET", "/backends/pg%32"))["name"] == "pg2");  // percent-decoded
     check_error(call(api, "GET", "/backends/pg%G2"), 400);
 }
@@ -159,14 +159,13 @@ TEST_CASE("POST /backends validates and creates")
     api.added.reset();
     SUBCASE("bad bodies are 400 and reach no command")
     {
-        for (const char* bad : {"", "not json", "[1,2]", "{\"name\":\"x\"", R"({"host":"h","port":1})",
-                                R"({"name":"","host":"h","port":1})", R"({"name":"a b","host":"h","port":1})",
-                                R"({"name":"x","port":1})", R"({"name":"x","host":"","port":1})",
-                                R"({"name":"x","host":"h"})", R"({"name":"x","host":"h","port":0})",
-                                R"({"name":"x","host":"h","port":65536})", R"({"name":"x","host":"h","port":"5432"})",
-                                R"({"name":"x","host":"h","port":1,"weight":-1})",
-                                R"({"name":"x","host":"h","port":1,"weight":1.5})",
-                                R"({"name":"x","host":"h","port":1,"colour":"red"})", R"({"name":5,"host":"h","port":1})"}) {
+        for (const char* bad :
+             {"", "not json", "[1,2]", "{\"name\":\"x\"", R"({"host":"h","port":1})",
+              R"({"name":"","host":"h","port":1})", R"({"name":"a b","host":"h","port":1})", R"({"name":"x","port":1})",
+              R"({"name":"x","host":"","port":1})", R"({"name":"x","host":"h"})", R"({"name":"x","host":"h","port":0})",
+              R"({"name":"x","host":"h","port":65536})", R"({"name":"x","host":"h","port":"5432"})",
+              R"({"name":"x","host":"h","port":1,"weight":-1})", R"({"name":"x","host":"h","port":1,"weight":1.5})",
+              R"({"name":"x","host":"h","port":1,"colour":"red"})", R"({"name":5,"host":"h","port":1})"}) {
             CAPTURE(bad);
             check_error(call(api, "POST", "/backends", bad), 400);
         }
@@ -225,7 +224,8 @@ TEST_CASE("POST /reload")
     CHECK(r.status == 200);
     CHECK(body_of(r)["reloaded"] == true);
 
-    api.reload_result = CommandResult::error(CommandResult::Code::invalid, "pgswitch.toml: proxy.pool_size: must be >= 1");
+    api.reload_result = CommandResult::error(CommandResult::Code::invalid,
+                                             "pgswitch.toml: proxy.pool_size: must be >= 1");
     check_error(call(api, "POST", "/reload"), 400);
     api.reload_result = CommandResult::error(CommandResult::Code::conflict, "running from command-line flags");
     check_error(call(api, "POST", "/reload"), 409);
@@ -335,7 +335,8 @@ TEST_CASE("GET /metrics is Prometheus text")
     CHECK(r.content_type.find("text/plain; version=0.0.4") == 0);
 
     // Every line: a comment, or name{labels} value.
-    const std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? -?([0-9.eE+-]+|\+Inf|-Inf|NaN)$)");
+    const std::regex sample(
+        R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*\})? -?([0-9.eE+-]+|\+Inf|-Inf|NaN)$)");
     const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
     std::istringstream in(r.body);
     std::string line;

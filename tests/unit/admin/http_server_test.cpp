@@ -18,8 +18,7 @@ namespace {
 
 /// An HttpServer on 127.0.0.1:<free port>, served by a background thread.
 struct ServerFixture {
-    explicit ServerFixture(HttpServerOptions options = {})
-        : server(io.get_executor(), api, options)
+    explicit ServerFixture(HttpServerOptions options = {}) : server(io.get_executor(), api, options)
     {
         REQUIRE_FALSE(server.listen("127.0.0.1", 0));
         port = server.local_endpoint().port();
@@ -78,10 +77,9 @@ int count(const std::string& haystack, const std::string& needle)
 TEST_CASE("http: keep-alive serves several requests on one connection")
 {
     ServerFixture f;
-    const auto out = roundtrip(f.port,
-                              "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                              "GET /backends/pg1 HTTP/1.1\r\nHost: x\r\n\r\n"
-                              "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const auto out = roundtrip(f.port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /backends/pg1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     CHECK(count(out, "HTTP/1.1 200 OK") == 2);
     CHECK(count(out, "HTTP/1.1 404 Not Found") == 1);
     CHECK(count(out, "Content-Type: application/json") == 3);
@@ -101,7 +99,8 @@ TEST_CASE("http: POST with a body, 405 with Allow")
     ServerFixture f;
     const std::string body = R"({"name":"pg9","host":"h","port":7})";
     auto out = roundtrip(f.port, "POST /backends HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+                                 "Content-Length: " +
+                                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
     CHECK(out.rfind("HTTP/1.1 201 Created", 0) == 0);
     CHECK(out.find("Location: /backends/pg9") != std::string::npos);
 
@@ -116,13 +115,13 @@ TEST_CASE("http: body over the limit is 413, and Expect: 100-continue is honoure
     o.body_limit = 1024;
     ServerFixture f(o);
     auto out = roundtrip(f.port, "POST /routing/explain HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" +
-                                    std::string(5000, 'a'));
+                                     std::string(5000, 'a'));
     CHECK(out.rfind("HTTP/1.1 413", 0) == 0);
     CHECK(out.find("\"error\"") != std::string::npos);
 
     const std::string body = R"({"sql":"SELECT 1"})";
     out = roundtrip(f.port, "POST /routing/explain HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
-                               std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
     CHECK(out.rfind("HTTP/1.1 100 Continue", 0) == 0);
     CHECK(out.find("HTTP/1.1 200 OK") != std::string::npos);
 }
@@ -155,6 +154,7 @@ TEST_CASE("http: the token is enforced over the wire")
     auto out = roundtrip(f.port, "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     CHECK(out.rfind("HTTP/1.1 401", 0) == 0);
     CHECK(out.find("WWW-Authenticate: Bearer") != std::string::npos);
-    out = roundtrip(f.port, "GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\nConnection: close\r\n\r\n");
+    out = roundtrip(f.port,
+                    "GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\nConnection: close\r\n\r\n");
     CHECK(out.rfind("HTTP/1.1 200", 0) == 0);
 }

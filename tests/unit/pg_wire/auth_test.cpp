@@ -27,8 +27,7 @@ constexpr std::string_view rfc_secret =
     "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY="
     ":wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
 // ClientKey for that secret, hex (same Python).
-constexpr std::string_view rfc_client_key_hex =
-    "a60fc923d67e8644a92d16b96eda5ef4656b0c725c484374be25535576996e8b";
+constexpr std::string_view rfc_client_key_hex = "a60fc923d67e8644a92d16b96eda5ef4656b0c725c484374be25535576996e8b";
 
 std::string hex(const Key& k)
 {
@@ -66,8 +65,13 @@ boost::system::error_code exchange(ScramClient& client, ScramServer& server)
 TEST_CASE("base64 matches RFC 4648 test vectors")
 {
     const std::pair<std::string_view, std::string_view> vectors[] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
     };
     for (auto [raw, text] : vectors) {
         CAPTURE(raw);
@@ -105,10 +109,11 @@ TEST_CASE("base64_decode is strict")
         "====",      // padding only
         "Zg==Zm9v",  // padding in the middle
         "Zm9v!A==",  // outside the alphabet
-        "Zm9v\nYmFy", " Zm9v",  // whitespace
-        "Zm-_",      // URL-safe alphabet
-        "Zh==",      // non-canonical: unused bits set ("f" is "Zg==")
-        "Zm9=",      // non-canonical ("fo" is "Zm8=")
+        "Zm9v\nYmFy",
+        " Zm9v",  // whitespace
+        "Zm-_",   // URL-safe alphabet
+        "Zh==",   // non-canonical: unused bits set ("f" is "Zg==")
+        "Zm9=",   // non-canonical ("fo" is "Zm8=")
         std::string_view("Zm\0v", 4),
     };
     for (auto text : bad) {
@@ -139,13 +144,11 @@ TEST_CASE("md5_hex and md5_response")
 
     // Python: m = lambda s: hashlib.md5(s).hexdigest()
     //         "md5" + m(m(b"secret" + b"postgres").encode() + bytes([1, 2, 3, 4]))
-    CHECK(md5_response("postgres", "secret", {1, 2, 3, 4}) ==
-          "md5bb41a296aab6baccb36ff243a562abff");
+    CHECK(md5_response("postgres", "secret", {1, 2, 3, 4}) == "md5bb41a296aab6baccb36ff243a562abff");
     // The inner hash is what pg_authid stores: "md5" + md5(password || user).
     CHECK(md5_response("postgres", "secret", {1, 2, 3, 4}) ==
           "md5" + md5_hex(md5_hex("secretpostgres") + std::string("\x01\x02\x03\x04")));
-    CHECK(md5_response("postgres", "secret", {1, 2, 3, 5}) !=
-          md5_response("postgres", "secret", {1, 2, 3, 4}));
+    CHECK(md5_response("postgres", "secret", {1, 2, 3, 5}) != md5_response("postgres", "secret", {1, 2, 3, 4}));
 }
 
 TEST_CASE("SCRAM secret: derivation, format and parse")
@@ -177,7 +180,7 @@ TEST_CASE("parse_scram_secret rejects malformed secrets")
         "",
         "md5bb41a296aab6baccb36ff243a562abff",
         "SCRAM-SHA-1$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,
-        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k,          // one key
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k,           // one key
         "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==" + k + ":" + k,  // no second '$'
         "SCRAM-SHA-256$W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,      // no iterations
         "SCRAM-SHA-256$0:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,
@@ -185,9 +188,9 @@ TEST_CASE("parse_scram_secret rejects malformed secrets")
         "SCRAM-SHA-256$+4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,
         "SCRAM-SHA-256$4096x:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,
         "SCRAM-SHA-256$99999999999:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k,
-        "SCRAM-SHA-256$4096:$" + k + ":" + k,                          // empty salt
-        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ=$" + k + ":" + k,   // bad base64
-        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$Zm9v:" + k,       // short key
+        "SCRAM-SHA-256$4096:$" + k + ":" + k,                         // empty salt
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ=$" + k + ":" + k,  // bad base64
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$Zm9v:" + k,      // short key
         "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k + ":" + k,
         "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$" + k + ":" + k + "$",
     };
@@ -209,9 +212,8 @@ TEST_CASE("ScramServer reproduces the RFC 7677 example")
     CHECK(*server_first == rfc_server_first);
     CHECK_FALSE(server.client_key());
 
-    auto server_final = server.handle_client_final(
-        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
+    auto server_final = server.handle_client_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                                                   "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=");
     REQUIRE(server_final);
     CHECK(*server_final == "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
     REQUIRE(server.client_key());
@@ -228,9 +230,8 @@ TEST_CASE("ScramClient produces PostgreSQL-style messages for the RFC 7677 input
 
     auto client_final = client.handle_server_first(rfc_server_first);
     REQUIRE(client_final);
-    CHECK(*client_final ==
-          "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-          "p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=");
+    CHECK(*client_final == "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                           "p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=");
     CHECK_FALSE(client.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg="));
 }
 
@@ -301,7 +302,7 @@ TEST_CASE("nonce tampering is auth_protocol")
     {
         ScramClient client{std::string(rfc_password), "clientnonce"};
         const std::string_view bad[] = {
-            "r=clientnonce,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",    // nothing added
+            "r=clientnonce,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",     // nothing added
             "r=clientnoncX123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",  // changed
             "r=XXclientnonce,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",   // prefixed
         };
@@ -341,9 +342,8 @@ TEST_CASE("ScramServer accepts the y,, header with a matching c=")
     // "y,,": the client could bind but thinks we cannot. c= must then be
     // base64("y,,") = "eSws". Proof and signature from the Python computation
     // above with AuthMessage "n=,r=...,<server-first>,c=eSws,r=...".
-    const std::string_view final_eSws =
-        "c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=VpuC5DGQa5ro9tXE9MnKs69NH1nxnuregZZcclqIGfM=";
+    const std::string_view final_eSws = "c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                                        "p=VpuC5DGQa5ro9tXE9MnKs69NH1nxnuregZZcclqIGfM=";
     {
         ScramServer server(rfc_scram_secret(), std::string(rfc_server_nonce));
         REQUIRE(server.handle_client_first("y,,n=,r=rOprNGfwEbeRWgbNEkqO"));
@@ -364,9 +364,8 @@ TEST_CASE("ScramServer accepts the y,, header with a matching c=")
     {
         ScramServer server(rfc_scram_secret(), std::string(rfc_server_nonce));
         REQUIRE(server.handle_client_first("y,,n=,r=rOprNGfwEbeRWgbNEkqO"));
-        auto server_final = server.handle_client_final(
-            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-            "p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=");
+        auto server_final = server.handle_client_final("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                                                       "p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=");
         REQUIRE_FALSE(server_final);
         CHECK(server_final.error() == errc::auth_protocol);
     }
@@ -380,13 +379,13 @@ TEST_CASE("ScramServer rejects malformed client-first-message")
         "p=tls-server-end-point,,n=,r=abc",  // channel binding: never offered
         "n,a=admin,n=,r=abc",                // authzid
         "x,,n=,r=abc",
-        "n,,m=ext,n=,r=abc",                 // unknown mandatory extension
-        "n,,r=abc",                          // no user attribute
-        "n,,n=",                             // no nonce
-        "n,,n=,r=",                          // empty nonce
-        "n,,n=,r=a b",                       // non-printable nonce
-        "n,,n=,r=abc,",                      // trailing comma
-        "n,,n=,r=abc,1=x",                   // bad attribute name
+        "n,,m=ext,n=,r=abc",  // unknown mandatory extension
+        "n,,r=abc",           // no user attribute
+        "n,,n=",              // no nonce
+        "n,,n=,r=",           // empty nonce
+        "n,,n=,r=a b",        // non-printable nonce
+        "n,,n=,r=abc,",       // trailing comma
+        "n,,n=,r=abc,1=x",    // bad attribute name
         "n,,n=,x=abc",
     };
     for (auto text : bad) {
@@ -408,7 +407,7 @@ TEST_CASE("ScramServer rejects malformed client-final-message")
     const std::string proof = "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
     const std::string bad[] = {
         "",
-        "c=eSws," + nonce + "," + proof,              // c= does not match "n,,"
+        "c=eSws," + nonce + "," + proof,  // c= does not match "n,,"
         "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCws," + nonce + "," + proof,
         nonce + ",c=biws," + proof,                   // wrong order
         "c=biws," + proof,                            // no nonce
@@ -440,8 +439,7 @@ TEST_CASE("SCRAM calls out of order are auth_protocol")
     CHECK(twice.error() == errc::auth_protocol);
 
     ScramClient client{std::string(rfc_password), std::string(rfc_client_nonce)};
-    CHECK(client.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=") ==
-          errc::auth_protocol);
+    CHECK(client.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=") == errc::auth_protocol);
     REQUIRE(client.handle_server_first(rfc_server_first));
     auto again = client.handle_server_first(rfc_server_first);
     REQUIRE_FALSE(again);
@@ -483,8 +481,7 @@ TEST_CASE("ScramClient rejects malformed server messages")
         CHECK(c2.handle_server_final("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=") ==
               errc::auth_failed);  // the RFC's signature: right form, wrong AuthMessage
         auto c3 = fresh();
-        CHECK(c3.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=,x=1") ==
-              errc::auth_protocol);
+        CHECK(c3.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=,x=1") == errc::auth_protocol);
         auto c4 = fresh();
         CHECK(c4.handle_server_final("") == errc::auth_protocol);
         auto c5 = fresh();
@@ -492,7 +489,6 @@ TEST_CASE("ScramClient rejects malformed server messages")
         // One verification per exchange.
         auto c6 = fresh();
         CHECK_FALSE(c6.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg="));
-        CHECK(c6.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=") ==
-              errc::auth_protocol);
+        CHECK(c6.handle_server_final("v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=") == errc::auth_protocol);
     }
 }

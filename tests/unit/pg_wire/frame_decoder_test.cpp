@@ -20,17 +20,25 @@ namespace {
 /// A realistic extended-protocol exchange from the client side.
 std::vector<std::string> client_messages()
 {
-    return {t::fe::parse("s1", "SELECT $1::int", {23}), t::fe::bind("", "s1", {"42"}),
-            t::fe::describe('P', ""), t::fe::execute(""), t::fe::sync(), t::fe::query("SELECT 1"),
-            t::fe::copy_data(std::string(300, 'x')), t::fe::terminate()};
+    return {t::fe::parse("s1", "SELECT $1::int", {23}),
+            t::fe::bind("", "s1", {"42"}),
+            t::fe::describe('P', ""),
+            t::fe::execute(""),
+            t::fe::sync(),
+            t::fe::query("SELECT 1"),
+            t::fe::copy_data(std::string(300, 'x')),
+            t::fe::terminate()};
 }
 
 /// And a reply stream from the server side, including long types.
 std::vector<std::string> server_messages()
 {
-    return {t::be::parse_complete(), t::be::bind_complete(),
-            t::be::row_description({t::be::column("a", 23)}), t::be::data_row({"42"}),
-            t::be::data_row({std::nullopt}), t::be::command_complete("SELECT 2"),
+    return {t::be::parse_complete(),
+            t::be::bind_complete(),
+            t::be::row_description({t::be::column("a", 23)}),
+            t::be::data_row({"42"}),
+            t::be::data_row({std::nullopt}),
+            t::be::command_complete("SELECT 2"),
             t::be::error_response("ERROR", "42P01", "relation does not exist"),
             t::be::ready_for_query(wire::TxStatus::in_transaction)};
 }
@@ -95,12 +103,17 @@ TEST_CASE("FrameDecoder: one-shot feed yields every frame with tag, body and raw
 
 TEST_CASE("FrameDecoder: byte-by-byte feed yields frames only at each message's last byte")
 {
-    SUBCASE("frontend stream") { check_bytewise(client_messages(), Phase::regular); }
-    SUBCASE("backend stream") { check_bytewise(server_messages(), Phase::regular); }
+    SUBCASE("frontend stream")
+    {
+        check_bytewise(client_messages(), Phase::regular);
+    }
+    SUBCASE("backend stream")
+    {
+        check_bytewise(server_messages(), Phase::regular);
+    }
     SUBCASE("startup packets")
     {
-        check_bytewise({t::startup::ssl_request(), t::startup::gssenc_request(),
-                        t::startup::cancel_request(7, 9),
+        check_bytewise({t::startup::ssl_request(), t::startup::gssenc_request(), t::startup::cancel_request(7, 9),
                         t::startup::startup_message({{"user", "bob"}, {"database", "db"}})},
                        Phase::startup);
     }
@@ -214,8 +227,7 @@ TEST_CASE("FrameDecoder: declared length below the header is length_too_short")
     // A startup packet needs its length and its 4-byte code.
     for (std::uint32_t len = 0; len < 8; ++len) {
         CAPTURE(len);
-        const auto d = t::decode_all(t::concat(t::header('\0', len), std::string(8, '\0')),
-                                     Phase::startup);
+        const auto d = t::decode_all(t::concat(t::header('\0', len), std::string(8, '\0')), Phase::startup);
         CHECK(d.error == wire::errc::length_too_short);
     }
     // The smallest legal messages decode.
@@ -270,8 +282,7 @@ TEST_CASE("FrameDecoder: max_short_message applies only to types that may not be
     const std::string big(200, 'z');
 
     // CommandComplete and ParameterStatus are never long in a sane server.
-    CHECK(t::decode_all(t::be::command_complete(big), Phase::regular, limits).error ==
-          wire::errc::message_too_long);
+    CHECK(t::decode_all(t::be::command_complete(big), Phase::regular, limits).error == wire::errc::message_too_long);
     CHECK(t::decode_all(t::be::parameter_status("x", big), Phase::regular, limits).error ==
           wire::errc::message_too_long);
 
@@ -294,8 +305,7 @@ TEST_CASE("FrameDecoder: max_short_message applies only to types that may not be
     }
 
     // At the limit a short type still passes; 0 disables the rule.
-    CHECK_FALSE(t::decode_all(t::be::command_complete(std::string(95, 'c')), Phase::regular, limits)
-                    .error);
+    CHECK_FALSE(t::decode_all(t::be::command_complete(std::string(95, 'c')), Phase::regular, limits).error);
     CHECK_FALSE(t::decode_all(t::be::command_complete(big)).error);
 }
 

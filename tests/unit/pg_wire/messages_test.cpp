@@ -18,8 +18,14 @@ using boost::system::error_code;
 
 namespace {
 
-char tag(wire::fe::Tag x) { return static_cast<char>(x); }
-char tag(wire::be::Tag x) { return static_cast<char>(x); }
+char tag(wire::fe::Tag x)
+{
+    return static_cast<char>(x);
+}
+char tag(wire::be::Tag x)
+{
+    return static_cast<char>(x);
+}
 
 /// Any parse_* reduced to "did it accept the body", for table-driven checks.
 using Checker = std::function<error_code(std::string_view)>;
@@ -53,37 +59,28 @@ std::vector<Case> strict_cases()
         {"Close", t::fe::close('P', "p"), checker(&wf::parse_close)},
         {"Execute", t::fe::execute("p", 10), checker(&wf::parse_execute)},
         {"CopyFail", t::fe::copy_fail("oops"), checker(&wf::parse_copy_fail)},
-        {"FunctionCall", t::fe::function_call(1598, {"a", std::nullopt}),
-         checker(&wf::parse_function_call)},
+        {"FunctionCall", t::fe::function_call(1598, {"a", std::nullopt}), checker(&wf::parse_function_call)},
         {"PasswordMessage", t::fe::password("secret"), checker(&wf::parse_password_message)},
         {"SASLInitialResponse", t::fe::sasl_initial_response("SCRAM-SHA-256", "n,,n=,r=abc"),
          checker(&wf::parse_sasl_initial_response)},
         {"AuthenticationOk", t::be::auth_ok(), checker(&wb::parse_authentication)},
-        {"AuthenticationMD5Password", t::be::auth_md5({'a', 'b', 'c', 'd'}),
-         checker(&wb::parse_authentication)},
-        {"AuthenticationSASL", t::be::auth_sasl({"SCRAM-SHA-256"}),
-         checker(&wb::parse_authentication)},
+        {"AuthenticationMD5Password", t::be::auth_md5({'a', 'b', 'c', 'd'}), checker(&wb::parse_authentication)},
+        {"AuthenticationSASL", t::be::auth_sasl({"SCRAM-SHA-256"}), checker(&wb::parse_authentication)},
         {"BackendKeyData", t::be::backend_key_data(1, 2), checker(&wb::parse_backend_key_data)},
-        {"ParameterStatus", t::be::parameter_status("TimeZone", "UTC"),
-         checker(&wb::parse_parameter_status)},
+        {"ParameterStatus", t::be::parameter_status("TimeZone", "UTC"), checker(&wb::parse_parameter_status)},
         {"ReadyForQuery", t::be::ready_for_query(), checker(&wb::parse_ready_for_query)},
-        {"CommandComplete", t::be::command_complete("SELECT 1"),
-         checker(&wb::parse_command_complete)},
+        {"CommandComplete", t::be::command_complete("SELECT 1"), checker(&wb::parse_command_complete)},
         {"NotificationResponse", t::be::notification_response(5, "ch", "hi"),
          checker(&wb::parse_notification_response)},
-        {"CopyInResponse", t::be::copy_response(wb::Tag::CopyInResponse, 0, {0, 0}),
-         checker(&wb::parse_copy_response)},
+        {"CopyInResponse", t::be::copy_response(wb::Tag::CopyInResponse, 0, {0, 0}), checker(&wb::parse_copy_response)},
         {"NegotiateProtocolVersion", t::be::negotiate_protocol_version(0, {"_pq_.x"}),
          checker(&wb::parse_negotiate_protocol_version)},
-        {"ErrorResponse", t::be::error_response("ERROR", "42000", "bad"),
-         checker(&wb::parse_error_fields)},
+        {"ErrorResponse", t::be::error_response("ERROR", "42000", "bad"), checker(&wb::parse_error_fields)},
         {"RowDescription", t::be::row_description({t::be::column("a"), t::be::column("b", 23)}),
          checker(&wb::parse_row_description)},
         {"DataRow", t::be::data_row({"x", std::nullopt, ""}), checker(&wb::parse_data_row)},
-        {"ParameterDescription", t::be::parameter_description({23, 25}),
-         checker(&wb::parse_parameter_description)},
-        {"FunctionCallResponse", t::be::function_call_response("v"),
-         checker(&wb::parse_function_call_response)},
+        {"ParameterDescription", t::be::parameter_description({23, 25}), checker(&wb::parse_parameter_description)},
+        {"FunctionCallResponse", t::be::function_call_response("v"), checker(&wb::parse_function_call_response)},
         // Open-ended ones: only truncation inside fixed fields can be detected.
         {"AuthenticationSASLContinue", t::be::auth_sasl_continue("r=abc,s=xyz,i=4096"),
          checker(&wb::parse_authentication), true},
@@ -104,9 +101,8 @@ TEST_CASE("byte-exact: Parse, Bind, Sync")
     // 4 + "s1\0" + "SELECT $1\0" + Int16 1 + Int32 23 = 23
     CHECK(t::fe::parse("s1", "SELECT $1", {23}) == "P\0\0\0\x17s1\0SELECT $1\0\0\x01\0\0\0\x17"s);
     // 4 + "\0" + "s1\0" + Int16 0 formats + Int16 2 + (4 + "42") + (-1) + Int16 0 = 24
-    CHECK(t::fe::bind("", "s1", {"42", std::nullopt}) ==
-          "B\0\0\0\x18\0s1\0\0\0\0\x02\0\0\0\x02"
-          "42\xff\xff\xff\xff\0\0"s);
+    CHECK(t::fe::bind("", "s1", {"42", std::nullopt}) == "B\0\0\0\x18\0s1\0\0\0\0\x02\0\0\0\x02"
+                                                         "42\xff\xff\xff\xff\0\0"s);
     CHECK(t::fe::sync() == "S\0\0\0\x04"s);
 }
 
@@ -114,8 +110,7 @@ TEST_CASE("byte-exact: ReadyForQuery and ErrorResponse")
 {
     CHECK(t::be::ready_for_query(wire::TxStatus::idle) == "Z\0\0\0\x05I"s);
     // 4 + "SERROR\0" + "VERROR\0" + "C57P01\0" + "Mbye\0" + "\0" = 31
-    CHECK(t::be::error_response("ERROR", "57P01", "bye") ==
-          "E\0\0\0\x1fSERROR\0VERROR\0C57P01\0Mbye\0\0"s);
+    CHECK(t::be::error_response("ERROR", "57P01", "bye") == "E\0\0\0\x1fSERROR\0VERROR\0C57P01\0Mbye\0\0"s);
 }
 
 TEST_CASE("byte-exact: AuthenticationSASL and DataRow")
@@ -124,7 +119,7 @@ TEST_CASE("byte-exact: AuthenticationSASL and DataRow")
     CHECK(t::be::auth_sasl({"SCRAM-SHA-256"}) == "R\0\0\0\x17\0\0\0\x0aSCRAM-SHA-256\0\0"s);
     // 4 + Int16 2 + (Int32 1 + "a") + Int32 -1 = 15
     CHECK(t::be::data_row({"a", std::nullopt}) == "D\0\0\0\x0f\0\x02\0\0\0\x01"
-                                                   "a\xff\xff\xff\xff"s);
+                                                  "a\xff\xff\xff\xff"s);
 }
 
 // ---- frontend round trips ---------------------------------------------------------
@@ -284,9 +279,8 @@ TEST_CASE("round trip frontend: FunctionCall")
     auto fc = wire::fe::parse_function_call(f.body);
     REQUIRE(fc);
     CHECK(fc->function_oid == 1598);
-    const auto expected_rest = t::raw_body([](auto& w) {
-        w.i16(0).i16(2).nullable_bytes("abc"s).nullable_bytes(std::nullopt).i16(0);
-    });
+    const auto expected_rest = t::raw_body(
+        [](auto& w) { w.i16(0).i16(2).nullable_bytes("abc"s).nullable_bytes(std::nullopt).i16(0); });
     CHECK(fc->rest == expected_rest);
 }
 
@@ -489,8 +483,8 @@ TEST_CASE("round trip backend: NotificationResponse")
 
 TEST_CASE("round trip backend: CopyIn/CopyOut/CopyBothResponse")
 {
-    for (auto copy_tag : {wire::be::Tag::CopyInResponse, wire::be::Tag::CopyOutResponse,
-                          wire::be::Tag::CopyBothResponse}) {
+    for (auto copy_tag :
+         {wire::be::Tag::CopyInResponse, wire::be::Tag::CopyOutResponse, wire::be::Tag::CopyBothResponse}) {
         CAPTURE(wire::be::to_string(copy_tag));
         const auto f = t::decode_one(t::be::copy_response(copy_tag, 1, {1, 0, 1}));
         REQUIRE(f.tag == tag(copy_tag));
@@ -518,8 +512,7 @@ TEST_CASE("round trip backend: FunctionCallResponse")
     REQUIRE(v);
     CHECK(*v == "result");
 
-    auto null = wire::be::parse_function_call_response(
-        t::body_of(t::be::function_call_response(std::nullopt)));
+    auto null = wire::be::parse_function_call_response(t::body_of(t::be::function_call_response(std::nullopt)));
     REQUIRE(null);
     CHECK_FALSE(null->has_value());
 }
@@ -619,15 +612,11 @@ TEST_CASE("strict: negative counts and lengths are bad_value, -1 only means NULL
 
     CHECK(bad(wire::fe::parse_parse(t::raw_body([](auto& w) { w.cstring("").cstring("x").i16(-1); }))));
     CHECK(bad(wire::fe::parse_bind(t::raw_body([](auto& w) { w.cstring("").cstring("").i16(-2); }))));
-    CHECK(bad(wire::fe::parse_bind(
-        t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(-1); }))));
-    CHECK(bad(wire::fe::parse_bind(
-        t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(1).i32(-2); }))));
-    CHECK(bad(wire::fe::parse_bind(
-        t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(0).i16(-1); }))));
+    CHECK(bad(wire::fe::parse_bind(t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(-1); }))));
+    CHECK(bad(wire::fe::parse_bind(t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(1).i32(-2); }))));
+    CHECK(bad(wire::fe::parse_bind(t::raw_body([](auto& w) { w.cstring("").cstring("").i16(0).i16(0).i16(-1); }))));
     CHECK(bad(wire::fe::parse_function_call(t::raw_body([](auto& w) { w.i32(1).i16(-1); }))));
-    CHECK(bad(wire::fe::parse_sasl_initial_response(
-        t::raw_body([](auto& w) { w.cstring("SCRAM-SHA-256").i32(-2); }))));
+    CHECK(bad(wire::fe::parse_sasl_initial_response(t::raw_body([](auto& w) { w.cstring("SCRAM-SHA-256").i32(-2); }))));
 
     CHECK(bad(wire::be::parse_data_row(t::raw_body([](auto& w) { w.i16(-1); }))));
     CHECK(bad(wire::be::parse_data_row(t::raw_body([](auto& w) { w.i16(1).i32(-2); }))));
@@ -635,8 +624,7 @@ TEST_CASE("strict: negative counts and lengths are bad_value, -1 only means NULL
     CHECK(bad(wire::be::parse_row_description(t::raw_body([](auto& w) { w.i16(-1); }))));
     CHECK(bad(wire::be::parse_parameter_description(t::raw_body([](auto& w) { w.i16(-5); }))));
     CHECK(bad(wire::be::parse_copy_response(t::raw_body([](auto& w) { w.u8(0).i16(-1); }))));
-    CHECK(bad(wire::be::parse_negotiate_protocol_version(
-        t::raw_body([](auto& w) { w.i32(0).i32(-1); }))));
+    CHECK(bad(wire::be::parse_negotiate_protocol_version(t::raw_body([](auto& w) { w.i32(0).i32(-1); }))));
     CHECK(bad(wire::be::parse_function_call_response(t::raw_body([](auto& w) { w.i32(-3); }))));
 
     // -1 is SQL NULL where a value may be NULL.
@@ -653,8 +641,7 @@ TEST_CASE("strict: huge declared counts fail as truncated without allocating for
     auto rd = wire::be::parse_row_description(t::raw_body([](auto& w) { w.i16(32767); }));
     REQUIRE_FALSE(rd);
     CHECK(rd.error() == wire::errc::missing_nul);
-    CHECK(truncated(
-        wire::be::parse_parameter_description(t::raw_body([](auto& w) { w.i16(32767); }))));
+    CHECK(truncated(wire::be::parse_parameter_description(t::raw_body([](auto& w) { w.i16(32767); }))));
     CHECK(truncated(wire::be::parse_copy_response(t::raw_body([](auto& w) { w.u8(0).i16(32767); }))));
     CHECK(truncated(wire::fe::parse_parse(t::raw_body([](auto& w) { w.cstring("").cstring("").i16(32767); }))));
     CHECK(truncated(wire::be::parse_data_row(t::raw_body([](auto& w) { w.i16(1).i32(INT32_MAX); }))));
@@ -685,9 +672,8 @@ TEST_CASE("strict: values outside their domain are bad_value")
         w.cstring("").cstring("").i16(2).i16(0).i16(0).i16(3);
         w.nullable_bytes("a"s).nullable_bytes("b"s).nullable_bytes("c"s).i16(0);
     }))));
-    CHECK(bad(wire::fe::parse_function_call(t::raw_body([](auto& w) {
-        w.i32(1).i16(2).i16(0).i16(0).i16(1).nullable_bytes("a"s).i16(0);
-    }))));
+    CHECK(bad(wire::fe::parse_function_call(
+        t::raw_body([](auto& w) { w.i32(1).i16(2).i16(0).i16(0).i16(1).nullable_bytes("a"s).i16(0); }))));
 }
 
 TEST_CASE("strict: authentication data must match its code")
@@ -698,8 +684,7 @@ TEST_CASE("strict: authentication data must match its code")
     };
     using wire::AuthCode;
     auto code = [](AuthCode c) { return static_cast<std::int32_t>(c); };
-    CHECK(err(t::raw_body([&](auto& w) { w.i32(code(AuthCode::ok)).u8(0); })) ==
-          wire::errc::trailing_bytes);
+    CHECK(err(t::raw_body([&](auto& w) { w.i32(code(AuthCode::ok)).u8(0); })) == wire::errc::trailing_bytes);
     CHECK(err(t::raw_body([&](auto& w) { w.i32(code(AuthCode::md5_password)).bytes("abc"); })) ==
           wire::errc::truncated);
     CHECK(err(t::raw_body([&](auto& w) { w.i32(code(AuthCode::md5_password)).bytes("abcde"); })) ==

@@ -27,7 +27,7 @@ namespace {
 /// length words), tiny counts and message type letters.
 std::string random_bytes(std::mt19937& rng, std::size_t n)
 {
-    static constexpr char interesting[] = {'\0', '\0', '\0', '\xff', '\x01', '\x02', '\x04',
+    static constexpr char interesting[] = {'\0',   '\0', '\0', '\xff', '\x01', '\x02', '\x04',
                                            '\x05', 'S',  'P',  'Q',    'D',    'E',    'Z'};
     std::uniform_int_distribution<int> pick(0, 3);
     std::uniform_int_distribution<int> any(0, 255);
@@ -43,10 +43,14 @@ std::string random_bytes(std::mt19937& rng, std::size_t n)
 std::string mangled_stream(std::mt19937& rng, bool startup)
 {
     const std::vector<std::string> pool = {
-        t::fe::query("SELECT 1"),          t::fe::parse("s", "SELECT $1", {23}),
-        t::fe::bind("", "s", {"1"}),       t::fe::execute(""),
-        t::fe::sync(),                     t::be::data_row({"a", std::nullopt}),
-        t::be::ready_for_query(),          t::be::error_response("ERROR", "XX000", "x"),
+        t::fe::query("SELECT 1"),
+        t::fe::parse("s", "SELECT $1", {23}),
+        t::fe::bind("", "s", {"1"}),
+        t::fe::execute(""),
+        t::fe::sync(),
+        t::be::data_row({"a", std::nullopt}),
+        t::be::ready_for_query(),
+        t::be::error_response("ERROR", "XX000", "x"),
         t::be::row_description({t::be::column("c")}),
     };
     std::uniform_int_distribution<std::size_t> which(0, pool.size() - 1);
@@ -59,12 +63,16 @@ std::string mangled_stream(std::mt19937& rng, bool startup)
         auto m = pool[which(rng)];
         switch (action(rng)) {
         case 0:
-            m[std::uniform_int_distribution<std::size_t>(0, m.size() - 1)(rng)] =
-                static_cast<char>(rng());
+            m[std::uniform_int_distribution<std::size_t>(0, m.size() - 1)(rng)] = static_cast<char>(rng());
             break;
-        case 1: m.resize(std::uniform_int_distribution<std::size_t>(0, m.size())(rng)); break;
-        case 2: m += random_bytes(rng, std::uniform_int_distribution<std::size_t>(1, 8)(rng)); break;
-        default: break;
+        case 1:
+            m.resize(std::uniform_int_distribution<std::size_t>(0, m.size())(rng));
+            break;
+        case 2:
+            m += random_bytes(rng, std::uniform_int_distribution<std::size_t>(1, 8)(rng));
+            break;
+        default:
+            break;
         }
         s += m;
     }
@@ -74,8 +82,7 @@ std::string mangled_stream(std::mt19937& rng, bool startup)
 /// Feeds `stream` in random chunk sizes, draining after each chunk, and checks
 /// the decoder's accounting: every byte is either in a frame or still buffered,
 /// and a failure is permanent.
-void feed_in_chunks(std::mt19937& rng, const std::string& stream, Phase phase,
-                    const wire::Limits& limits)
+void feed_in_chunks(std::mt19937& rng, const std::string& stream, Phase phase, const wire::Limits& limits)
 {
     wire::FrameDecoder d(limits, phase);
     std::uniform_int_distribution<std::size_t> chunk(1, 64);
@@ -204,8 +211,7 @@ TEST_CASE("robustness: damaged message streams, both phases")
     for (int i = 0; i < 3000; ++i) {
         CAPTURE(i);
         const bool startup = i % 2 == 0;
-        feed_in_chunks(rng, mangled_stream(rng, startup), startup ? Phase::startup : Phase::regular,
-                       limits);
+        feed_in_chunks(rng, mangled_stream(rng, startup), startup ? Phase::startup : Phase::regular, limits);
     }
 }
 
@@ -215,8 +221,7 @@ TEST_CASE("robustness: damaged message streams under the default limits")
     for (int i = 0; i < 300; ++i) {
         CAPTURE(i);
         const bool startup = i % 2 == 0;
-        feed_in_chunks(rng, mangled_stream(rng, startup), startup ? Phase::startup : Phase::regular,
-                       {});
+        feed_in_chunks(rng, mangled_stream(rng, startup), startup ? Phase::startup : Phase::regular, {});
     }
 }
 
@@ -262,13 +267,15 @@ TEST_CASE("robustness: mutated valid bodies into every parse_*()")
             switch (std::uniform_int_distribution<int>(0, 2)(rng)) {
             case 0:
                 if (!body.empty())
-                    body[std::uniform_int_distribution<std::size_t>(0, body.size() - 1)(rng)] =
-                        static_cast<char>(rng());
+                    body[std::uniform_int_distribution<std::size_t>(0, body.size() - 1)(rng)] = static_cast<char>(
+                        rng());
                 break;
             case 1:
                 body.resize(std::uniform_int_distribution<std::size_t>(0, body.size())(rng));
                 break;
-            default: body += random_bytes(rng, 3); break;
+            default:
+                body += random_bytes(rng, 3);
+                break;
             }
         }
         for (const auto& parse : parsers)

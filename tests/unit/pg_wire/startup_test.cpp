@@ -49,10 +49,8 @@ TEST_CASE("byte-exact: SSLRequest and StartupMessage")
 
 TEST_CASE("round trip: StartupMessage keeps parameters in order")
 {
-    const t::Params params = {{"user", "alice"},
-                              {"database", "shop"},
-                              {"application_name", "psql"},
-                              {"options", "-c search_path=app"}};
+    const t::Params params = {
+        {"user", "alice"}, {"database", "shop"}, {"application_name", "psql"}, {"options", "-c search_path=app"}};
     auto p = round_trip(t::startup::startup_message(params));
     REQUIRE(p);
     const auto* m = std::get_if<wire::StartupMessage>(&*p);
@@ -157,15 +155,11 @@ TEST_CASE("strict: every proper prefix of a startup packet body is rejected")
 TEST_CASE("strict: fixed-size special requests")
 {
     // SSLRequest and GSSENCRequest are exactly their code.
-    CHECK(error_of(startup_body(wire::startup_code::ssl_request, "\0"s)) ==
-          wire::errc::trailing_bytes);
-    CHECK(error_of(startup_body(wire::startup_code::gssenc_request, "abcd")) ==
-          wire::errc::trailing_bytes);
+    CHECK(error_of(startup_body(wire::startup_code::ssl_request, "\0"s)) == wire::errc::trailing_bytes);
+    CHECK(error_of(startup_body(wire::startup_code::gssenc_request, "abcd")) == wire::errc::trailing_bytes);
     // CancelRequest is exactly 8 bytes after its code.
-    CHECK(error_of(startup_body(wire::startup_code::cancel_request, "1234567")) ==
-          wire::errc::truncated);
-    CHECK(error_of(startup_body(wire::startup_code::cancel_request, "123456789")) ==
-          wire::errc::trailing_bytes);
+    CHECK(error_of(startup_body(wire::startup_code::cancel_request, "1234567")) == wire::errc::truncated);
+    CHECK(error_of(startup_body(wire::startup_code::cancel_request, "123456789")) == wire::errc::trailing_bytes);
     CHECK(error_of("") == wire::errc::truncated);
     CHECK(error_of("\x04\xd2\x16"s) == wire::errc::truncated);
 }

@@ -38,8 +38,9 @@ struct FakeServer {
         auto [ec, n] = co_await asio::async_read(*s, asio::buffer(len), use_nothrow);
         if (ec)
             co_return;
-        std::vector<char> rest((std::size_t(len[0]) << 24 | std::size_t(len[1]) << 16 | std::size_t(len[2]) << 8 |
-                                std::size_t(len[3])) - 4);
+        std::vector<char> rest(
+            (std::size_t(len[0]) << 24 | std::size_t(len[1]) << 16 | std::size_t(len[2]) << 8 | std::size_t(len[3])) -
+            4);
         auto [ec2, n2] = co_await asio::async_read(*s, asio::buffer(rest), use_nothrow);
         if (ec2)
             co_return;
@@ -139,12 +140,15 @@ TEST_CASE("pool: waiters are served first come, first served, straight from rele
         auto* conn = held->conn.get();
         auto ex = co_await asio::this_coro::executor;
         for (int i = 1; i <= 2; ++i)
-            asio::co_spawn(ex, [&, i, req]() -> awaitable<void> {
-                auto got = take(co_await pool.acquire(req));
-                CHECK(got->conn.get() == conn);
-                order.push_back(i);
-                pool.release(std::move(got));
-            }, asio::detached);
+            asio::co_spawn(
+                ex,
+                [&, i, req]() -> awaitable<void> {
+                    auto got = take(co_await pool.acquire(req));
+                    CHECK(got->conn.get() == conn);
+                    order.push_back(i);
+                    pool.release(std::move(got));
+                },
+                asio::detached);
         asio::steady_timer t(ex, std::chrono::milliseconds(50));
         co_await t.async_wait(asio::use_awaitable);
         CHECK(pool.counts().waiting == 2);
@@ -167,11 +171,14 @@ TEST_CASE("pool: discard frees room for a waiter, which opens a new connection")
         auto a = take(co_await pool.acquire(req));
         auto ex = co_await asio::this_coro::executor;
         bool served = false;
-        asio::co_spawn(ex, [&, req]() -> awaitable<void> {
-            auto got = take(co_await pool.acquire(req));
-            served = true;
-            pool.release(std::move(got));
-        }, asio::detached);
+        asio::co_spawn(
+            ex,
+            [&, req]() -> awaitable<void> {
+                auto got = take(co_await pool.acquire(req));
+                served = true;
+                pool.release(std::move(got));
+            },
+            asio::detached);
         asio::steady_timer t(ex, std::chrono::milliseconds(50));
         co_await t.async_wait(asio::use_awaitable);
         pool.discard(std::move(a));

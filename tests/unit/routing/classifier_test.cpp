@@ -38,8 +38,8 @@ FunctionCatalog test_catalog()
     c.add_volatile("app", "bump_counter");
     c.add_volatile("public", "touch");
     c.add_volatile("public", "random_pick");
-    c.add_write_function("refresh_cache");    // any schema
-    c.add_write_function("billing.charge");   // one schema
+    c.add_write_function("refresh_cache");     // any schema
+    c.add_write_function("billing.charge");    // one schema
     c.add_read_only_function("public.touch");  // overrides VOLATILE
     c.add_read_only_function("random_pick");
     c.add_read_only_function("nextval");  // cannot override a built-in
@@ -425,27 +425,53 @@ void run_table(const Row (&rows)[N])
 {
     const FunctionCatalog catalog = test_catalog();
     for (const Row& row : rows) {
-        SUBCASE(row.sql) { check_row(row, catalog); }
+        SUBCASE(row.sql)
+        {
+            check_row(row, catalog);
+        }
     }
 }
 
-Classification one(const char* sql) { return classify(sql, nullptr); }
+Classification one(const char* sql)
+{
+    return classify(sql, nullptr);
+}
 
 }  // namespace
 
-TEST_CASE("classifier: reads") { run_table(reads); }
-TEST_CASE("classifier: writes") { run_table(writes); }
-TEST_CASE("classifier: transaction control") { run_table(transactions); }
-TEST_CASE("classifier: session state") { run_table(session_state); }
-TEST_CASE("classifier: cursors") { run_table(cursors); }
-TEST_CASE("classifier: hints") { run_table(hints); }
-TEST_CASE("classifier: parse errors are writes") { run_table(parse_errors); }
+TEST_CASE("classifier: reads")
+{
+    run_table(reads);
+}
+TEST_CASE("classifier: writes")
+{
+    run_table(writes);
+}
+TEST_CASE("classifier: transaction control")
+{
+    run_table(transactions);
+}
+TEST_CASE("classifier: session state")
+{
+    run_table(session_state);
+}
+TEST_CASE("classifier: cursors")
+{
+    run_table(cursors);
+}
+TEST_CASE("classifier: hints")
+{
+    run_table(hints);
+}
+TEST_CASE("classifier: parse errors are writes")
+{
+    run_table(parse_errors);
+}
 
 TEST_CASE("classifier: the tables hold at least 150 statements")
 {
-    const std::size_t rows = std::size(reads) + std::size(writes) + std::size(transactions) +
-                             std::size(session_state) + std::size(cursors) + std::size(hints) +
-                             std::size(parse_errors);
+    const std::size_t rows = std::size(reads) + std::size(writes) + std::size(transactions) + std::size(session_state) +
+                             std::size(cursors) + std::size(hints) + std::size(parse_errors);
     CHECK(rows >= 150);
 }
 
@@ -603,13 +629,14 @@ TEST_CASE("FunctionCatalog: lookups and precedence")
     CHECK(c.lookup("", "audit_log").write);
     CHECK(c.lookup("public", "audit_log").write);
     CHECK_FALSE(c.lookup("other", "audit_log").write);
-    CHECK_FALSE(c.lookup("public", "touch").write);   // read_only_functions wins over VOLATILE
+    CHECK_FALSE(c.lookup("public", "touch").write);  // read_only_functions wins over VOLATILE
     CHECK_FALSE(c.lookup("", "touch").write);
-    CHECK(c.lookup("x", "refresh_cache").write);      // unqualified config entry: any schema
+    CHECK(c.lookup("x", "refresh_cache").write);  // unqualified config entry: any schema
     CHECK(c.lookup("billing", "charge").write);
     CHECK_FALSE(c.lookup("other", "charge").write);
-    CHECK(c.lookup("", "nextval").write);              // built-ins ignore read_only_functions
-    CHECK(c.lookup("pg_catalog", "pg_advisory_lock") == FunctionEffect{.write = true, .pins_primary = true, .uses_currval = false});
+    CHECK(c.lookup("", "nextval").write);  // built-ins ignore read_only_functions
+    CHECK(c.lookup("pg_catalog", "pg_advisory_lock") ==
+          FunctionEffect{.write = true, .pins_primary = true, .uses_currval = false});
     CHECK(c.lookup("", "lastval") == FunctionEffect{.write = false, .pins_primary = false, .uses_currval = true});
     CHECK_FALSE(c.lookup("", "unknown").write);
 

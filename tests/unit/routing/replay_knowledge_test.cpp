@@ -37,7 +37,7 @@ TEST_CASE("replay knowledge: positions reached, and recent misses that later pro
     k.missed("r2", 650, t0 + 1ms);  // the lowest miss counts
     CHECK(k.behind_positions(v, t0 + 10ms, 200ms) == std::vector<std::uint64_t>{0, 0, 650});
     CHECK(k.behind_positions(v, t0 + 500ms, 200ms) == std::vector<std::uint64_t>{0, 0, 0});  // forgotten
-    k.reached("r2", 660);  // it got there after all
+    k.reached("r2", 660);                                                                    // it got there after all
     CHECK(k.behind_positions(v, t0 + 10ms, 200ms) == std::vector<std::uint64_t>{0, 0, 0});
     k.missed("r2", 900, t0);
     auto moved = v;

@@ -103,8 +103,8 @@ TEST_CASE("a prepare (Parse + Describe + Sync) runs nothing: it moves no read-yo
 
 TEST_CASE("SET at connect (pgjdbc sends it over the extended protocol) is bookkeeping, never a write")
 {
-    const auto f = analyze(concat(tfe::parse("", "SET extra_float_digits = 3"), tfe::bind("", ""),
-                                  tfe::execute(""), tfe::sync()));
+    const auto f = analyze(
+        concat(tfe::parse("", "SET extra_float_digits = 3"), tfe::bind("", ""), tfe::execute(""), tfe::sync()));
     CHECK(f.bookkeeping_only);
     CHECK_FALSE(f.may_write);
     CHECK_FALSE(f.needs_primary());
@@ -234,10 +234,11 @@ TEST_CASE("a read of an UNLOGGED table runs on the primary (a standby cannot rea
 
 TEST_CASE("DDL changes the schema; TRUNCATE, VACUUM and DML do not")
 {
-    for (const char* ddl : {"CREATE TABLE t (a int)", "ALTER TABLE t ADD COLUMN b int", "DROP TABLE t",
-                            "CREATE DOMAIN d AS int", "CREATE TYPE c AS (x int)", "CREATE INDEX ON t (a)",
-                            "ALTER TYPE c ADD ATTRIBUTE y int", "CREATE VIEW v AS SELECT 1", "GRANT SELECT ON t TO PUBLIC",
-                            "COMMENT ON TABLE t IS 'x'", "ALTER TABLE t RENAME TO u", "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"})
+    for (const char* ddl :
+         {"CREATE TABLE t (a int)", "ALTER TABLE t ADD COLUMN b int", "DROP TABLE t", "CREATE DOMAIN d AS int",
+          "CREATE TYPE c AS (x int)", "CREATE INDEX ON t (a)", "ALTER TYPE c ADD ATTRIBUTE y int",
+          "CREATE VIEW v AS SELECT 1", "GRANT SELECT ON t TO PUBLIC", "COMMENT ON TABLE t IS 'x'",
+          "ALTER TABLE t RENAME TO u", "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'"})
         CHECK_MESSAGE(analyze(tfe::query(ddl)).changes_schema, ddl);
     for (const char* other : {"TRUNCATE t", "VACUUM t", "LOCK t", "INSERT INTO t VALUES (1)", "SELECT 1", "SET x = 1"})
         CHECK_FALSE_MESSAGE(analyze(tfe::query(other)).changes_schema, other);

@@ -32,8 +32,7 @@ ClusterView cluster3()
 const RouteRequest read_req{false, false, false};
 const RouteRequest write_req{true, false, false};
 
-std::map<std::string, int> spread(const ClusterView& v, const Policy& p, int n,
-                                  const SessionConstraints& s = {})
+std::map<std::string, int> spread(const ClusterView& v, const Policy& p, int n, const SessionConstraints& s = {})
 {
     BalancerState st;
     std::map<std::string, int> count;
@@ -155,8 +154,8 @@ TEST_CASE("ip_hash: stable per client, spread across clients, minimal movement")
                 ++moved;
             }
         }
-        CHECK(moved > clients / 4 * 3 / 4);   // about a quarter move...
-        CHECK(moved < clients / 4 * 5 / 4);   // ...and no more
+        CHECK(moved > clients / 4 * 3 / 4);  // about a quarter move...
+        CHECK(moved < clients / 4 * 5 / 4);  // ...and no more
     }
     SUBCASE("removing a replica moves only its clients")
     {
@@ -254,7 +253,7 @@ TEST_CASE("lag hysteresis")
     const std::uint64_t max = 1000;
     CHECK_FALSE(update_lagging(false, 1000, max));
     CHECK(update_lagging(false, 1001, max));
-    CHECK(update_lagging(true, 900, max));   // still above 3/4 of the limit
+    CHECK(update_lagging(true, 900, max));  // still above 3/4 of the limit
     CHECK_FALSE(update_lagging(true, 750, max));
     CHECK(update_lagging(true, std::nullopt, max));
     CHECK_FALSE(update_lagging(false, std::nullopt, max));

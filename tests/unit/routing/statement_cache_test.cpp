@@ -183,6 +183,7 @@ TEST_CASE("classify_cached: literal-free sharing only where values cannot matter
     CHECK(a != b);
     CHECK(b->statements.front().set_value == "2MB");
     // A hint comment is part of the key.
-    const auto hinted = classify_cached(cache, "/* pgswitch:primary */ SELECT * FROM t WHERE id = 3 AND name = 'y'", nullptr);
+    const auto hinted = classify_cached(cache, "/* pgswitch:primary */ SELECT * FROM t WHERE id = 3 AND name = 'y'",
+                                        nullptr);
     CHECK(hinted->hint == Hint::primary);
 }

@@ -51,7 +51,7 @@ TEST_CASE("a failed replay of the session's statement leaves the session's state
     link.statements["x"] = v;
     r.parse_sent("x", v, 1, false);
     r.on_segment_done(1, s, link);
-    CHECK(s.statement("x"));                   // still the client's
+    CHECK(s.statement("x"));                     // still the client's
     CHECK_FALSE(link.statements.contains("x"));  // but not on that server
 }
 

@@ -6,7 +6,8 @@
 
 using namespace pgswitch::routing;
 
-TEST_CASE("after_promotion: a new epoch, the candidate primary, the old primary fenced, the failover in the history") {
+TEST_CASE("after_promotion: a new epoch, the candidate primary, the old primary fenced, the failover in the history")
+{
     Topology t;
     t.epoch = 1;
     t.primary = "pg1";
@@ -19,18 +20,21 @@ TEST_CASE("after_promotion: a new epoch, the candidate primary, the old primary 
     CHECK(n.history[0] == FailoverEntry{2, "2026-12-03T10:00:00Z", "pg1", "pg2", "primary down"});
     CHECK(t.epoch == 1);  // the input is not changed
 
-    SUBCASE("a fenced candidate is unfenced by its promotion") {
+    SUBCASE("a fenced candidate is unfenced by its promotion")
+    {
         auto back = after_promotion(n, "pg1", "pg2", "again", "t");
         CHECK(back.epoch == 3);
         CHECK(back.fenced.count("pg1") == 0);
         CHECK(back.fenced.count("pg2") == 1);
     }
-    SUBCASE("no old primary: nothing fenced") {
+    SUBCASE("no old primary: nothing fenced")
+    {
         const auto first = after_promotion(Topology{}, "pg2", "", "no primary", "t");
         CHECK(first.epoch == 1);
         CHECK(first.fenced.empty());
     }
-    SUBCASE("the history keeps its last entries") {
+    SUBCASE("the history keeps its last entries")
+    {
         Topology h = n;
         for (int i = 0; i < 10; ++i)
             h = after_promotion(h, i % 2 ? "pg2" : "pg1", h.primary, "r" + std::to_string(i), "t", 4);
@@ -41,7 +45,8 @@ TEST_CASE("after_promotion: a new epoch, the candidate primary, the old primary 
     }
 }
 
-TEST_CASE("topology, shared backends and instances round-trip through their JSON") {
+TEST_CASE("topology, shared backends and instances round-trip through their JSON")
+{
     Topology t = after_promotion(Topology{3, "a", {{"c", "why"}}, {}}, "b", "a", "down", "2026-01-01T00:00:00Z");
     CHECK(decode_topology(encode(t)) == t);
     const std::vector<SharedBackend> backends{{"a", "10.0.0.1", 5432, 1, false}, {"b", "h", 6543, 0, true}};
@@ -50,16 +55,18 @@ TEST_CASE("topology, shared backends and instances round-trip through their JSON
     CHECK(decode_instance(encode(i)) == i);
 }
 
-TEST_CASE("records that do not decode are nullopt, never an exception") {
+TEST_CASE("records that do not decode are nullopt, never an exception")
+{
     CHECK_FALSE(decode_topology("not json"));
     CHECK_FALSE(decode_topology(R"({"epoch": "three"})"));
-    CHECK_FALSE(decode_backends(R"([{"name": "a"}])"));             // no host or port
+    CHECK_FALSE(decode_backends(R"([{"name": "a"}])"));  // no host or port
     CHECK_FALSE(decode_backends(R"([{"name": "a", "host": "h", "port": 70000}])"));
-    CHECK_FALSE(decode_instance(R"({"listen": "h:1"})"));            // no name
-    CHECK(decode_topology("{}") == Topology{});                       // absent fields take their defaults
+    CHECK_FALSE(decode_instance(R"({"listen": "h:1"})"));  // no name
+    CHECK(decode_topology("{}") == Topology{});            // absent fields take their defaults
 }
 
-TEST_CASE("secret keys carry the instance id in bits 24..30 and stay positive") {
+TEST_CASE("secret keys carry the instance id in bits 24..30 and stay positive")
+{
     for (int id : {0, 1, 42, 127}) {
         const auto s = secret_with_instance(static_cast<std::int32_t>(0x7fabcdef), id);
         CHECK(instance_of_secret(s) == id);
