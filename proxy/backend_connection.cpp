@@ -23,7 +23,7 @@ wire::Limits server_limits()
 
 ConnectError io_error(error_code ec, std::string what)
 {
-    return ConnectError{ec, std::move(what) + ": " + ec.message(), {}};
+    return ConnectError{ec, std::move(what) + ": " + ec.message(), {}, {}};
 }
 
 ConnectError server_error(const wire::Frame& f)
@@ -31,16 +31,17 @@ ConnectError server_error(const wire::Frame& f)
     ConnectError e;
     e.ec = wire::errc::auth_failed;
     e.server_error.assign(f.raw);
-    if (auto fields = be::parse_error_fields(f.body))
-        e.message = std::string(fields->message()) + " (SQLSTATE " + std::string(fields->sqlstate()) + ")";
-    else
+    if (auto fields = be::parse_error_fields(f.body)) {
+        e.sqlstate = fields->sqlstate();
+        e.message = std::string(fields->message()) + " (SQLSTATE " + e.sqlstate + ")";
+    } else
         e.message = "malformed ErrorResponse from server";
     return e;
 }
 
 ConnectError protocol_error(std::string what)
 {
-    return ConnectError{wire::errc::unexpected_tag, std::move(what), {}};
+    return ConnectError{wire::errc::unexpected_tag, std::move(what), {}, {}};
 }
 
 }  // namespace
@@ -105,7 +106,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     if (result.index() == 1) {
         close();
         co_return ConnectError{
-            asio::error::timed_out, "timeout connecting to " + host + ":" + std::to_string(port), {}};
+            asio::error::timed_out, "timeout connecting to " + host + ":" + std::to_string(port), {}, {}};
     }
     auto err = std::get<0>(std::move(result));
     if (err)
@@ -254,7 +255,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std:
     if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !fin || fin->code != wire::AuthCode::sasl_final)
         co_return protocol_error("expected AuthenticationSASLFinal");
     if (auto ec = scram->handle_server_final(fin->data))
-        co_return ConnectError{ec, "server's SCRAM signature did not verify", {}};
+        co_return ConnectError{ec, "server's SCRAM signature did not verify", {}, {}};
     co_return std::nullopt;
 }
 

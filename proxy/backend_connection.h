@@ -40,6 +40,7 @@ struct ConnectError {
     error_code ec;
     std::string message;       ///< for logs and for a synthesized ErrorResponse
     std::string server_error;  ///< the server's own ErrorResponse bytes, forwarded as is when set
+    std::string sqlstate;      ///< that ErrorResponse's SQLSTATE ("" when the server sent none)
 };
 
 /// Rows of a simple query, text format.

@@ -422,7 +422,7 @@ awaitable<bool> ClientSession::connect_identity()
             log::warning("session ", id_, ": login to ", target.name, " failed: ", err->message);
             // 57P03 (shutting down, starting up) is a server passing through a
             // stop or restart: try the next one, or wait, as when refused.
-            const bool transient = err->message.ends_with("(SQLSTATE 57P03)");
+            const bool transient = err->sqlstate == sqlstate::cannot_connect_now;
             if (!err->server_error.empty() && !transient) {
                 // The server's own refusal (unknown database, bad parameter...)
                 // says it best: pass it on verbatim.

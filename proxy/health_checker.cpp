@@ -516,6 +516,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
     const auto& h = settings->config.health;
     const auto timeout = std::chrono::milliseconds(h.timeout_ms);
     std::string failure;
+    std::string failure_state;  // the server's SQLSTATE, when it said why
 
     if (!node->conn || !node->conn->is_open()) {
         node->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
@@ -527,8 +528,10 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
             s.credentials.password = h.password;
         else
             s.credentials.password = std::string();
-        if (auto err = co_await node->conn->connect(node->config.host, node->config.port, s, timeout))
+        if (auto err = co_await node->conn->connect(node->config.host, node->config.port, s, timeout)) {
             failure = err->message;
+            failure_state = err->sqlstate;
+        }
     }
     if (failure.empty()) {
         asio::steady_timer t(runtime_.io(), timeout);
@@ -538,6 +541,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
             failure = "health query timed out";
         } else if (r.index() == 1) {
             failure = std::get<1>(r).message;
+            failure_state = std::get<1>(r).sqlstate;
         } else {
             const auto& rows = std::get<0>(r).rows;
             if (rows.size() != 1 || rows[0].size() != 3 || !rows[0][0]) {
@@ -566,7 +570,7 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
         ++node->view.consecutive_failures;
         node->view.last_error = failure;
         const auto now = std::chrono::steady_clock::now();
-        if (!node->restart_announced && routing::announces_restart(failure))
+        if (!node->restart_announced && routing::announces_restart(failure_state, failure))
             node->restart_announced = now;
         if (node->restart_announced && node->view.consecutive_failures == 1) {
             if (node->view.state == routing::BackendState::up && h.restart_grace_ms > 0)

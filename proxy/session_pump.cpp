@@ -220,8 +220,7 @@ awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
             if (fatal && error->sqlstate() == "57P01") {
                 // A fast shutdown says so on every connection: tell the health
                 // checker, so a restart that comes straight back is no failover.
-                const std::string said = std::string(error->message()) + " (SQLSTATE 57P01)";
-                if (routing::announces_restart(said))
+                if (routing::announces_restart(error->sqlstate(), error->message()))
                     runtime_.report_restart_announced(link->backend);
             }
             if (track_reply(*link, f))

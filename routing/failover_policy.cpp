@@ -86,11 +86,10 @@ FailoverDecision next_failover_action(const FailoverInput& in)
     return d;
 }
 
-bool announces_restart(std::string_view failure) noexcept
+bool announces_restart(std::string_view sqlstate, std::string_view message) noexcept
 {
-    return failure.find("SQLSTATE 57P03") != std::string_view::npos ||
-           (failure.find("SQLSTATE 57P01") != std::string_view::npos &&
-            failure.find("administrator command") != std::string_view::npos);
+    return sqlstate == "57P03" ||
+           (sqlstate == "57P01" && message.find("administrator command") != std::string_view::npos);
 }
 
 bool is_down(int failures, int threshold, std::optional<std::chrono::milliseconds> since_announced,

@@ -66,7 +66,7 @@ struct FailoverDecision {
 /// "... is starting up") or 57P01 "terminating connection due to
 /// administrator command" (a fast shutdown). A killed postmaster shows neither:
 /// its connections are refused or end with "unexpected postmaster exit".
-[[nodiscard]] bool announces_restart(std::string_view failure) noexcept;
+[[nodiscard]] bool announces_restart(std::string_view sqlstate, std::string_view message) noexcept;
 
 /// The health verdict after `failures` failed checks in a row: down at
 /// `threshold`, except while a backend that announced a shutdown (see

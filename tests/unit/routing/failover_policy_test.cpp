@@ -121,12 +121,13 @@ TEST_CASE("a replica promoted behind pgswitch's back does not become the primary
 TEST_CASE("a server that announced a restart gets the grace period before it is down; a killed one does not")
 {
     using std::chrono::milliseconds;
-    CHECK(announces_restart("the database system is shutting down (SQLSTATE 57P03)"));
-    CHECK(announces_restart("the database system is starting up (SQLSTATE 57P03)"));
-    CHECK(announces_restart("terminating connection due to administrator command (SQLSTATE 57P01)"));
-    CHECK_FALSE(announces_restart("terminating connection due to unexpected postmaster exit (SQLSTATE 57P01)"));
-    CHECK_FALSE(announces_restart("could not connect to 127.0.0.1:5432: Connection refused"));
-    CHECK_FALSE(announces_restart("server closed the connection during login"));
+    CHECK(announces_restart("57P03", "the database system is shutting down"));
+    CHECK(announces_restart("57P03", "the database system is starting up"));
+    CHECK(announces_restart("57P01", "terminating connection due to administrator command"));
+    CHECK_FALSE(announces_restart("57P01", "terminating connection due to unexpected postmaster exit"));
+    CHECK_FALSE(announces_restart("", "could not connect to 127.0.0.1:5432: Connection refused"));
+    CHECK_FALSE(announces_restart("", "server closed the connection during login"));
+    CHECK_FALSE(announces_restart("", "administrator command (SQLSTATE 57P01)"));  // text is not a SQLSTATE
 
     // No announcement: down at the threshold.
     CHECK_FALSE(is_down(2, 3, std::nullopt, milliseconds(5000)));
