@@ -127,17 +127,18 @@ private:
     std::string out_;
 };
 
-}  // namespace
-
-std::string render_prometheus(const Snapshot& s)
+/// Build and uptime.
+void write_process(Writer& w, const Snapshot& s)
 {
-    Writer w;
-
     w.family("pgswitch_build_info", "gauge", "pgswitch version (always 1)");
     w.sample("pgswitch_build_info", {"version", s.version}, 1);
     w.family("pgswitch_uptime_seconds", "gauge", "Seconds since pgswitch started");
     w.sample("pgswitch_uptime_seconds", {}, format_value(s.uptime_s));
+}
 
+/// Where requests went and why: per backend and kind, decisions, misroutes, replay waits.
+void write_routing(Writer& w, const Snapshot& s)
+{
     w.family("pgswitch_queries_total", "counter", "Requests routed, by backend and kind (read or write)");
     for (const auto& b : s.backends) {
         w.sample("pgswitch_queries_total", {"backend", b.view.name, "kind", "read"}, b.queries.reads);
@@ -156,7 +157,11 @@ std::string render_prometheus(const Snapshot& s)
              "(replica: it did, within routing.read_your_writes_wait_ms; primary: it did not, the read re-ran there)");
     w.sample("pgswitch_replay_waits_total", {"outcome", "replica"}, s.replay_waits_reached);
     w.sample("pgswitch_replay_waits_total", {"outcome", "primary"}, s.replay_waits_missed);
+}
 
+/// Each backend's health, role and lag.
+void write_backends(Writer& w, const Snapshot& s)
+{
     w.family("pgswitch_backend_up", "gauge", "1 when the backend is up (passing health checks, not drained or fenced)");
     for (const auto& b : s.backends)
         w.sample("pgswitch_backend_up", {"backend", b.view.name}, b.view.state == routing::BackendState::up ? 1 : 0);
@@ -171,7 +176,11 @@ std::string render_prometheus(const Snapshot& s)
     for (const auto& b : s.backends)
         if (b.view.lag_bytes)
             w.sample("pgswitch_backend_lag_bytes", {"backend", b.view.name}, *b.view.lag_bytes);
+}
 
+/// Clients, the transaction pool and the server connections held.
+void write_connections(Writer& w, const Snapshot& s)
+{
     w.family("pgswitch_client_connections", "gauge", "Logged-in client connections");
     w.sample("pgswitch_client_connections", {}, s.clients_active);
     w.family("pgswitch_max_client_connections", "gauge", "proxy.max_client_connections");
@@ -191,7 +200,11 @@ std::string render_prometheus(const Snapshot& s)
         w.sample("pgswitch_server_connections", {"backend", b.view.name, "state", "active"}, b.connections.active);
         w.sample("pgswitch_server_connections", {"backend", b.view.name, "state", "idle"}, b.connections.idle);
     }
+}
 
+/// Failovers, query latency and the classifier cache.
+void write_failovers_and_latency(Writer& w, const Snapshot& s)
+{
     w.family("pgswitch_failovers_total", "counter", "Completed failovers (promotions)");
     w.sample("pgswitch_failovers_total", {}, s.failovers_total);
 
@@ -211,7 +224,18 @@ std::string render_prometheus(const Snapshot& s)
     w.sample("pgswitch_statement_cache_misses_total", {}, s.statement_cache.misses);
     w.family("pgswitch_statement_cache_entries", "gauge", "Statements in the classifier cache");
     w.sample("pgswitch_statement_cache_entries", {}, s.statement_cache.size);
+}
 
+}  // namespace
+
+std::string render_prometheus(const Snapshot& s)
+{
+    Writer w;
+    write_process(w, s);
+    write_routing(w, s);
+    write_backends(w, s);
+    write_connections(w, s);
+    write_failovers_and_latency(w, s);
     return w.take();
 }
 
