@@ -856,147 +856,176 @@ LoadResult load_config_file(const std::string& path)
     return result;
 }
 
-CommandLineResult parse_command_line(int argc, const char* const* argv)
-{
-    CommandLineResult result;
-    CommandLine cmd;
-    bool check = false, version = false, help = false;
-    bool saw_config = false, saw_password = false;
-    std::vector<std::string> flag_mode_options;  // for the "-c plus --primary" message
-    auto& errors = result.errors;
+namespace {
 
-    const auto set_endpoint = [&](std::string_view opt, std::string_view value) -> std::optional<Endpoint> {
-        std::string why;
-        auto e = parse_endpoint_why(value, why);
-        if (!e)
-            errors.push_back(std::string(opt) + ": invalid address " + quoted(value) + ": " + why);
-        return e;
-    };
+/// The command line, one argument at a time: next_option() finds an option
+/// and its value, apply() records it, finish() checks what combination it
+/// makes. Every problem is collected, none stops the parse.
+class CommandLineParser {
+public:
+    CommandLineParser(int argc, const char* const* argv) : argc_(argc), argv_(argv) {}
 
-    for (int i = 1; i < argc; ++i) {
-        std::string_view arg = argv[i];
+    CommandLineResult run()
+    {
+        for (int i = 1; i < argc_; ++i)
+            if (auto opt = next_option(i))
+                apply(opt->first, opt->second);
+        finish();
+        if (errors_.empty())
+            return {std::move(cmd_), {}};
+        return {std::nullopt, std::move(errors_)};
+    }
+
+private:
+    /// The option at argv[i] and its value (advancing i past a separate
+    /// value); nullopt after reporting a problem with it.
+    std::optional<std::pair<std::string_view, std::string>> next_option(int& i)
+    {
+        const std::string_view arg = argv_[i];
         std::string_view name = arg;
         std::optional<std::string_view> inline_value;
-
         // Short forms are exactly "-c" and "-h"; "-cFILE" is not accepted.
-        if (arg == "-c")
+        if (arg == "-c") {
             name = "--config";
-        else if (arg == "-h")
+        } else if (arg == "-h") {
             name = "--help";
-        else if (arg.starts_with("--")) {
+        } else if (arg.starts_with("--")) {
             if (const auto eq = arg.find('='); eq != std::string_view::npos) {
                 name = arg.substr(0, eq);
                 inline_value = arg.substr(eq + 1);
             }
         } else {
-            errors.push_back("unexpected argument " + quoted(arg) + " (see --help)");
-            continue;
+            return fail("unexpected argument " + quoted(arg) + " (see --help)");
         }
-
         const auto* spec = std::find_if(std::begin(options), std::end(options),
                                         [&](const OptionSpec& o) { return o.name == name; });
-        if (spec == std::end(options)) {
-            errors.push_back("unknown option " + quoted(name) + " (see --help)");
-            continue;
-        }
-
+        if (spec == std::end(options))
+            return fail("unknown option " + quoted(name) + " (see --help)");
         std::string value;
-        if (spec->takes_value) {
-            if (inline_value) {
-                value = std::string(*inline_value);
-            } else if (i + 1 < argc) {
-                const std::string_view next = argv[i + 1];
-                // "--config --check" is a forgotten value, not a file called
-                // "--check". Passwords are taken verbatim: they may start with '-'.
-                if (name != "--password" && next.size() > 1 && next.front() == '-') {
-                    errors.push_back(std::string(name) + " needs a value");
-                    continue;
-                }
-                value = std::string(next);
-                ++i;
-            } else {
-                errors.push_back(std::string(name) + " needs a value");
-                continue;
-            }
-            if (value.empty() && name != "--password") {
-                errors.push_back(std::string(name) + " needs a non-empty value");
-                continue;
-            }
+        if (!spec->takes_value) {
+            if (inline_value)
+                return fail(std::string(name) + " takes no value");
         } else if (inline_value) {
-            errors.push_back(std::string(name) + " takes no value");
-            continue;
+            value = std::string(*inline_value);
+        } else if (i + 1 < argc_) {
+            const std::string_view next = argv_[i + 1];
+            // "--config --check" is a forgotten value, not a file called
+            // "--check". Passwords are taken verbatim: they may start with '-'.
+            if (name != "--password" && next.size() > 1 && next.front() == '-')
+                return fail(std::string(name) + " needs a value");
+            value = std::string(next);
+            ++i;
+        } else {
+            return fail(std::string(name) + " needs a value");
         }
+        if (spec->takes_value && value.empty() && name != "--password")
+            return fail(std::string(name) + " needs a non-empty value");
         if (spec->flag_mode_only)
-            flag_mode_options.emplace_back(name);
+            flag_mode_options_.emplace_back(name);
+        return std::pair{spec->name, std::move(value)};
+    }
 
+    void apply(std::string_view name, const std::string& value)
+    {
         const auto once = [&](bool already) {
             if (already)
-                errors.push_back(std::string(name) + " given more than once");
+                errors_.push_back(std::string(name) + " given more than once");
             return !already;
         };
-
         if (name == "--config") {
-            if (once(saw_config))
-                cmd.config_path = value;
-            saw_config = true;
+            if (once(saw_config_))
+                cmd_.config_path = value;
+            saw_config_ = true;
         } else if (name == "--check") {
-            check = true;
+            check_ = true;
         } else if (name == "--version") {
-            version = true;
+            version_ = true;
         } else if (name == "--help") {
-            help = true;
+            help_ = true;
         } else if (name == "--primary") {
-            if (once(cmd.primary.has_value()))
-                cmd.primary = set_endpoint(name, value);
+            if (once(cmd_.primary.has_value()))
+                cmd_.primary = endpoint(name, value);
         } else if (name == "--replica") {
-            if (auto e = set_endpoint(name, value))
-                cmd.replicas.push_back(std::move(*e));
+            if (auto e = endpoint(name, value))
+                cmd_.replicas.push_back(std::move(*e));
         } else if (name == "--listen") {
-            if (once(cmd.listen.has_value()))
-                cmd.listen = set_endpoint(name, value);
+            if (once(cmd_.listen.has_value()))
+                cmd_.listen = endpoint(name, value);
         } else if (name == "--admin-listen") {
-            if (once(cmd.admin_listen.has_value()))
-                cmd.admin_listen = set_endpoint(name, value);
+            if (once(cmd_.admin_listen.has_value()))
+                cmd_.admin_listen = endpoint(name, value);
         } else if (name == "--user") {
-            if (once(!cmd.user.empty()))
-                cmd.user = value;
+            if (once(!cmd_.user.empty()))
+                cmd_.user = value;
         } else if (name == "--password") {
-            if (once(saw_password))
-                cmd.password = value;
-            saw_password = true;
+            if (once(saw_password_))
+                cmd_.password = value;
+            saw_password_ = true;
         }
     }
 
-    // --help and --version do nothing else, so they need no -c or --primary.
-    if (help) {
-        cmd.action = CommandLine::Action::help;
-    } else if (version) {
-        cmd.action = CommandLine::Action::version;
-    } else {
-        const bool flag_mode = !flag_mode_options.empty();
-        if (check) {
-            cmd.action = CommandLine::Action::check;
-            if (!saw_config)
-                errors.push_back("--check needs -c FILE");
+    /// The action, and what the options given together cannot do.
+    void finish()
+    {
+        // --help and --version do nothing else, so they need no -c or --primary.
+        if (help_) {
+            cmd_.action = CommandLine::Action::help;
+            return;
         }
-        if (saw_config && flag_mode) {
-            errors.push_back("-c cannot be combined with " + flag_mode_options.front() +
-                             " (use either a config file or the flags)");
-        } else if (!check && !saw_config && !flag_mode) {
-            errors.push_back("nothing to run: give -c FILE or --primary HOST:PORT (see --help)");
-        } else if (!saw_config && flag_mode && !cmd.primary && !check) {
+        if (version_) {
+            cmd_.action = CommandLine::Action::version;
+            return;
+        }
+        const bool flag_mode = !flag_mode_options_.empty();
+        if (check_) {
+            cmd_.action = CommandLine::Action::check;
+            if (!saw_config_)
+                errors_.push_back("--check needs -c FILE");
+        }
+        if (saw_config_ && flag_mode) {
+            errors_.push_back("-c cannot be combined with " + flag_mode_options_.front() +
+                              " (use either a config file or the flags)");
+        } else if (!check_ && !saw_config_ && !flag_mode) {
+            errors_.push_back("nothing to run: give -c FILE or --primary HOST:PORT (see --help)");
+        } else if (!saw_config_ && flag_mode && !cmd_.primary && !check_) {
             // Only report when --primary was not given at all; a bad --primary
             // value already produced its own message.
-            const bool primary_given = std::find(flag_mode_options.begin(), flag_mode_options.end(), "--primary") !=
-                                       flag_mode_options.end();
+            const bool primary_given = std::find(flag_mode_options_.begin(), flag_mode_options_.end(), "--primary") !=
+                                       flag_mode_options_.end();
             if (!primary_given)
-                errors.push_back("flag mode needs --primary HOST:PORT");
+                errors_.push_back("flag mode needs --primary HOST:PORT");
         }
     }
 
-    if (errors.empty())
-        result.cmd = std::move(cmd);
-    return result;
+    std::optional<Endpoint> endpoint(std::string_view opt, std::string_view value)
+    {
+        std::string why;
+        auto e = parse_endpoint_why(value, why);
+        if (!e)
+            errors_.push_back(std::string(opt) + ": invalid address " + quoted(value) + ": " + why);
+        return e;
+    }
+
+    std::nullopt_t fail(std::string message)
+    {
+        errors_.push_back(std::move(message));
+        return std::nullopt;
+    }
+
+    int argc_;
+    const char* const* argv_;
+    CommandLine cmd_;
+    std::vector<std::string> errors_;
+    bool check_ = false, version_ = false, help_ = false;
+    bool saw_config_ = false, saw_password_ = false;
+    std::vector<std::string> flag_mode_options_;  // for the "-c plus --primary" message
+};
+
+}  // namespace
+
+CommandLineResult parse_command_line(int argc, const char* const* argv)
+{
+    return CommandLineParser(argc, argv).run();
 }
 
 LoadResult config_from_flags(const CommandLine& cmd)
