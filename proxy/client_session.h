@@ -146,6 +146,26 @@ private:
     /// Where the request must run; no link after the client was answered
     /// with an error (no primary...).
     [[nodiscard]] awaitable<Route> route_request(const wire::Request& request, const routing::RequestFacts& facts);
+    /// Where the request must stay (an open transaction, an unfinished or
+    /// pipelined request, bookkeeping), or nullopt when choose_target() decides.
+    [[nodiscard]] awaitable<std::optional<Route>> sticky_route(const routing::RequestFacts& facts);
+    [[nodiscard]] routing::RouteRequest route_request_of(const routing::RequestFacts& facts) const;
+    [[nodiscard]] routing::SessionConstraints session_constraints() const;
+    /// Replica positions the worker's replay waits learned; `sc` points into them.
+    struct ReplayPositions {
+        std::vector<std::uint64_t> reached, behind;
+    };
+    /// choose_target() with this worker's in-flight counts and replay knowledge
+    /// (kept in `positions`, which must outlive the use of `sc`).
+    [[nodiscard]] routing::Decision decide_target(const routing::RouteRequest& rr, routing::SessionConstraints& sc,
+                                                  ReplayPositions& positions, const routing::ClusterView& view,
+                                                  const routing::Policy& policy);
+    /// A link for a read whose chosen replica (`unreachable`) refused: another
+    /// eligible replica, else the primary; null when none answers.
+    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> link_for_read(const routing::ClusterView& view,
+                                                                       const routing::Policy& policy,
+                                                                       const routing::SessionConstraints& sc,
+                                                                       std::size_t unreachable);
     /// The session's link to a backend, opened on first use.
     [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> link_to(const routing::BackendView& backend);
     /// Sends `request` on `link`: checks and replays what the link lacks of

@@ -119,8 +119,7 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     co_return link;
 }
 
-awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request& request,
-                                                             const routing::RequestFacts& facts)
+awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const routing::RequestFacts& facts)
 {
     // A write after an unfinished extended request on a replica that opened
     // no portal there (asyncpg prepares with Parse/Describe/Flush, then may
@@ -163,9 +162,11 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         if (auto p = primary_link())
             co_return Route{p, std::nullopt};
     }
+    co_return std::nullopt;
+}
 
-    const auto settings = runtime_.settings();
-    const auto policy = runtime_.policy();
+routing::RouteRequest ClientSession::route_request_of(const routing::RequestFacts& facts) const
+{
     routing::RouteRequest rr;
     rr.write = facts.needs_primary();
     rr.prefer_primary = facts.hint_primary || facts.session_identity;
@@ -175,6 +176,11 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     // on the primary, else (a BEGIN READ ONLY, a prepare ended by Flush) as a
     // round trip of its own first (send_request()).
     rr.can_wait = tx_status_ == wire::TxStatus::idle && !any_pending();
+    return rr;
+}
+
+routing::SessionConstraints ClientSession::session_constraints() const
+{
     routing::SessionConstraints sc;
     // A session whose transactions default to SERIALIZABLE cannot read on a
     // standby at all ("cannot use serializable mode in a hot standby").
@@ -188,27 +194,64 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         sc.min_lsn = schema;
     // A pipelined read right behind a write: its position is still on the way.
     sc.lsn_pending = lsn_captures_ > 0;
+    return sc;
+}
 
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(settings->config.failover.wait_for_primary_ms);
+routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, routing::SessionConstraints& sc,
+                                               ReplayPositions& positions, const routing::ClusterView& view,
+                                               const routing::Policy& policy)
+{
+    // In-flight counts are read only when the policy uses them.
+    std::vector<int> in_flight;
+    if (policy.load_balancing == routing::LoadBalancing::least_connections)
+        in_flight = runtime_.in_flight(view);
+    if (sc.min_lsn) {
+        // A replica that just failed a wait for this much is not waited
+        // on again before the next health round could show it moved.
+        const auto interval = runtime_.settings()->config.health.interval_ms;
+        const auto memory = std::chrono::milliseconds(std::max(interval, 100));
+        positions.reached = runtime_.replay_knowledge().reached_positions(view);
+        positions.behind = runtime_.replay_knowledge().behind_positions(view, std::chrono::steady_clock::now(), memory);
+        sc.known_replay = positions.reached;  // spans: `positions` outlives the decision's use of `sc`
+        sc.known_behind = positions.behind;
+    }
+    return routing::choose_target(rr, sc, view, policy, runtime_.balancer(), peer_host_, in_flight);
+}
+
+awaitable<std::shared_ptr<ServerLink>> ClientSession::link_for_read(const routing::ClusterView& view,
+                                                                    const routing::Policy& policy,
+                                                                    const routing::SessionConstraints& sc,
+                                                                    std::size_t unreachable)
+{
+    // A replica we could not reach: another fresh one serves the read, else
+    // the primary (which needs no replay wait).
+    for (auto i : routing::eligible_replicas(view, policy, sc)) {
+        if (i == unreachable)
+            continue;
+        auto link = co_await link_to(view.backends[i]);
+        if (link)
+            co_return link;
+    }
+    if (auto p = view.primary_index())
+        co_return co_await link_to(view.backends[*p]);
+    co_return nullptr;
+}
+
+awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request& request,
+                                                             const routing::RequestFacts& facts)
+{
+    auto sticky = co_await sticky_route(facts);
+    if (sticky)
+        co_return *sticky;
+    const auto policy = runtime_.policy();
+    const auto rr = route_request_of(facts);
+    auto sc = session_constraints();
+    const auto wait_ms = runtime_.settings()->config.failover.wait_for_primary_ms;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
     for (;;) {
         const auto view = runtime_.cluster();
-        // In-flight counts are read (under a lock shared by the workers) only
-        // when the policy uses them.
-        std::vector<int> in_flight;
-        if (policy.load_balancing == routing::LoadBalancing::least_connections)
-            in_flight = runtime_.in_flight(*view);
-        std::vector<std::uint64_t> known, behind;
-        if (sc.min_lsn) {
-            // A replica that just failed a wait for this much is not waited
-            // on again before the next health round could show it moved.
-            const auto memory = std::chrono::milliseconds(std::max(settings->config.health.interval_ms, 100));
-            known = runtime_.replay_knowledge().reached_positions(*view);
-            behind = runtime_.replay_knowledge().behind_positions(*view, std::chrono::steady_clock::now(), memory);
-            sc.known_replay = known;
-            sc.known_behind = behind;
-        }
-        auto d = routing::choose_target(rr, sc, *view, policy, runtime_.balancer(), peer_host_, in_flight);
+        ReplayPositions positions;
+        auto d = decide_target(rr, sc, positions, *view, policy);
         if (d.backend) {
             const auto& target = view->backends[*d.backend];
             auto link = co_await link_to(target);
@@ -220,18 +263,8 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
                 co_return Route{};
             }
             if (!link && !rr.write) {
-                // A replica we could not reach: another fresh one serves the
-                // read, else the primary (which needs no replay wait).
                 d.wait_lsn.reset();
-                for (auto i : routing::eligible_replicas(*view, policy, sc)) {
-                    if (i == *d.backend)
-                        continue;
-                    if ((link = co_await link_to(view->backends[i])))
-                        break;
-                }
-                if (!link)
-                    if (auto p = view->primary_index())
-                        link = co_await link_to(view->backends[*p]);
+                link = co_await link_for_read(*view, policy, sc, *d.backend);
             }
             if (!link && !rr.write) {
                 const std::string message = "could not connect to server \"" + target.name + "\"";
