@@ -133,7 +133,8 @@ std::string literal_free_key(std::string_view sql)
     while (i < n) {
         const char c = sql[i];
         const char next = i + 1 < n ? sql[i + 1] : '\0';
-        const bool word_start = i == 0 || !ident_char(sql[i - 1]);
+        // Only '$' and digits ask (a word is copied whole, so this is rare).
+        const auto word_start = [&] { return i == 0 || !ident_char(sql[i - 1]); };
         std::size_t end = 0;
         // Comments are copied: a hint comment changes the routing.
         if (c == '-' && next == '-') {
@@ -148,11 +149,11 @@ std::string literal_free_key(std::string_view sql)
                                  (out.size() < 2 || !ident_char(out[out.size() - 2]));
             end = end_of_quoted(sql, i, '\'', escapes);
             out.push_back('?');
-        } else if (c == '$' && word_start && (end = end_of_parameter(sql, i)) != 0) {
+        } else if (c == '$' && word_start() && (end = end_of_parameter(sql, i)) != 0) {
             copy(i, end);
-        } else if (c == '$' && word_start && (end = end_of_dollar_quoted(sql, i)) != 0) {
+        } else if (c == '$' && word_start() && (end = end_of_dollar_quoted(sql, i)) != 0) {
             out.push_back('?');
-        } else if (digit(c) && word_start) {
+        } else if (digit(c) && word_start()) {
             end = end_of_number(sql, i);
             out.push_back('?');
         } else if (ident_char(c)) {
