@@ -3,6 +3,8 @@
 
 #include <string_view>
 
+#include "tags.h"
+
 namespace pgswitch::wire {
 
 /// A complete message as cut by FrameDecoder. `tag` is 0 for startup-phase
@@ -13,6 +15,10 @@ struct Frame {
     char tag = 0;
     std::string_view body;  ///< after the length word
     std::string_view raw;   ///< the whole message as it arrived: type byte, length, body
+
+    /// The type byte read as a server's (the frame came from a server) or a client's.
+    [[nodiscard]] be::Tag backend_tag() const noexcept { return static_cast<be::Tag>(tag); }
+    [[nodiscard]] fe::Tag frontend_tag() const noexcept { return static_cast<fe::Tag>(tag); }
 };
 
 /// Caps on declared lengths. The limits protect the proxy from a peer that

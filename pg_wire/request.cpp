@@ -111,4 +111,13 @@ void RequestAssembler::clear() noexcept
     frames_.clear();
 }
 
+Request make_query_request(std::string_view sql)
+{
+    std::string bytes;
+    fe::build_query(bytes, sql);
+    RequestAssembler assembler;
+    (void)assembler.push(Frame{static_cast<char>(fe::Tag::Query), body_of(bytes), bytes});
+    return assembler.take();
+}
+
 }  // namespace pgswitch::wire

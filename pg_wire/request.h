@@ -105,6 +105,9 @@ private:
     std::vector<FrameAt> frames_;
 };
 
+/// The Request a client sends for `sql` as one simple Query.
+[[nodiscard]] Request make_query_request(std::string_view sql);
+
 /// True for the tags that end a request.
 [[nodiscard]] bool is_request_boundary(fe::Tag t) noexcept;
 

@@ -1,4 +1,5 @@
 #include "admin_bridge.h"
+#include "routing/request_plan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -155,36 +156,36 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
     admin::Explanation e;
     // classify() directly, not through the cache: explaining must not move
     // the hit/miss counters operators watch.
-    const auto catalog = runtime_.catalog(std::string(database));
+    // No database named: the one sessions use, when there is only one.
+    std::string db(database);
+    if (const auto loaded = runtime_.catalog_databases(); db.empty() && loaded.size() == 1)
+        db = loaded.front();
+    const auto catalog = runtime_.catalog(db);
     e.classification = routing::classify(sql, catalog.get());
     const auto& cls = e.classification;
 
     // The same request summary the session builds (routing::analyze_request),
     // for a session that just logged in.
-    std::string bytes;
-    wire::fe::build_query(bytes, sql);
-    wire::RequestAssembler assembler;
-    (void)assembler.push(wire::Frame{'Q', std::string_view(bytes).substr(5), bytes});
-    const auto request = assembler.take();
+    const auto request = wire::make_query_request(sql);
     const routing::SessionState fresh;
     const routing::ClassifyFn classify = [&](std::string_view text) {
         return std::make_shared<const routing::Classification>(routing::classify(text, catalog.get()));
     };
     const auto facts = routing::analyze_request(request, fresh, classify);
-    e.request.write = facts.needs_primary();
-    e.request.prefer_primary = facts.hint_primary || facts.session_identity;
-    e.request.prefer_replica = facts.hint_replica;
-    const bool bookkeeping_only = facts.bookkeeping_only;
-    const bool tx_begin_read_only = facts.tx_begin_read_only;
     const auto view = runtime_.cluster();
-    if (bookkeeping_only && !e.request.write && !tx_begin_read_only) {
-        // SET, PREPARE, COMMIT...: where the session already is, which for a
-        // new session is its primary connection; replayed elsewhere later.
+    // A session that just logged in holds its primary connection in session
+    // pooling, nothing in transaction pooling: the same rules as sessions.
+    const bool session_pooling = runtime_.settings()->config.proxy.pool_mode == PoolMode::session;
+    const auto placement = routing::SessionPlacement::logged_in(session_pooling && view->primary_index());
+    e.request = routing::route_request_for(facts, true);
+    const auto sticky = routing::plan_sticky(facts, placement);
+    if (sticky.stick != routing::Stick::none) {
+        // Only `active` and `primary_link` can keep a new session's request:
+        // both are its primary connection.
         if (const auto p = view->primary_index())
             e.target = view->backends[*p].name;
         e.reason = cls.statements.empty() ? "empty query: answered where the session is (the primary)"
-                                          : "session bookkeeping: runs where the session is (a new session: the "
-                                            "primary) and is replayed on other servers when they are used";
+                                          : std::string(routing::describe(sticky.stick));
         return e;
     }
     // A balancer of its own (explaining must not shift any worker's round
@@ -196,13 +197,19 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
         auto it = stats.in_flight.find(b.name);
         in_flight.push_back(it == stats.in_flight.end() ? 0 : it->second);
     }
-    const auto d = routing::choose_target(e.request, routing::SessionConstraints{}, *view, runtime_.policy(), balancer,
-                                          "", in_flight);
+    const auto sc = routing::session_constraints(fresh, runtime_.schema_lsn(), false);
+    const auto d = routing::choose_target(e.request, sc, *view, runtime_.policy(), balancer, "", in_flight);
     if (d.backend)
         e.target = view->backends[*d.backend].name;
     e.reason = std::string(routing::to_string(d.reason));
     if (d.reason == routing::Reason::no_primary)
         e.reason += ": writes wait failover.wait_for_primary_ms for one, then fail with 57P03";
+    if (!catalog)
+        e.reason += " (no function catalog for database \"" + db +
+                    "\" yet: user functions count as reads; it is loaded when a session logs in to it)";
+    else if (!facts.unknown_functions.empty())
+        e.reason += " (calls functions pgswitch does not know: " + facts.unknown_functions.front() +
+                    "; a session looks them up first)";
     return e;
 }
 

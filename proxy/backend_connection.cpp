@@ -131,7 +131,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
         if (auto* ec = std::get_if<error_code>(&r))
             co_return io_error(*ec, "server closed the connection during login");
         const auto f = std::get<wire::Frame>(r);
-        switch (static_cast<be::Tag>(f.tag)) {
+        switch (f.backend_tag()) {
         case be::Tag::ErrorResponse:
             co_return server_error(f);
         case be::Tag::NoticeResponse:
@@ -194,8 +194,7 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
         case be::Tag::ReadyForQuery:
             co_return std::nullopt;
         default:
-            co_return protocol_error("unexpected message during login: " +
-                                     std::string(be::to_string(static_cast<be::Tag>(f.tag))));
+            co_return protocol_error("unexpected message during login: " + std::string(be::to_string(f.backend_tag())));
         }
     }
 }
@@ -231,10 +230,10 @@ awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std:
     if (auto* ec = std::get_if<error_code>(&r))
         co_return io_error(*ec, "server closed the connection during SCRAM");
     auto f = std::get<wire::Frame>(r);
-    if (static_cast<be::Tag>(f.tag) == be::Tag::ErrorResponse)
+    if (f.backend_tag() == be::Tag::ErrorResponse)
         co_return server_error(f);
     auto cont = be::parse_authentication(f.body);
-    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !cont || cont->code != wire::AuthCode::sasl_continue)
+    if (f.backend_tag() != be::Tag::Authentication || !cont || cont->code != wire::AuthCode::sasl_continue)
         co_return protocol_error("expected AuthenticationSASLContinue");
     auto final_msg = scram->handle_server_first(cont->data);
     if (!final_msg)
@@ -249,10 +248,10 @@ awaitable<std::optional<ConnectError>> BackendConnection::authenticate_sasl(std:
     if (auto* ec = std::get_if<error_code>(&r))
         co_return io_error(*ec, "server closed the connection during SCRAM");
     f = std::get<wire::Frame>(r);
-    if (static_cast<be::Tag>(f.tag) == be::Tag::ErrorResponse)
+    if (f.backend_tag() == be::Tag::ErrorResponse)
         co_return server_error(f);
     auto fin = be::parse_authentication(f.body);
-    if (static_cast<be::Tag>(f.tag) != be::Tag::Authentication || !fin || fin->code != wire::AuthCode::sasl_final)
+    if (f.backend_tag() != be::Tag::Authentication || !fin || fin->code != wire::AuthCode::sasl_final)
         co_return protocol_error("expected AuthenticationSASLFinal");
     if (auto ec = scram->handle_server_final(fin->data))
         co_return ConnectError{ec, "server's SCRAM signature did not verify", {}, {}};
@@ -272,7 +271,7 @@ awaitable<std::variant<QueryRows, ConnectError>> BackendConnection::simple_query
         if (auto* ec = std::get_if<error_code>(&r))
             co_return io_error(*ec, "read failed");
         const auto f = std::get<wire::Frame>(r);
-        switch (static_cast<be::Tag>(f.tag)) {
+        switch (f.backend_tag()) {
         case be::Tag::DataRow: {
             auto row = be::parse_data_row(f.body);
             if (!row)

@@ -24,6 +24,7 @@
 #include "routing/cluster_view.h"
 #include "pg_wire/request.h"
 #include "routing/request_analysis.h"
+#include "routing/request_plan.h"
 #include "routing/router.h"
 #include "routing/session_state.h"
 #include "server_link.h"
@@ -146,11 +147,12 @@ private:
     /// Where the request must run; no link after the client was answered
     /// with an error (no primary...).
     [[nodiscard]] awaitable<Route> route_request(const wire::Request& request, const routing::RequestFacts& facts);
-    /// Where the request must stay (an open transaction, an unfinished or
-    /// pipelined request, bookkeeping), or nullopt when choose_target() decides.
+    /// Where the request must stay by routing::plan_sticky() (an open
+    /// transaction, an unfinished or pipelined request, bookkeeping), or
+    /// nullopt when choose_target() decides.
     [[nodiscard]] awaitable<std::optional<Route>> sticky_route(const routing::RequestFacts& facts);
-    [[nodiscard]] routing::RouteRequest route_request_of(const routing::RequestFacts& facts) const;
-    [[nodiscard]] routing::SessionConstraints session_constraints() const;
+    /// What the session's connections are doing, for routing::plan_sticky().
+    [[nodiscard]] routing::SessionPlacement placement() const;
     /// Replica positions the worker's replay waits learned; `sc` points into them.
     struct ReplayPositions {
         std::vector<std::uint64_t> reached, behind;
@@ -186,11 +188,9 @@ private:
     /// `link` must prepare a statement the client Described before this request.
     [[nodiscard]] bool needs_check(const ServerLink& link, const wire::Request& request) const;
     /// Builds in hidden_ what `link` lacks of the session's state before the
-    /// request: DISCARD ALL, SET replay, named statements and SQL PREPAREs.
+    /// request (routing::plan_catch_up()): DISCARD ALL, SET replay, named
+    /// statements and SQL PREPAREs.
     void catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
-    /// "DISCARD ALL; RESET ALL; SET ..." for what `link_state` lacks of the
-    /// session's discards and settings ("" when nothing), marking it sent.
-    [[nodiscard]] std::string settings_catch_up_script(routing::LinkState& link_state) const;
     /// Appends a Parse of the session's statement `name` to `out` for `link`
     /// (`inline_hidden`: inside the client's unfinished extended request).
     void replay_parse(ServerLink& link, std::string& out, std::string_view name, const routing::PreparedStatement& ps,
@@ -261,6 +261,8 @@ private:
     /// The link the last request went to: requests stay there while it owes
     /// replies, during a transaction and during COPY.
     std::shared_ptr<ServerLink> active_;
+    /// Where the last request went (GET /clients), also once a pooled connection is back.
+    std::string last_backend_;
     std::int32_t client_pid_ = 0;  // pid given to the client (the identity link's, in session mode)
     std::int32_t client_secret_ = 0;
     wire::TxStatus tx_status_ = wire::TxStatus::idle;

@@ -27,8 +27,7 @@ SessionInfo ClientSession::info() const
         i.state = "idle in transaction (aborted)";
     else
         i.state = "idle";
-    if (active_ && !active_->dead)
-        i.backend = active_->backend;
+    i.backend = last_backend_;
     for (const auto& l : links_) {
         if (!l || l->dead)
             continue;

@@ -190,6 +190,16 @@ std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::stri
     return found ? it->second.catalog : nullptr;
 }
 
+std::vector<std::string> Runtime::catalog_databases() const
+{
+    std::lock_guard lock(catalogs_mutex_);
+    std::vector<std::string> out;
+    for (const auto& [name, entry] : catalogs_)
+        if (entry.catalog)
+            out.push_back(name);
+    return out;
+}
+
 std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(const std::string& database,
                                                                        const std::vector<FunctionRow>& functions,
                                                                        const std::vector<std::string>& looked_for)

@@ -108,6 +108,8 @@ public:
     /// marked by invalidate_catalog().
     [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database,
                                                                           bool* stale = nullptr) const;
+    /// Databases whose catalog is loaded (sessions logged in to them).
+    [[nodiscard]] std::vector<std::string> catalog_databases() const;
     /// One catalog row: a function that exists (and whether it is VOLATILE),
     /// or an UNLOGGED relation.
     struct FunctionRow {

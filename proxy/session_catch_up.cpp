@@ -7,6 +7,7 @@
 #include "client_session.h"
 #include "log.h"
 #include "pg_wire/frontend.h"
+#include "routing/catch_up_plan.h"
 #include "routing/server_prepared.h"
 
 namespace pgswitch::proxy {
@@ -26,25 +27,6 @@ std::vector<std::int32_t> param_oids(std::string_view raw)
         out.push_back(static_cast<std::int32_t>(v));
     }
     return out;
-}
-
-std::string quote_ident(std::string_view name)
-{
-    std::string out = "\"";
-    for (char c : name) {
-        if (c == '"')
-            out.push_back('"');
-        out.push_back(c);
-    }
-    out.push_back('"');
-    return out;
-}
-
-void append_statement(std::string& script, std::string_view statement)
-{
-    if (!script.empty())
-        script += "; ";
-    script += statement;
 }
 
 /// Named statements a request uses (Bind, Describe of a statement) that it
@@ -70,17 +52,6 @@ void for_each_used_statement(const wire::Request& request, Fn&& fn)
 }
 
 }  // namespace
-
-std::string ClientSession::settings_catch_up_script(routing::LinkState& link_state) const
-{
-    const auto c = state_.catch_up(link_state);
-    std::string script;
-    if (c.discard_all)
-        script = "DISCARD ALL";
-    if (c.settings)
-        append_statement(script, *c.settings);
-    return script;
-}
 
 void ClientSession::hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden)
 {
@@ -128,7 +99,7 @@ awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Re
         co_return true;
     std::string out;
     // The statements' texts resolve names by the session's search_path.
-    if (const auto script = settings_catch_up_script(link.state); !script.empty()) {
+    if (const auto script = routing::settings_script_for(state_, link.state); !script.empty()) {
         fe::build_query(out, script);
         link.push(Segment::hidden);
     }
@@ -158,101 +129,18 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
     // slipped in: a Sync would end the implicit transaction and its portals.
     // Statements can still be prepared, their replies cut out one by one.
     const bool inline_hidden = link.unsynced;
-    std::string script = inline_hidden ? std::string() : settings_catch_up_script(link.state);
-
-    // SQL PREPAREd statements this request EXECUTEs, and stale names it re-PREPAREs.
-    for (const auto& cls : facts.classes) {
-        if (!cls || inline_hidden)
-            continue;
-        for (const auto& st : cls->statements) {
-            if (st.execute_name) {
-                const auto* sp = state_.sql_prepared(*st.execute_name);
-                auto it = link.state.sql_prepared.find(*st.execute_name);
-                if (!sp && it != link.state.sql_prepared.end()) {
-                    // Another client's (transaction pooling), or the session's
-                    // own that it DEALLOCATEd on another server: gone before
-                    // this EXECUTE, which the server must refuse (26000).
-                    append_statement(script, "DEALLOCATE " + quote_ident(*st.execute_name));
-                    link.state.sql_prepared.erase(it);
-                }
-                if (sp && (it == link.state.sql_prepared.end() || it->second != sp->version)) {
-                    if (it != link.state.sql_prepared.end())
-                        append_statement(script, "DEALLOCATE " + quote_ident(*st.execute_name));
-                    append_statement(script, sp->prepare_text);
-                    link.state.sql_prepared[*st.execute_name] = sp->version;
-                }
-            }
-            if (st.prepare_name) {
-                auto it = link.state.sql_prepared.find(*st.prepare_name);
-                if (it != link.state.sql_prepared.end()) {
-                    append_statement(script, "DEALLOCATE " + quote_ident(*st.prepare_name));
-                    link.state.sql_prepared.erase(it);
-                }
-            }
-        }
-    }
-    if (!script.empty()) {
-        fe::build_query(hidden_, script);
+    const auto plan = routing::plan_catch_up(request, facts, state_, link.state, inline_hidden);
+    if (!plan.script.empty()) {
+        fe::build_query(hidden_, plan.script);
         link.push(Segment::hidden);
     }
-
-    // Protocol-level named statements: prepared lazily where they are used
-    // (not those the request parses itself first, which it may run again
-    // when re-sent to another server), also by an SQL EXECUTE.
-    bool parsed = false;
-    std::vector<std::string_view> defined;
-    for (const auto& cls : facts.classes)
-        for (const auto& st : cls ? cls->statements : std::vector<routing::StatementInfo>{})
-            if (st.execute_name && !state_.sql_prepared(*st.execute_name))
-                if (const auto* ps = state_.statement(*st.execute_name)) {
-                    auto it = link.state.statements.find(*st.execute_name);
-                    if (it == link.state.statements.end() || it->second != ps->version) {
-                        replay_parse(link, hidden_, *st.execute_name, *ps, it != link.state.statements.end(),
-                                     inline_hidden);
-                        parsed = true;
-                    }
-                }
-    for (const auto& m : request.messages()) {
-        std::string_view name;
-        bool defines = false;
-        if (const auto* b = m.as<fe::Bind>()) {
-            name = b->statement;
-        } else if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S') {
-            name = d->name;
-        } else if (const auto* p = m.as<fe::Parse>()) {
-            name = p->statement;
-            defines = true;
-        }
-        if (name.empty() || std::find(defined.begin(), defined.end(), name) != defined.end())
-            continue;
-        auto it = link.state.statements.find(name);
-        if (defines) {
-            defined.push_back(name);
-            // The client defines this name now; a stale copy here would clash.
-            if (it != link.state.statements.end()) {
-                hidden_close(link, hidden_, name, inline_hidden);
-                link.state.statements.erase(it);
-                parsed = true;
-            }
-            continue;
-        }
-        const auto* ps = state_.statement(name);
-        if (!ps && it != link.state.statements.end()) {
-            // This client has no statement of that name, but the connection
-            // has one: another client's (transaction pooling), or the
-            // session's own that it closed or DEALLOCATEd on another server.
-            // The server must say it is gone (26000).
-            hidden_close(link, hidden_, name, inline_hidden);
-            link.state.statements.erase(it);
-            parsed = true;
-            continue;
-        }
-        if (!ps || (it != link.state.statements.end() && it->second == ps->version))
-            continue;
-        replay_parse(link, hidden_, name, *ps, it != link.state.statements.end(), inline_hidden);
-        parsed = true;
+    for (const auto& step : plan.statements) {
+        if (step.kind == routing::StatementStep::Kind::close)
+            hidden_close(link, hidden_, step.name, inline_hidden);
+        else
+            replay_parse(link, hidden_, step.name, *step.statement, step.close_first, inline_hidden);
     }
-    if (parsed && !inline_hidden) {
+    if (!plan.statements.empty() && !inline_hidden) {
         fe::build_sync(hidden_);
         link.push(Segment::hidden);
     }

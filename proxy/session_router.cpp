@@ -119,82 +119,52 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     co_return link;
 }
 
+routing::SessionPlacement ClientSession::placement() const
+{
+    routing::SessionPlacement p;
+    p.in_transaction = tx_status_ != wire::TxStatus::idle;
+    if (active_ && !active_->dead) {
+        p.has_active = true;
+        p.active_role = active_->role;
+        p.active_unsynced = active_->unsynced;
+        p.active_unsynced_portal = active_->unsynced_portal;
+        p.active_pending = active_->pending_client();
+        p.active_awaiting_replay = p.active_pending > 0 && active_->awaiting_replay();
+    }
+    if (auto l = unnamed_link_.lock(); l && !l->dead)
+        p.has_unnamed_link = true;
+    // Only asked when no active connection can take bookkeeping.
+    p.has_primary_link = !p.has_active && primary_link() != nullptr;
+    return p;
+}
+
 awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const routing::RequestFacts& facts)
 {
-    // A write after an unfinished extended request on a replica that opened
-    // no portal there (asyncpg prepares with Parse/Describe/Flush, then may
-    // send a COPY or a DDL): a hidden Sync ends that request, as the client's
-    // own next Sync or Query would have, and the write goes to the primary.
-    if (active_ && !active_->dead && active_->unsynced && !active_->unsynced_portal &&
-        tx_status_ == wire::TxStatus::idle && facts.needs_primary() && active_->role != routing::Role::primary) {
-        std::string sync;
-        fe::build_sync(sync);
-        active_->push(Segment::hidden);
-        active_->unsynced = false;
-        (void)co_await active_->conn->write(sync);
-    }
-    // Sticky cases: an open transaction or an unfinished extended request
-    // stays on its server; pipelined requests stay while replies are owed,
-    // unless they need another server, which waits for them to drain.
-    if (active_ && !active_->dead) {
-        if (tx_status_ != wire::TxStatus::idle || active_->unsynced)
+    for (;;) {
+        const auto plan = routing::plan_sticky(facts, placement());
+        if (plan.end_unsynced_first) {
+            std::string sync;
+            fe::build_sync(sync);
+            active_->push(Segment::hidden);
+            active_->unsynced = false;
+            (void)co_await active_->conn->write(sync);
+        }
+        switch (plan.stick) {
+        case routing::Stick::none:
+            co_return std::nullopt;
+        case routing::Stick::active:
             co_return Route{active_, std::nullopt};
-        if (active_->pending_client() > 0) {
-            const bool fits = !facts.needs_primary() || active_->role == routing::Role::primary;
-            if (fits && !facts.tx_begin && !active_->awaiting_replay())
-                co_return Route{active_, std::nullopt};
+        case routing::Stick::unnamed:
+            co_return Route{unnamed_link_.lock(), std::nullopt};
+        case routing::Stick::primary_link:
+            co_return Route{primary_link(), std::nullopt};
+        case routing::Stick::drain_first:
             co_await wait_until_drained();
             if (closed_)
                 co_return Route{};
-            if (active_ && !active_->dead && tx_status_ != wire::TxStatus::idle)
-                co_return Route{active_, std::nullopt};
+            break;  // plan again with nothing owed
         }
     }
-    if (facts.uses_unnamed_without_parse) {
-        if (auto l = unnamed_link_.lock(); l && !l->dead)
-            co_return Route{l, std::nullopt};
-    }
-    // SET, PREPARE, COMMIT outside a transaction...: where the session is; the
-    // state is replayed on other servers when they are next used.
-    if (facts.bookkeeping_only && !facts.needs_primary() && !facts.tx_begin_read_only) {
-        if (active_ && !active_->dead)
-            co_return Route{active_, std::nullopt};
-        if (auto p = primary_link())
-            co_return Route{p, std::nullopt};
-    }
-    co_return std::nullopt;
-}
-
-routing::RouteRequest ClientSession::route_request_of(const routing::RequestFacts& facts) const
-{
-    routing::RouteRequest rr;
-    rr.write = facts.needs_primary();
-    rr.prefer_primary = facts.hint_primary || facts.session_identity;
-    rr.prefer_replica = facts.hint_replica;
-    // A replay wait may go ahead of a read outside a transaction with nothing
-    // else in flight: pipelined with it when the session can re-run the read
-    // on the primary, else (a BEGIN READ ONLY, a prepare ended by Flush) as a
-    // round trip of its own first (send_request()).
-    rr.can_wait = tx_status_ == wire::TxStatus::idle && !any_pending();
-    return rr;
-}
-
-routing::SessionConstraints ClientSession::session_constraints() const
-{
-    routing::SessionConstraints sc;
-    // A session whose transactions default to SERIALIZABLE cannot read on a
-    // standby at all ("cannot use serializable mode in a hot standby").
-    sc.pinned_to_primary = state_.pinned_to_primary || state_.default_serializable;
-    sc.wrote = state_.wrote;
-    sc.min_lsn = state_.min_lsn;
-    // Schema changes committed through pgswitch by any session: a replica
-    // that has not replayed them would fail this statement ("relation does
-    // not exist"), not merely show old rows.
-    if (const auto schema = runtime_.schema_lsn(); schema > 0 && (!sc.min_lsn || *sc.min_lsn < schema))
-        sc.min_lsn = schema;
-    // A pipelined read right behind a write: its position is still on the way.
-    sc.lsn_pending = lsn_captures_ > 0;
-    return sc;
 }
 
 routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, routing::SessionConstraints& sc,
@@ -244,8 +214,9 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     if (sticky)
         co_return *sticky;
     const auto policy = runtime_.policy();
-    const auto rr = route_request_of(facts);
-    auto sc = session_constraints();
+    const auto rr = routing::route_request_for(facts, tx_status_ == wire::TxStatus::idle && !any_pending());
+    // A pipelined read right behind a write: its position is still on the way.
+    auto sc = routing::session_constraints(state_, runtime_.schema_lsn(), lsn_captures_ > 0);
     const auto wait_ms = runtime_.settings()->config.failover.wait_for_primary_ms;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
     for (;;) {
@@ -539,6 +510,8 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
         ((tx_status_ == wire::TxStatus::idle && !facts.tx_begin && !facts.tx_begin_read_only) || facts.tx_end))
         push_capture(*link, capture_);
     active_ = link;
+    if (last_backend_ != link->backend)
+        last_backend_ = link->backend;
 
     std::string_view bytes = request.bytes();
     if (keepable && link->role == routing::Role::replica) {
