@@ -75,6 +75,8 @@ Request RequestAssembler::take()
     Request r;
     r.bytes_ = std::move(bytes_);
     bytes_ = {};
+    // The next request is likely the same shape: one allocation, not a growth series.
+    bytes_.reserve(r.bytes_.size());
     r.messages_.reserve(frames_.size());
     for (const auto& f : frames_) {
         RequestMessage m;

@@ -151,6 +151,12 @@ private:
     /// transaction, an unfinished or pipelined request, bookkeeping), or
     /// nullopt when choose_target() decides.
     [[nodiscard]] awaitable<std::optional<Route>> sticky_route(const routing::RequestFacts& facts);
+    /// The route a sticky plan names (none for Stick::none and drain_first).
+    [[nodiscard]] std::optional<Route> stuck_route(routing::Stick stick) const;
+    /// Ends the active link's unfinished extended request with a hidden Sync.
+    awaitable<void> end_unsynced_request();
+    /// The session's open link to `backend` (its role refreshed), or null.
+    [[nodiscard]] std::shared_ptr<ServerLink> open_link(const routing::BackendView& backend) const;
     /// What the session's connections are doing, for routing::plan_sticky().
     [[nodiscard]] routing::SessionPlacement placement() const;
     /// Replica positions the worker's replay waits learned; `sc` points into them.

@@ -94,11 +94,8 @@ routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::BackendView& backend)
 {
-    for (const auto& l : links_)
-        if (!l->dead && l->backend == backend.name) {
-            l->role = backend.role;  // a replica may have been promoted since
-            co_return l;
-        }
+    if (auto l = open_link(backend))
+        co_return l;
     if (pooling_)
         co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
@@ -138,33 +135,54 @@ routing::SessionPlacement ClientSession::placement() const
     return p;
 }
 
+std::optional<ClientSession::Route> ClientSession::stuck_route(routing::Stick stick) const
+{
+    switch (stick) {
+    case routing::Stick::active:
+        return Route{active_, std::nullopt};
+    case routing::Stick::unnamed:
+        return Route{unnamed_link_.lock(), std::nullopt};
+    case routing::Stick::primary_link:
+        return Route{primary_link(), std::nullopt};
+    case routing::Stick::none:
+    case routing::Stick::drain_first:
+        break;
+    }
+    return std::nullopt;
+}
+
+awaitable<void> ClientSession::end_unsynced_request()
+{
+    std::string sync;
+    fe::build_sync(sync);
+    active_->push(Segment::hidden);
+    active_->unsynced = false;
+    (void)co_await active_->conn->write(sync);
+}
+
 awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const routing::RequestFacts& facts)
 {
+    // Waiting is rare: the common case suspends nowhere here.
     for (;;) {
         const auto plan = routing::plan_sticky(facts, placement());
-        if (plan.end_unsynced_first) {
-            std::string sync;
-            fe::build_sync(sync);
-            active_->push(Segment::hidden);
-            active_->unsynced = false;
-            (void)co_await active_->conn->write(sync);
-        }
-        switch (plan.stick) {
-        case routing::Stick::none:
-            co_return std::nullopt;
-        case routing::Stick::active:
-            co_return Route{active_, std::nullopt};
-        case routing::Stick::unnamed:
-            co_return Route{unnamed_link_.lock(), std::nullopt};
-        case routing::Stick::primary_link:
-            co_return Route{primary_link(), std::nullopt};
-        case routing::Stick::drain_first:
-            co_await wait_until_drained();
-            if (closed_)
-                co_return Route{};
-            break;  // plan again with nothing owed
-        }
+        if (plan.end_unsynced_first)
+            co_await end_unsynced_request();
+        if (plan.stick != routing::Stick::drain_first)
+            co_return stuck_route(plan.stick);
+        co_await wait_until_drained();
+        if (closed_)
+            co_return Route{};
     }
+}
+
+std::shared_ptr<ServerLink> ClientSession::open_link(const routing::BackendView& backend) const
+{
+    for (const auto& l : links_)
+        if (!l->dead && l->backend == backend.name) {
+            l->role = backend.role;  // a replica may have been promoted since
+            return l;
+        }
+    return nullptr;
 }
 
 routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, routing::SessionConstraints& sc,
@@ -210,7 +228,12 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_for_read(const routin
 awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request& request,
                                                              const routing::RequestFacts& facts)
 {
-    auto sticky = co_await sticky_route(facts);
+    std::optional<Route> sticky;
+    if (const auto plan = routing::plan_sticky(facts, placement());
+        plan.end_unsynced_first || plan.stick == routing::Stick::drain_first)
+        sticky = co_await sticky_route(facts);  // waits (rare)
+    else
+        sticky = stuck_route(plan.stick);
     if (sticky)
         co_return *sticky;
     const auto policy = runtime_.policy();
@@ -225,7 +248,9 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         auto d = decide_target(rr, sc, positions, *view, policy);
         if (d.backend) {
             const auto& target = view->backends[*d.backend];
-            auto link = co_await link_to(target);
+            auto link = open_link(target);  // no coroutine frame when the link is open
+            if (!link)
+                link = co_await link_to(target);
             if (!link && pool_timed_out_) {
                 // Transaction pooling: every connection stayed busy (issue 5).
                 const std::string message = "no server connection to \"" + target.name +
@@ -470,7 +495,10 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
                 link = primary;
         }
     }
-    if (!co_await check_statements(*link, request)) {
+    bool same_statements = true;
+    if (needs_check(*link, request))
+        same_statements = co_await check_statements(*link, request);
+    if (!same_statements) {
         // What the server itself says when a statement's tables changed
         // under it (plancache.c); drivers re-prepare on it (asyncpg looks at
         // the routine, pgjdbc at the message).

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "pg_wire/request.h"
 #include "routing/classifier.h"
 #include "routing/session_state.h"
@@ -24,7 +26,8 @@ using ClassifyFn = std::function<std::shared_ptr<const Classification>(std::stri
 struct RequestFacts {
     /// Classification of each Query and Parse text, in message order (null
     /// for a message that did not parse).
-    std::vector<std::shared_ptr<const Classification>> classes;
+    /// (Inline for the common one or two: no allocation per request.)
+    boost::container::small_vector<std::shared_ptr<const Classification>, 2> classes;
     /// Must run on the primary: a write, a pin, currval(), an unknown
     /// statement (the primary answers "does not exist" as the server would),
     /// a fast-path call, a message that did not parse.
@@ -69,7 +72,7 @@ struct RequestFacts {
         std::shared_ptr<const Classification> cls;
         std::string_view text;  ///< its SQL (in the request, or the session's statement)
     };
-    std::vector<Executed> executed;
+    boost::container::small_vector<Executed, 2> executed;
 
     /// Runs only on the primary as far as routing is concerned.
     [[nodiscard]] bool needs_primary() const noexcept { return must_primary || tx_begin || uses_currval || pins; }

@@ -72,8 +72,8 @@ StickyPlan plan_sticky(const RequestFacts& facts, const SessionPlacement& placem
 {
     StickyPlan plan;
     auto p = placement;
-    if (p.has_active && p.active_unsynced && !p.active_unsynced_portal && !p.in_transaction &&
-        facts.needs_primary() && p.active_role != Role::primary) {
+    if (p.has_active && p.active_unsynced && !p.active_unsynced_portal && !p.in_transaction && facts.needs_primary() &&
+        p.active_role != Role::primary) {
         plan.end_unsynced_first = true;
         p.active_unsynced = false;
     }

@@ -209,8 +209,7 @@ int compare_all(const Proxy& px)
             Conn c = px.connect_app("application_name=" + app);
             run_in_shape(c.get(), st.sql, shape);
             const auto ran_on = backend_of(ap, app);
-            INFO(name_of(shape) << " \"" << st.sql << "\": explain -> " << e.str() << "; session ran on "
-                                << ran_on);
+            INFO(name_of(shape) << " \"" << st.sql << "\": explain -> " << e.str() << "; session ran on " << ran_on);
             CHECK(roles.count(ran_on) == 1);
             CHECK(roles.at(ran_on) == want);
             ++compared;

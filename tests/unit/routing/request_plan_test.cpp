@@ -103,9 +103,9 @@ TEST_CASE("pipelined requests stay behind owed replies unless they need another 
     p.active_pending = 2;
     CHECK(stick_of(simple("SELECT 1"), p) == Stick::active);
     CHECK(stick_of(simple("UPDATE t SET a = 1"), p) == Stick::drain_first);
-    CHECK(stick_of(simple("BEGIN"), p) == Stick::drain_first);         // a transaction on the primary
-    CHECK(stick_of(simple("BEGIN READ ONLY"), p) == Stick::active);    // may stay on the replica
-    p.active_awaiting_replay = true;  // the read there may yet be re-run on the primary
+    CHECK(stick_of(simple("BEGIN"), p) == Stick::drain_first);       // a transaction on the primary
+    CHECK(stick_of(simple("BEGIN READ ONLY"), p) == Stick::active);  // may stay on the replica
+    p.active_awaiting_replay = true;                                 // the read there may yet be re-run on the primary
     CHECK(stick_of(simple("SELECT 1"), p) == Stick::drain_first);
 
     auto q = on(Role::primary);
@@ -146,7 +146,8 @@ TEST_CASE("a Bind of the unnamed statement without a Parse goes where it was par
     p.has_unnamed_link = false;
     CHECK(stick_of(bind_only, p) != Stick::unnamed);
     // With its Parse in the request it is routed on its own.
-    const auto full = facts_of(concat(tfe::parse("", "SELECT 1"), tfe::bind("", "", {}), tfe::execute(""), tfe::sync()));
+    const auto full = facts_of(
+        concat(tfe::parse("", "SELECT 1"), tfe::bind("", "", {}), tfe::execute(""), tfe::sync()));
     p.has_unnamed_link = true;
     CHECK(stick_of(full, p) == Stick::none);
 }
