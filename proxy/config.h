@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "routing/failover_policy.h"
+#include "routing/router.h"
+
 namespace pgswitch::proxy {
 
 /// "host:port" split; host may be a name, an IPv4 or a bracketed IPv6 address.
@@ -17,9 +20,11 @@ struct Endpoint {
 };
 
 enum class PoolMode { session, transaction };
-enum class LoadBalancing { round_robin, least_connections, ip_hash };
-enum class ReadYourWrites { lsn, session, off };
-enum class FailoverMode { automatic, manual, external };
+// The routing layer's own settings, configured here (their spellings are in
+// config.cpp, with the others').
+using LoadBalancing = routing::LoadBalancing;
+using ReadYourWrites = routing::ReadYourWrites;
+using FailoverMode = routing::FailoverMode;
 /// How pgswitch asks clients for their password.
 enum class AuthMethod { scram_sha_256, md5, password };
 
