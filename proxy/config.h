@@ -1,5 +1,7 @@
 // pgswitch configuration: the TOML file of SPEC §2, or the command-line flags
-// of SPEC §1. Loading collects every problem, naming file and key.
+// of SPEC §1. Loading collects every problem, naming file and key. The keys
+// (name, type, allowed values) are listed in config_keys.h; the member
+// initialisers below are their defaults.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,7 @@ struct Endpoint {
 
 enum class PoolMode { session, transaction };
 // The routing layer's own settings, configured here (their spellings are in
-// config.cpp, with the others').
+// config_keys.cpp, with the others').
 using LoadBalancing = routing::LoadBalancing;
 using ReadYourWrites = routing::ReadYourWrites;
 using FailoverMode = routing::FailoverMode;
