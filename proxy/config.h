@@ -1,11 +1,16 @@
 // pgswitch configuration: the TOML file of SPEC §2, or the command-line flags
-// of SPEC §1. Loading collects every problem, naming file and key.
+// of SPEC §1. Loading collects every problem, naming file and key. The keys
+// (name, type, allowed values) are listed in config_keys.h; the member
+// initialisers below are their defaults.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "routing/failover_policy.h"
+#include "routing/router.h"
 
 namespace pgswitch::proxy {
 
@@ -17,9 +22,11 @@ struct Endpoint {
 };
 
 enum class PoolMode { session, transaction };
-enum class LoadBalancing { round_robin, least_connections, ip_hash };
-enum class ReadYourWrites { lsn, session, off };
-enum class FailoverMode { automatic, manual, external };
+// The routing layer's own settings, configured here (their spellings are in
+// config_keys.cpp, with the others').
+using LoadBalancing = routing::LoadBalancing;
+using ReadYourWrites = routing::ReadYourWrites;
+using FailoverMode = routing::FailoverMode;
 /// How pgswitch asks clients for their password.
 enum class AuthMethod { scram_sha_256, md5, password };
 

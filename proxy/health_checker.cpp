@@ -223,17 +223,7 @@ routing::FailoverInput HealthChecker::failover_input() const
 {
     routing::FailoverInput in;
     const auto& cfg = runtime_.settings()->config;
-    switch (cfg.failover.mode) {
-    case FailoverMode::automatic:
-        in.mode = routing::FailoverMode::automatic;
-        break;
-    case FailoverMode::manual:
-        in.mode = routing::FailoverMode::manual;
-        break;
-    case FailoverMode::external:
-        in.mode = routing::FailoverMode::external;
-        break;
-    }
+    in.mode = cfg.failover.mode;
     in.last_primary = last_primary_;
     for (const auto& n : nodes_) {
         routing::FailoverInput::Node o;

@@ -152,28 +152,8 @@ routing::Policy Runtime::policy() const noexcept
     const auto settings = this->settings();
     const auto& r = settings->config.routing;
     routing::Policy p;
-    switch (r.load_balancing) {
-    case LoadBalancing::round_robin:
-        p.load_balancing = routing::LoadBalancing::round_robin;
-        break;
-    case LoadBalancing::least_connections:
-        p.load_balancing = routing::LoadBalancing::least_connections;
-        break;
-    case LoadBalancing::ip_hash:
-        p.load_balancing = routing::LoadBalancing::ip_hash;
-        break;
-    }
-    switch (r.read_your_writes) {
-    case ReadYourWrites::lsn:
-        p.read_your_writes = routing::ReadYourWrites::lsn;
-        break;
-    case ReadYourWrites::session:
-        p.read_your_writes = routing::ReadYourWrites::session;
-        break;
-    case ReadYourWrites::off:
-        p.read_your_writes = routing::ReadYourWrites::off;
-        break;
-    }
+    p.load_balancing = r.load_balancing;
+    p.read_your_writes = r.read_your_writes;
     p.primary_reads = r.primary_reads;
     p.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
     p.read_your_writes_wait_ms = static_cast<std::uint32_t>(r.read_your_writes_wait_ms);
