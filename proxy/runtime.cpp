@@ -27,6 +27,12 @@ SettingsPtr make_settings(Config config)
                                      wire::auth::make_scram_secret(*u.password, wire::auth::random_nonce(16), 4096));
         }
     }
+    const auto& r = config.routing;
+    s->policy.load_balancing = r.load_balancing;
+    s->policy.read_your_writes = r.read_your_writes;
+    s->policy.primary_reads = r.primary_reads;
+    s->policy.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
+    s->policy.read_your_writes_wait_ms = static_cast<std::uint32_t>(r.read_your_writes_wait_ms);
     s->config = std::move(config);
     return s;
 }
@@ -147,17 +153,12 @@ void Runtime::post_to_workers(std::function<void(Worker&)> fn)
         asio::post(w->io(), [fn, worker = w.get()] { fn(*worker); });
 }
 
-routing::Policy Runtime::policy() const noexcept
+const routing::Policy& Runtime::policy() const noexcept
 {
-    const auto settings = this->settings();
-    const auto& r = settings->config.routing;
-    routing::Policy p;
-    p.load_balancing = r.load_balancing;
-    p.read_your_writes = r.read_your_writes;
-    p.primary_reads = r.primary_reads;
-    p.max_replica_lag_bytes = static_cast<std::uint64_t>(r.max_replica_lag_bytes);
-    p.read_your_writes_wait_ms = static_cast<std::uint32_t>(r.read_your_writes_wait_ms);
-    return p;
+    // The worker's (or main thread's) settings outlive any caller's use of
+    // the reference: a reload swaps them between statements, on that thread.
+    auto* w = Worker::current();
+    return (w ? w->settings : settings_)->policy;
 }
 
 std::shared_ptr<const routing::FunctionCatalog> Runtime::catalog(const std::string& database, bool* stale) const

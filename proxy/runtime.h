@@ -46,6 +46,8 @@ struct Settings {
     Config config;
     /// Per user: the secret clients are verified against.
     std::unordered_map<std::string, wire::auth::ScramSecret> scram_secrets;
+    /// config.routing as the router takes it (read on every statement).
+    routing::Policy policy;
 };
 using SettingsPtr = std::shared_ptr<const Settings>;
 
@@ -101,7 +103,7 @@ public:
     [[nodiscard]] routing::StatementCache& statement_cache() noexcept;
     [[nodiscard]] routing::BalancerState& balancer() noexcept;
     [[nodiscard]] routing::ReplayKnowledge& replay_knowledge() noexcept;
-    [[nodiscard]] routing::Policy policy() const noexcept;
+    [[nodiscard]] const routing::Policy& policy() const noexcept;
     /// Volatile user functions of `database`, or null when not loaded yet
     /// (or invalidated by DDL).
     /// `stale` (when given) says whether it needs a refresh: missing, or

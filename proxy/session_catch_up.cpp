@@ -4,6 +4,8 @@
 // statement the client Described looks the same on a server it is new to.
 #include <algorithm>
 
+#include <boost/container/small_vector.hpp>
+
 #include "client_session.h"
 #include "log.h"
 #include "pg_wire/frontend.h"
@@ -34,7 +36,7 @@ std::vector<std::int32_t> param_oids(std::string_view raw)
 template <class Fn>
 void for_each_used_statement(const wire::Request& request, Fn&& fn)
 {
-    std::vector<std::string_view> parsed;
+    boost::container::small_vector<std::string_view, 4> parsed;
     for (const auto& m : request.messages()) {
         std::string_view name;
         if (const auto* p = m.as<fe::Parse>()) {

@@ -402,14 +402,15 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
             break;
         case fe::Tag::Parse:
             if (const auto* p = m.as<fe::Parse>()) {
-                routing::PreparedStatement ps;
-                ps.query.assign(p->query);
-                ps.param_types.assign(p->param_types);
-                ps.param_count = p->param_type_count;
-                ps.write = !cls || cls->write;
+                const bool write = !cls || cls->write;
                 if (p->statement.empty()) {
-                    state_.record_unnamed(std::move(ps));
+                    state_.record_unnamed(p->query, p->param_types, p->param_type_count, write);
                 } else {
+                    routing::PreparedStatement ps;
+                    ps.query.assign(p->query);
+                    ps.param_types.assign(p->param_types);
+                    ps.param_count = p->param_type_count;
+                    ps.write = write;
                     const std::string name(p->statement);
                     state_.record_parse(name, std::move(ps));
                     const auto version = state_.statement(name)->version;
@@ -571,8 +572,8 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
     // A write whose WAL position was not captured yet (COPY FROM, or a
     // transaction that ended without a COMMIT we saw): capture it now,
     // before routing, while the primary connection is idle.
-    if (auto p = primary_link(); p && p->wrote && p->segments.empty() && !p->unsynced &&
-                                 tx_status_ == wire::TxStatus::idle && read_your_writes_lsn()) {
+    if (auto p = tx_status_ == wire::TxStatus::idle && read_your_writes_lsn() ? primary_link() : nullptr;
+        p && p->wrote && p->segments.empty() && !p->unsynced) {
         std::string q;
         push_capture(*p, q);
         (void)co_await p->conn->write(q);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <boost/container/small_vector.hpp>
+
 namespace pgswitch::routing {
 
 namespace fe = wire::fe;
@@ -117,7 +119,7 @@ std::pair<std::string_view, bool> statement_named(const wire::RequestMessage& m)
 void plan_message_statements(const wire::Request& request, const SessionState& session, LinkState& link,
                              std::vector<StatementStep>& out)
 {
-    std::vector<std::string_view> defined;
+    boost::container::small_vector<std::string_view, 4> defined;
     for (const auto& m : request.messages()) {
         const auto [name, defines] = statement_named(m);
         if (name.empty() || std::find(defined.begin(), defined.end(), name) != defined.end())

@@ -223,9 +223,10 @@ private:
     const SessionState& session_;
     const ClassifyFn& classify_;
     RequestFacts facts_;
-    std::vector<std::pair<std::string_view, Known>> parsed_;
+    boost::container::small_vector<std::pair<std::string_view, Known>, 2> parsed_;
     std::optional<Known> unnamed_;
-    std::vector<std::pair<std::string_view, std::optional<Known>>> bound_;  ///< portal → its statement
+    boost::container::small_vector<std::pair<std::string_view, std::optional<Known>>, 2>
+        bound_;  ///< portal → its statement
 };
 
 }  // namespace

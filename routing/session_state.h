@@ -82,6 +82,19 @@ public:
     /// The unnamed statement as last Parsed (a later Bind of "" without a
     /// Parse runs it); a simple Query destroys it on the server.
     void record_unnamed(PreparedStatement s) { unnamed_ = std::move(s); }
+    /// The same from a Parse's fields, reusing the last unnamed statement's
+    /// storage (drivers re-parse the unnamed statement on every query).
+    void record_unnamed(std::string_view query, std::string_view param_types, std::int16_t param_count, bool write)
+    {
+        if (!unnamed_)
+            unnamed_.emplace();
+        unnamed_->query.assign(query);
+        unnamed_->param_types.assign(param_types);
+        unnamed_->param_count = param_count;
+        unnamed_->write = write;
+        unnamed_->version = 0;
+        unnamed_->shown.reset();
+    }
     void forget_unnamed() noexcept { unnamed_.reset(); }
     [[nodiscard]] const PreparedStatement* unnamed_statement() const noexcept
     {
