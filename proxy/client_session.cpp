@@ -106,7 +106,6 @@ void ClientSession::push_client_segment(ServerLink& link)
 
 void ClientSession::pop_client_segment(ServerLink& link, bool completed)
 {
-    link.segments.pop_front();
     runtime_.add_in_flight(link, -1);
     if (!link.started.empty()) {
         if (completed)
@@ -138,10 +137,8 @@ void ClientSession::close() noexcept
     for (auto& link : links_) {
         if (link->lease && link->conn)
             detach_leased(*link);
-        for (const auto& seg : link->segments)
-            if (seg.kind == ServerLink::Segment::client)
-                runtime_.add_in_flight(*link, -1);
-        link->segments.clear();
+        if (const auto dropped = link->replies.clear(); dropped.client > 0)
+            runtime_.add_in_flight(*link, -dropped.client);
         link->started.clear();
         if (link->conn && !link->lease)
             link->conn->close();

@@ -116,19 +116,49 @@ private:
     awaitable<void> relay_client();
 
     // ---- replies (session_pump.cpp) ---------------------------------------------
+    /// One read's replies on their way to the client (session_pump.cpp).
+    class ReplyBatch;
+    /// Relays `link`'s replies until it closes, is released or the session ends.
     awaitable<void> pump_server(std::shared_ptr<ServerLink> link);
-    /// Books one reply message for `link`'s prepared statements and hidden
-    /// requests (before it is forwarded or dropped).
-    /// True when the message answers a hidden Parse or Close slipped into
-    /// the client's own request: it is dropped.
+    /// A message for the client (a ReadyForQuery updates the session);
+    /// returns what must be sent before it.
+    [[nodiscard]] std::string_view forward_reply(ServerLink& link, const wire::Frame& f,
+                                                 const wire::ResponseTracker::Action& a, ReplyBatch& batch);
+    /// The same, once what was held back of the reply is sent; false when the client is gone.
+    [[nodiscard]] awaitable<bool> release_reply(ServerLink& link, const wire::Frame& f,
+                                                const wire::ResponseTracker::Action& a, ReplyBatch& batch);
+    /// A hidden segment's message, once what came before it is sent.
+    [[nodiscard]] awaitable<bool> hidden_reply(ServerLink& link, const wire::Frame& f,
+                                               const wire::ResponseTracker::Action& a, ReplyBatch& batch);
+    /// After a read's messages: sends the batch, then ends the pump when
+    /// shutting down, released to the pool, or closed (false).
+    [[nodiscard]] awaitable<bool> end_batch(ServerLink& link, ReplyBatch& batch);
+    awaitable<void> malformed_reply(ServerLink& link, ReplyBatch& batch, error_code ec);
+    /// Books one reply message for `link`'s prepared statements (before it is
+    /// forwarded or dropped). True when the message answers a hidden Parse
+    /// or Close slipped into the client's own request: it is dropped.
     [[nodiscard]] bool track_reply(ServerLink& link, const wire::Frame& f);
+    /// What a message tells beyond its reply: a server about to restart, a
+    /// segment done for `link`'s prepared statements.
+    void note_reply(ServerLink& link, const wire::Frame& f, const wire::ResponseTracker::Action& a);
+    /// The session keeps more than replies on `link`: an unfinished extended
+    /// request, an open transaction, pinned session state.
+    [[nodiscard]] bool holds_session(const ServerLink& link) const noexcept;
     /// A hidden segment's message: acted on (LSN, replay wait), never forwarded.
-    void on_hidden_reply(ServerLink& link, const wire::Frame& f, const wire::be::ErrorFields* error);
+    void on_hidden_reply(ServerLink& link, const wire::Frame& f, const wire::ResponseTracker::Action& a);
+    void on_lsn_captured(const wire::ResponseTracker::Segment& capture, const wire::ResponseTracker::Action& a);
+    /// A replay wait for `lsn` on `link` ended at `reached_lsn` (none: unknown).
+    void on_replay_waited(ServerLink& link, std::uint64_t lsn, std::optional<std::uint64_t> reached_lsn);
+    /// A FATAL on a connection that owes the client nothing: the client hears
+    /// it when fatal_reaches_client(), else the link closes silently. The
+    /// pump ends.
+    awaitable<void> on_idle_fatal(ServerLink& link, const wire::Frame& f, const wire::be::ErrorFields& error,
+                                  ReplyBatch& batch);
     /// An idle connection (owing the client nothing) said FATAL: true when
     /// the client must hear it (pg_terminate_backend() of the pid it was
     /// given, its server still up), false to drop it and close the link.
     [[nodiscard]] awaitable<bool> fatal_reaches_client(ServerLink& link, const wire::be::ErrorFields& error);
-    /// Re-runs `link`'s kept request (ServerLink::retry) on the primary.
+    /// Re-runs `link`'s kept request (ResponseTracker::keep()) on the primary.
     awaitable<void> retry_on_primary(ServerLink& link);
 
     // ---- request routing (session_router.cpp) --------------------------------

@@ -31,7 +31,7 @@ SessionInfo ClientSession::info() const
     for (const auto& l : links_) {
         if (!l || l->dead)
             continue;
-        const bool busy = !l->segments.empty() || l->unsynced || (l == active_ && i.in_transaction);
+        const bool busy = !l->replies.empty() || l->unsynced || (l == active_ && i.in_transaction);
         i.links.push_back({l->backend, busy});
     }
     return i;

@@ -58,7 +58,7 @@ void for_each_used_statement(const wire::Request& request, Fn&& fn)
 void ClientSession::hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden)
 {
     fe::build_close(out, 'S', name);
-    link.statements.close_sent(link.segments_sent + 1, inline_hidden);
+    link.statements.close_sent(link.replies.segments_sent() + 1, inline_hidden);
 }
 
 void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string_view name,
@@ -68,7 +68,7 @@ void ClientSession::replay_parse(ServerLink& link, std::string& out, std::string
         hidden_close(link, out, name, inline_hidden);
     fe::build_parse(out, name, ps.query, param_oids(ps.param_types));
     link.state.statements[std::string(name)] = ps.version;
-    link.statements.parse_sent(std::string(name), ps.version, link.segments_sent + 1, false, inline_hidden);
+    link.statements.parse_sent(std::string(name), ps.version, link.replies.segments_sent() + 1, false, inline_hidden);
 }
 
 std::vector<std::pair<std::string_view, const routing::PreparedStatement*>>
@@ -109,7 +109,7 @@ awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Re
         const bool stale_copy = link.state.statements.contains(name);
         replay_parse(link, out, name, *ps, stale_copy, false);
         fe::build_describe(out, 'S', name);
-        link.statements.describe_sent(std::string(name), ps->version, link.segments_sent + 1, ps->shown);
+        link.statements.describe_sent(std::string(name), ps->version, link.replies.segments_sent() + 1, ps->shown);
     }
     fe::build_sync(out);
     const auto n = link.push(Segment::check);

@@ -87,7 +87,8 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.
-    if (!link.segments.empty() || link.unsynced || link.swallowing || retrying_ || link.conn->decoder().buffered() != 0)
+    if (!link.replies.empty() || link.unsynced || link.replies.swallowing() || retrying_ ||
+        link.conn->decoder().buffered() != 0)
         co_return false;
     if (active_.get() == &link && tx_status_ != wire::TxStatus::idle)
         co_return false;
@@ -204,7 +205,7 @@ void ClientSession::detach_leased(ServerLink& link) noexcept
 {
     // Called by close() instead of closing the socket: the pump wakes from
     // its read, ends, and settle_link() decides the connection's fate.
-    link.owed_at_close = !link.segments.empty() || link.unsynced;
+    link.owed_at_close = !link.replies.empty() || link.unsynced;
     link.open_tx_at_close = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
     link.pinned_at_close = state_.pinned_to_primary && link.role == routing::Role::primary;
     error_code ignored;

@@ -2,7 +2,9 @@
 // replies to the client, cuts out the replies to pgswitch's hidden requests
 // (acting on them: WAL positions, replay waits, statement checks), holds
 // back the start of a reply that may still be re-run elsewhere, and decides
-// what the loss of the connection means for the session.
+// what the loss of the connection means for the session. What each message
+// is for is ServerLink::replies' (wire::ResponseTracker) to say; the pump
+// does what it says.
 #include <algorithm>
 
 #include "client_session.h"
@@ -20,51 +22,103 @@ namespace be = wire::be;
 namespace fe = wire::fe;
 namespace sqlstate = wire::sqlstate;
 using Segment = ServerLink::Segment;
+using Action = wire::ResponseTracker::Action;
+using Kind = wire::ResponseTracker::Kind;
 
 namespace {
 
-/// Messages of a reply that come before anything the client could act on:
-/// while only these arrived, the request can still be re-run elsewhere.
-bool is_preamble(be::Tag t) noexcept
-{
-    switch (t) {
-    case be::Tag::ParseComplete:
-    case be::Tag::BindComplete:
-    case be::Tag::CloseComplete:
-    case be::Tag::ParameterDescription:
-    case be::Tag::RowDescription:
-    case be::Tag::NoData:
-    case be::Tag::NoticeResponse:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/// Messages a server may send at any time, outside any reply.
-bool is_asynchronous(be::Tag t) noexcept
-{
-    return t == be::Tag::NoticeResponse || t == be::Tag::ParameterStatus || t == be::Tag::NotificationResponse;
-}
-
 /// What pg_terminate_backend() says (and a fast shutdown: the server tells
 /// them apart only by still accepting logins).
-/// What a standby answers to a statement it cannot run: a write (25006), or a
-/// read of an UNLOGGED (or another session's temporary) table (0A000).
-bool refused_by_standby(const be::ErrorFields& e)
-{
-    return e.sqlstate() == "25006" ||
-           (e.sqlstate() == "0A000" &&
-            (e.message() == "cannot access temporary or unlogged relations during recovery" ||
-             e.message() == "cannot use serializable mode in a hot standby"));
-}
-
 bool is_terminate_by_administrator(const be::ErrorFields& e)
 {
     return e.sqlstate() == "57P01" && e.message() == "terminating connection due to administrator command";
 }
 
 }  // namespace
+
+/// The replies of one read on their way to the client: a run of frames
+/// adjacent in the decoder's buffer, sent with one write. While held, the run
+/// is the start of a reply that may still be re-run elsewhere: it stays back,
+/// and is copied to the link's held bytes when the run breaks (a reply cut
+/// out in between) or the read ends (the buffer is reused). No I/O: each call
+/// returns what the caller must send first, most often nothing.
+class ClientSession::ReplyBatch {
+public:
+    explicit ReplyBatch(std::string& held_bytes) noexcept : held_bytes_(held_bytes) {}
+
+    /// Adds a frame; returns the run it could not join, to send first.
+    [[nodiscard]] std::string_view add(std::string_view raw)
+    {
+        std::string_view before;
+        if (begin_ && begin_ + size_ != raw.data()) {
+            // A reply was cut out in between: what we have goes first (or,
+            // still undecided, is kept).
+            if (held_)
+                held_bytes_.append(take());
+            else
+                before = take();
+        }
+        if (!begin_)
+            begin_ = raw.data();
+        size_ = static_cast<std::size_t>(raw.data() + raw.size() - begin_);
+        return before;
+    }
+    /// Adds a frame to hold back; returns the run so far (the client's), to send first.
+    [[nodiscard]] std::string_view hold(std::string_view raw)
+    {
+        std::string_view before;
+        if (!held_) {
+            before = take();
+            held_ = true;
+        }
+        const auto kept = add(raw);  // held: nothing to send
+        (void)kept;
+        return before;
+    }
+    /// What was held back is the client's: returns the copy from earlier
+    /// reads, to send first (the held run of this read now goes with the run).
+    [[nodiscard]] std::string release()
+    {
+        held_ = false;
+        return std::exchange(held_bytes_, {});
+    }
+    /// The held reply is dropped (its request is re-run elsewhere).
+    void drop_held() noexcept
+    {
+        if (held_)
+            take();
+        held_ = false;
+        held_bytes_.clear();
+    }
+    /// The run, to send now; nothing while it is held.
+    [[nodiscard]] std::string_view take_unheld() noexcept { return held_ ? std::string_view{} : take(); }
+    /// The read is used up: a held run is copied; returns the rest, to send.
+    [[nodiscard]] std::string_view finish()
+    {
+        if (held_) {
+            held_bytes_.append(take());
+            held_ = false;
+        }
+        return take();
+    }
+
+    /// The last ReadyForQuery of the read left the session idle.
+    bool became_idle = false;
+
+private:
+    std::string_view take() noexcept
+    {
+        const std::string_view bytes{begin_, size_};
+        begin_ = nullptr;
+        size_ = 0;
+        return bytes;
+    }
+
+    std::string& held_bytes_;
+    const char* begin_ = nullptr;
+    std::size_t size_ = 0;
+    bool held_ = false;
+};
 
 bool ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
 {
@@ -82,70 +136,255 @@ bool ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
     case be::Tag::NoData:
         link.statements.on_row_description(std::nullopt, state_);
         break;
-    case be::Tag::ReadyForQuery:
-        ++link.segments_done;
-        if (const auto failed = link.statements.on_segment_done(link.segments_done, state_, link.state))
-            log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
-        break;
     default:
         break;
     }
     return false;
 }
 
-void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, const be::ErrorFields* error)
+void ClientSession::note_reply(ServerLink& link, const wire::Frame& f, const Action& a)
 {
-    const auto pending = link.segments.front();
-    switch (static_cast<be::Tag>(f.tag)) {
-    case be::Tag::ErrorResponse:
-        if (pending.kind == Segment::replay_wait)
-            log::info("session ", id_, ": replay wait on ", link.backend, " failed: ", error ? error->message() : "");
-        else
-            log::warning("session ", id_, ": catch-up on ", link.backend,
-                         " failed: ", error ? error->message() : "(unreadable error)");
-        break;
-    case be::Tag::DataRow:
-        if (pending.kind == Segment::capture_lsn || pending.kind == Segment::replay_wait)
-            if (auto row = be::parse_data_row(f.body); row && row->size() == 1 && row->front())
-                link.hidden_value = routing::parse_lsn(*row->front());
-        break;
-    case be::Tag::ReadyForQuery: {
-        link.segments.pop_front();
-        const auto value = std::exchange(link.hidden_value, std::nullopt);
-        if (pending.kind == Segment::capture_lsn) {
-            auto rfq = be::parse_ready_for_query(f.body);
-            // Only a position read outside a transaction is past the commit.
-            if (value && rfq && rfq->status == wire::TxStatus::idle) {
-                state_.require_lsn(*value);
-                if (pending.schema)
-                    runtime_.publish_schema_lsn(*value);
+    // A fast shutdown says so on every connection: tell the health checker,
+    // so a restart that comes straight back is no failover.
+    if (a.fatal() && a.error->sqlstate() == "57P01" &&
+        routing::announces_restart(a.error->sqlstate(), a.error->message()))
+        runtime_.report_restart_announced(link.backend);
+    if (static_cast<be::Tag>(f.tag) == be::Tag::ReadyForQuery)
+        if (const auto failed = link.statements.on_segment_done(link.replies.segments_done(), state_, link.state))
+            log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
+}
+
+bool ClientSession::holds_session(const ServerLink& link) const noexcept
+{
+    return link.unsynced || (active_.get() == &link && tx_status_ != wire::TxStatus::idle) ||
+           (state_.pinned_to_primary && link.role == routing::Role::primary);
+}
+
+awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
+{
+    auto& dec = link->conn->decoder();
+    auto& sock = link->conn->socket();
+    for (;;) {
+        ReplyBatch batch(link->held);
+        for (;;) {
+            auto next = dec.next();
+            if (!next) {
+                co_await malformed_reply(*link, batch, next.error());
+                co_return;
             }
-            --lsn_captures_;
-        } else if (pending.kind == Segment::replay_wait) {
-            const bool reached = value && *value >= pending.lsn;
-            runtime_.count_replay_wait(reached);
-            if (!reached && link.pending_client() > 0 && !link.can_rerun()) {
-                // Requests were pipelined behind the read (route_request()
-                // keeps them back, so this should not happen): a re-run would
-                // reorder replies; the read is answered by the replica.
-                log::warning("session ", id_, ": replay wait on ", link.backend,
-                             " fell short with requests queued behind it; not re-running");
-                runtime_.replay_knowledge().missed(link.backend, pending.lsn, std::chrono::steady_clock::now());
-            } else if (reached) {
-                // Good for every later read up to that position, this
-                // session's and the worker's other sessions'.
-                runtime_.replay_knowledge().reached(link.backend, *value);
-            } else {
-                runtime_.replay_knowledge().missed(link.backend, pending.lsn, std::chrono::steady_clock::now());
-                link.next_client = ServerLink::Fate::rerun;
+            if (!*next)
+                break;
+            const auto f = **next;
+            if (track_reply(*link, f))
+                continue;  // a hidden Parse/Close slipped into the client's request
+            const auto a = link->replies.on_message(f, holds_session(*link));
+            note_reply(*link, f, a);
+            std::string_view send_first;  // replies that must reach the client before this one
+            bool go_on = true;
+            switch (a.kind) {
+            case Kind::forward:
+                send_first = forward_reply(*link, f, a, batch);
+                break;
+            case Kind::hold:
+                send_first = batch.hold(f.raw);
+                break;
+            case Kind::drop:
+                break;
+            case Kind::release:
+                go_on = co_await release_reply(*link, f, a, batch);
+                break;
+            case Kind::misrouted:
+                // It writes after all (a function the classifier could not
+                // know), or reads an UNLOGGED table created behind pgswitch's
+                // back: it runs where it can once its reply has ended.
+                batch.drop_held();
+                break;
+            case Kind::hidden:
+            case Kind::hidden_done:
+                go_on = co_await hidden_reply(*link, f, a, batch);
+                break;
+            case Kind::rerun:
+                if (a.segment)
+                    pop_client_segment(*link, false);
+                co_await retry_on_primary(*link);
+                break;
+            case Kind::fatal_idle:
+                co_await on_idle_fatal(*link, f, *a.error, batch);
+                co_return;
+            }
+            if (!go_on)
+                co_return;
+            if (!send_first.empty()) {
+                if (co_await stream_.send(send_first))
+                    co_return;
             }
         }
+        if (!co_await end_batch(*link, batch))
+            co_return;
+        auto region = dec.prepare();
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
+        if (ec) {
+            if (!closed_ && !link->dead)
+                co_await server_lost(*link, ec);
+            co_return;
+        }
+        dec.commit(n);
+    }
+}
+
+std::string_view ClientSession::forward_reply(ServerLink& link, const wire::Frame& f, const Action& a,
+                                              ReplyBatch& batch)
+{
+    if (a.ready) {
+        tx_status_ = *a.ready;
+        if (a.segment)
+            pop_client_segment(link, true);
+        batch.became_idle = idle();
         drained_.cancel();
-        break;
     }
-    default:
-        break;
+    // A FATAL from the server (pg_terminate_backend: 57P01) is the client's
+    // explanation; no need for our own 08006 after it.
+    if (a.fatal())
+        link.server_sent_fatal = true;
+    return batch.add(f.raw);
+}
+
+awaitable<bool> ClientSession::release_reply(ServerLink& link, const wire::Frame& f, const Action& a, ReplyBatch& batch)
+{
+    // Rows, a result, an error: the reply is the client's now, and what was
+    // held back of its start goes first.
+    if (const auto held = batch.release(); !held.empty()) {
+        if (co_await stream_.send(held))
+            co_return false;
     }
+    const auto before = forward_reply(link, f, a, batch);
+    if (before.empty())
+        co_return true;
+    const bool sent = !co_await stream_.send(before);
+    co_return sent;
+}
+
+awaitable<bool> ClientSession::hidden_reply(ServerLink& link, const wire::Frame& f, const Action& a, ReplyBatch& batch)
+{
+    // What came before it goes first: acting on it may wake the session.
+    if (const auto before = batch.take_unheld(); !before.empty()) {
+        if (co_await stream_.send(before))
+            co_return false;
+    }
+    on_hidden_reply(link, f, a);
+    co_return true;
+}
+
+awaitable<bool> ClientSession::end_batch(ServerLink& link, ReplyBatch& batch)
+{
+    if (const auto rest = batch.finish(); !rest.empty()) {
+        if (co_await stream_.send(rest)) {
+            end_ = end_.value_or(SessionEnd::client_closed);
+            close();
+            co_return false;
+        }
+    }
+    if (batch.became_idle && runtime_.draining()) {
+        const std::string_view message =
+            "terminating connection due to administrator command (pgswitch is shutting down)";
+        co_await send_fatal(sqlstate::admin_shutdown, message, SessionEnd::shutdown);
+        co_return false;
+    }
+    if (co_await release_if_idle(link))
+        co_return false;
+    co_return !closed_ && !link.dead;
+}
+
+awaitable<void> ClientSession::malformed_reply(ServerLink& link, ReplyBatch& batch, error_code ec)
+{
+    log::error("session ", id_, ": malformed message from server ", link.backend, ": ", ec.message());
+    if (const auto before = batch.take_unheld(); !before.empty())
+        (void)co_await stream_.send(before);
+    const std::string_view message = "server sent a malformed message";
+    co_await send_fatal(sqlstate::connection_failure, message, SessionEnd::backend_lost);
+}
+
+void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, const Action& a)
+{
+    if (a.kind == Kind::hidden_done) {
+        if (a.segment->kind == Segment::capture_lsn)
+            on_lsn_captured(*a.segment, a);
+        else if (a.segment->kind == Segment::replay_wait)
+            on_replay_waited(link, a.segment->lsn, a.value ? routing::parse_lsn(*a.value) : std::nullopt);
+        drained_.cancel();
+        return;
+    }
+    if (static_cast<be::Tag>(f.tag) != be::Tag::ErrorResponse)
+        return;
+    if (a.segment->kind == Segment::replay_wait)
+        log::info("session ", id_, ": replay wait on ", link.backend, " failed: ", a.error ? a.error->message() : "");
+    else
+        log::warning("session ", id_, ": catch-up on ", link.backend,
+                     " failed: ", a.error ? a.error->message() : "(unreadable error)");
+}
+
+void ClientSession::on_lsn_captured(const wire::ResponseTracker::Segment& capture, const Action& a)
+{
+    // Only a position read outside a transaction is past the commit.
+    const auto value = a.value ? routing::parse_lsn(*a.value) : std::nullopt;
+    if (value && a.ready == wire::TxStatus::idle) {
+        state_.require_lsn(*value);
+        if (capture.schema)
+            runtime_.publish_schema_lsn(*value);
+    }
+    --lsn_captures_;
+}
+
+void ClientSession::on_replay_waited(ServerLink& link, std::uint64_t lsn, std::optional<std::uint64_t> reached_lsn)
+{
+    const bool reached = reached_lsn && *reached_lsn >= lsn;
+    runtime_.count_replay_wait(reached);
+    if (reached) {
+        // Good for every later read up to that position, this session's and
+        // the worker's other sessions'.
+        runtime_.replay_knowledge().reached(link.backend, *reached_lsn);
+        return;
+    }
+    runtime_.replay_knowledge().missed(link.backend, lsn, std::chrono::steady_clock::now());
+    if (!link.replies.rerun_next_client()) {
+        // Requests were pipelined behind the read (route_request() keeps
+        // them back, so this should not happen): a re-run would reorder
+        // replies; the read is answered by the replica.
+        log::warning("session ", id_, ": replay wait on ", link.backend,
+                     " fell short with requests queued behind it; not re-running");
+    }
+}
+
+awaitable<void> ClientSession::on_idle_fatal(ServerLink& link, const wire::Frame& f, const be::ErrorFields& error,
+                                             ReplyBatch& batch)
+{
+    // A FATAL on a connection that owes the client nothing and holds nothing
+    // of its (no transaction, no pinned state) is not the client's business
+    // ("unexpected postmaster exit" on an idle primary connection while the
+    // session reads from replicas): dropped, and the link closes silently in
+    // server_lost().
+    if (const auto before = batch.take_unheld(); !before.empty()) {
+        if (co_await stream_.send(before))
+            co_return;
+    }
+    // New requests wait for the verdict: when it is the client's
+    // termination, its next statement must get the FATAL, as it would from
+    // the server.
+    checking_termination_ = true;
+    const bool reaches_client = co_await fatal_reaches_client(link, error);
+    checking_termination_ = false;
+    drained_.cancel();
+    if (reaches_client) {
+        log::info("session ", id_, ": its connection to ", link.backend,
+                  " was terminated by an administrator: ending the session");
+        (void)co_await stream_.send(f.raw);
+        end_ = end_.value_or(SessionEnd::backend_lost);
+        close();
+        co_return;
+    }
+    log::info("session ", id_, ": idle connection to ", link.backend, " ending: ", error.message());
+    link.dead = true;
+    co_await server_lost(link, asio::error::connection_reset);
 }
 
 awaitable<bool> ClientSession::fatal_reaches_client(ServerLink& link, const be::ErrorFields& error)
@@ -170,238 +409,19 @@ awaitable<bool> ClientSession::fatal_reaches_client(ServerLink& link, const be::
     co_return !err;
 }
 
-awaitable<void> ClientSession::pump_server(std::shared_ptr<ServerLink> link)
-{
-    auto& dec = link->conn->decoder();
-    auto& sock = link->conn->socket();
-    for (;;) {
-        // Forward whole runs of client-owned replies with one write; replies
-        // to hidden requests are cut out of the stream.
-        const char* batch_begin = nullptr;
-        std::size_t batch_len = 0;
-        // The batch holds only the front segment's frames that may still be
-        // dropped (the request may be re-run elsewhere).
-        bool batch_held = false;
-        bool became_idle = false;
-        auto flush = [&]() -> awaitable<bool> {
-            if (batch_len == 0)
-                co_return true;
-            const std::string_view bytes{batch_begin, batch_len};
-            batch_begin = nullptr;
-            batch_len = 0;
-            co_return !co_await stream_.send(bytes);
-        };
-        auto drop_batch = [&] {
-            batch_begin = nullptr;
-            batch_len = 0;
-            batch_held = false;
-        };
-        for (;;) {
-            auto next = dec.next();
-            if (!next) {
-                log::error("session ", id_, ": malformed message from server ", link->backend, ": ",
-                           next.error().message());
-                if (!batch_held)
-                    (void)co_await flush();
-                co_await send_fatal(sqlstate::connection_failure, "server sent a malformed message",
-                                    SessionEnd::backend_lost);
-                co_return;
-            }
-            if (!*next)
-                break;
-            const auto f = **next;
-            const auto tag = static_cast<be::Tag>(f.tag);
-            // An ErrorResponse's fields, parsed once for the checks below.
-            std::optional<be::ErrorFields> error;
-            if (tag == be::Tag::ErrorResponse)
-                if (auto fields = be::parse_error_fields(f.body))
-                    error = std::move(*fields);
-            const bool fatal = error && (error->severity() == "FATAL" || error->severity() == "PANIC");
-            if (fatal && error->sqlstate() == "57P01") {
-                // A fast shutdown says so on every connection: tell the health
-                // checker, so a restart that comes straight back is no failover.
-                if (routing::announces_restart(error->sqlstate(), error->message()))
-                    runtime_.report_restart_announced(link->backend);
-            }
-            if (track_reply(*link, f))
-                continue;  // a hidden Parse/Close slipped into the client's request
-
-            // A FATAL on a connection that owes the client nothing and holds
-            // nothing of its (no transaction, no pinned state) is not the
-            // client's business ("unexpected postmaster exit" on an idle
-            // primary connection while the session reads from replicas):
-            // dropped, and the link closes silently in server_lost().
-            if (fatal && !link->owes_client() && !(active_ == link && tx_status_ != wire::TxStatus::idle) &&
-                !(state_.pinned_to_primary && link->role == routing::Role::primary)) {
-                if (!batch_held) {
-                    if (!co_await flush())
-                        co_return;
-                }
-                // New requests wait for the verdict: when it is the client's
-                // termination, its next statement must get the FATAL, as it
-                // would from the server.
-                checking_termination_ = true;
-                const bool reaches_client = co_await fatal_reaches_client(*link, *error);
-                checking_termination_ = false;
-                drained_.cancel();
-                if (reaches_client) {
-                    log::info("session ", id_, ": its connection to ", link->backend,
-                              " was terminated by an administrator: ending the session");
-                    (void)co_await stream_.send(f.raw);
-                    end_ = end_.value_or(SessionEnd::backend_lost);
-                    close();
-                    co_return;
-                }
-                log::info("session ", id_, ": idle connection to ", link->backend, " ending: ", error->message());
-                link->dead = true;
-                co_return co_await server_lost(*link, asio::error::connection_reset);
-            }
-
-            const bool hidden = !link->segments.empty() && link->segments.front().kind != Segment::client;
-            if (hidden && tag != be::Tag::NotificationResponse) {
-                // A hidden request's reply: act on it, never forward it.
-                if (!batch_held) {
-                    if (!co_await flush())
-                        co_return;
-                }
-                on_hidden_reply(*link, f, error ? &*error : nullptr);
-                continue;
-            }
-
-            if (link->swallowing) {
-                // The reply of a request that is re-run elsewhere: never shown.
-                if (tag == be::Tag::ReadyForQuery) {
-                    link->swallowing = false;
-                    link->segment_fresh = true;
-                    if (!link->segments.empty())
-                        pop_client_segment(*link, false);
-                    co_await retry_on_primary(*link);
-                }
-                continue;
-            }
-            if (link->front_is(Segment::client) && link->segment_fresh &&
-                !(is_asynchronous(tag) && tag != be::Tag::NoticeResponse)) {
-                if (link->next_client == ServerLink::Fate::rerun) {
-                    // Its replay wait fell short: this reply may be stale.
-                    link->next_client = ServerLink::Fate::forward;
-                    link->retry_error.clear();
-                    link->swallowing = tag != be::Tag::ReadyForQuery;
-                    if (tag == be::Tag::ReadyForQuery) {
-                        pop_client_segment(*link, false);
-                        co_await retry_on_primary(*link);
-                    }
-                    continue;
-                }
-                if (link->can_rerun()) {
-                    if (error && refused_by_standby(*error)) {
-                        // It writes after all (a function the classifier could
-                        // not know), or reads an UNLOGGED table created behind
-                        // pgswitch's back: run it where it can.
-                        drop_batch();
-                        link->held.clear();
-                        link->swallowing = true;
-                        link->retry_error.assign(f.raw);
-                        continue;
-                    }
-                    if (is_preamble(tag)) {
-                        if (!batch_held) {
-                            if (!co_await flush())
-                                co_return;
-                            batch_held = true;
-                        }
-                    } else {
-                        // Rows, a result, an error: the reply is the client's now.
-                        link->segment_fresh = false;
-                        if (!link->held.empty()) {
-                            if (co_await stream_.send(link->held))
-                                co_return;
-                            link->held.clear();
-                        }
-                        batch_held = false;
-                    }
-                } else {
-                    link->segment_fresh = false;
-                }
-            }
-            switch (tag) {
-            case be::Tag::ReadyForQuery:
-                if (auto rfq = be::parse_ready_for_query(f.body)) {
-                    tx_status_ = rfq->status;
-                    if (link->front_is(Segment::client))
-                        pop_client_segment(*link, true);
-                    link->segment_fresh = true;
-                    became_idle = idle();
-                    drained_.cancel();
-                }
-                break;
-            case be::Tag::ErrorResponse:
-                // A FATAL from the server (pg_terminate_backend: 57P01) is the
-                // client's explanation; no need for our own 08006 after it.
-                if (fatal)
-                    link->server_sent_fatal = true;
-                break;
-            default:
-                break;
-            }
-            if (!batch_begin) {
-                batch_begin = f.raw.data();
-            } else if (batch_begin + batch_len != f.raw.data()) {
-                // A hidden reply was cut out in between: send what we have
-                // first (or, still undecided, keep it).
-                if (batch_held) {
-                    link->held.append(batch_begin, batch_len);
-                    batch_len = 0;
-                } else if (!co_await flush()) {
-                    co_return;
-                }
-                batch_begin = f.raw.data();
-            }
-            batch_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - batch_begin);
-        }
-        if (batch_held) {
-            // Still undecided when the read ran out: keep a copy, the buffer
-            // is reused by the next read.
-            link->held.append(batch_begin, batch_len);
-            drop_batch();
-        }
-        if (!co_await flush()) {
-            end_ = end_.value_or(SessionEnd::client_closed);
-            close();
-            co_return;
-        }
-        if (became_idle && runtime_.draining()) {
-            co_await send_fatal(sqlstate::admin_shutdown,
-                                "terminating connection due to administrator command (pgswitch is shutting down)",
-                                SessionEnd::shutdown);
-            co_return;
-        }
-        if (co_await release_if_idle(*link))
-            co_return;
-        if (closed_ || link->dead)
-            co_return;
-        auto region = dec.prepare();
-        auto [ec, n] = co_await sock.async_read_some(asio::buffer(region.data(), region.size()), use_nothrow);
-        if (ec) {
-            if (closed_ || link->dead)
-                co_return;
-            co_await server_lost(*link, ec);
-            co_return;
-        }
-        dec.commit(n);
-    }
-}
-
 awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
 {
-    if (!link.retry) {
+    auto kept = link.replies.take_kept();
+    if (!kept) {
         drained_.cancel();
         co_return;
     }
     retrying_ = true;
-    wire::Request request = std::move(*link.retry);
-    link.retry.reset();
+    wire::Request request = std::move(*kept);
     link.held.clear();
-    const bool misroute = !link.retry_error.empty();
+    // The standby's own answer, for when nothing else can run it.
+    const std::string refusal = link.replies.take_refusal();
+    const bool misroute = !refusal.empty();
     const bool server_died = link.dead;
     std::shared_ptr<ServerLink> target;
     const auto view = runtime_.cluster();
@@ -424,7 +444,7 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
             co_return;
         }
         // Nowhere to re-run it: the client gets the server's own answer.
-        std::string out = link.retry_error;
+        std::string out = refusal;
         be::build_ready_for_query(out, tx_status_);
         (void)co_await stream_.send(out);
         co_return;
@@ -440,7 +460,6 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
         // catalog has wrong. The next lookup refreshes it.
         runtime_.invalidate_catalog(database_);
     }
-    link.retry_error.clear();
     auto facts = analyze(request);
     if (misroute)
         facts.may_write = true;  // it wrote: its commit position matters to read-your-writes
@@ -461,17 +480,15 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     const bool state_here = link.role == routing::Role::primary && state_.pinned_to_primary;
     // An autocommit read whose server died before any of its reply reached
     // the client is re-run on the primary: the client never notices.
-    const bool rerun = link.can_rerun() && link.segment_fresh && !link.swallowing && !in_tx_here && !state_here;
+    const bool rerun = link.replies.can_rerun_unseen() && !in_tx_here && !state_here;
     link.dead = true;
     // The data path saw the primary go: probe it now rather than at the next interval.
     if (link.role == routing::Role::primary)
         runtime_.request_health_check();
-    for (const auto& seg : link.segments)
-        if (seg.kind == Segment::client)
-            runtime_.add_in_flight(link, -1);
-        else if (seg.kind == Segment::capture_lsn)
-            --lsn_captures_;
-    link.segments.clear();
+    const auto dropped = link.replies.clear();
+    if (dropped.client > 0)
+        runtime_.add_in_flight(link, -dropped.client);
+    lsn_captures_ -= dropped.capture_lsn;
     link.started.clear();
     link.statements.clear();
     link.conn->close();
@@ -488,7 +505,7 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
         log::info("session ", id_, ": connection to ", link.backend, " lost (", ec.message(),
                   ") before its read answered; re-running it");
         runtime_.request_health_check();
-        link.retry_error.clear();
+        link.replies.forget_refusal();
         co_await retry_on_primary(link);
         co_return;
     }

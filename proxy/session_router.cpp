@@ -76,7 +76,7 @@ awaitable<void> ClientSession::wait_until_drained()
 
 awaitable<void> ClientSession::wait_for_segment(ServerLink& link, std::uint64_t n)
 {
-    while (!closed_ && !link.dead && link.segments_done < n) {
+    while (!closed_ && !link.dead && link.replies.segments_done() < n) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }
@@ -415,17 +415,17 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
                     state_.record_parse(name, std::move(ps));
                     const auto version = state_.statement(name)->version;
                     link.state.statements[name] = version;
-                    link.statements.parse_sent(name, version, link.segments_sent + 1, true);
+                    link.statements.parse_sent(name, version, link.replies.segments_sent() + 1, true);
                 }
             }
             break;
         case fe::Tag::Describe:
             if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
                 if (const auto* ps = state_.statement(d->name))
-                    link.statements.describe_sent(std::string(d->name), ps->version, link.segments_sent + 1);
+                    link.statements.describe_sent(std::string(d->name), ps->version, link.replies.segments_sent() + 1);
             break;
         case fe::Tag::Close:
-            link.statements.close_sent(link.segments_sent + 1);
+            link.statements.close_sent(link.replies.segments_sent() + 1);
             if (const auto* c = m.as<fe::Close>(); c && c->kind == 'S' && !c->name.empty()) {
                 state_.record_close_statement(c->name);
                 if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
@@ -457,8 +457,7 @@ void ClientSession::push_capture(ServerLink& link, std::string& out)
     // off the commit record may not be written when COMMIT returns, and a
     // replica replaying only that far would lack it.
     fe::build_query(out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
-    link.push(Segment::capture_lsn);
-    link.segments.back().schema = std::exchange(link.changed_schema, false);
+    link.push(Segment::capture_lsn, 0, std::exchange(link.changed_schema, false));
     ++lsn_captures_;
     link.wrote = false;
 }
@@ -486,8 +485,7 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
         (void)co_await link->conn->write(q);
         co_await wait_for_segment(*link, n);
         wait_lsn.reset();
-        if (link->next_client == ServerLink::Fate::rerun) {
-            link->next_client = ServerLink::Fate::forward;
+        if (link->replies.cancel_rerun()) {
             const auto view = runtime_.cluster();
             std::shared_ptr<ServerLink> primary;
             if (auto idx = view->primary_index())
@@ -544,9 +542,7 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
 
     std::string_view bytes = request.bytes();
     if (keepable && link->role == routing::Role::replica) {
-        link->retry.emplace(std::move(request));
-        link->retry_segment = link->segments_sent;  // its Sync or Query was the last pushed
-        bytes = link->retry->bytes();
+        bytes = link->replies.keep(std::move(request)).bytes();  // its Sync or Query was the last pushed
     }
     std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(bytes.data(), bytes.size()),
                                               asio::buffer(capture_)};
@@ -573,7 +569,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
     // transaction that ended without a COMMIT we saw): capture it now,
     // before routing, while the primary connection is idle.
     if (auto p = tx_status_ == wire::TxStatus::idle && read_your_writes_lsn() ? primary_link() : nullptr;
-        p && p->wrote && p->segments.empty() && !p->unsynced) {
+        p && p->wrote && p->replies.empty() && !p->unsynced) {
         std::string q;
         push_capture(*p, q);
         (void)co_await p->conn->write(q);
