@@ -113,6 +113,32 @@ void RequestAssembler::clear() noexcept
     frames_.clear();
 }
 
+std::string describe(const Request& request)
+{
+    std::string desc;
+    const auto named = [&desc](std::string_view name) {
+        desc += '(';
+        desc += name;
+        desc += ')';
+    };
+    for (const auto& m : request.messages()) {
+        if (!desc.empty())
+            desc += ' ';
+        desc += static_cast<char>(m.tag);
+        if (const auto* p = m.as<fe::Parse>())
+            named(p->statement);
+        else if (const auto* b = m.as<fe::Bind>())
+            named(b->statement);
+        else if (const auto* d = m.as<fe::Describe>())
+            named(std::string(1, d->kind) + std::string(d->name));
+        else if (const auto* c = m.as<fe::Close>())
+            named(std::string(1, c->kind) + std::string(c->name));
+        else if (const auto* q = m.as<fe::Query>())
+            named(q->sql.substr(0, 40));
+    }
+    return desc;
+}
+
 Request make_query_request(std::string_view sql)
 {
     std::string bytes;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -107,6 +108,10 @@ private:
 
 /// The Request a client sends for `sql` as one simple Query.
 [[nodiscard]] Request make_query_request(std::string_view sql);
+
+/// A short description for logs: each message's type and the name or start
+/// of text it carries ("P(q1) B(q1) E S").
+[[nodiscard]] std::string describe(const Request& request);
 
 /// True for the tags that end a request.
 [[nodiscard]] bool is_request_boundary(fe::Tag t) noexcept;

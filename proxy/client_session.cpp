@@ -325,79 +325,96 @@ void ClientSession::add_link(std::shared_ptr<ServerLink> link)
         runtime_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
 }
 
+void ClientSession::CopyBatch::add(std::string_view raw) noexcept
+{
+    if (!begin)
+        begin = raw.data();
+    len = static_cast<std::size_t>(raw.data() + raw.size() - begin);
+}
+
+std::string_view ClientSession::CopyBatch::take() noexcept
+{
+    const std::string_view bytes{begin, len};
+    begin = nullptr;
+    len = 0;
+    return bytes;
+}
+
+awaitable<bool> ClientSession::forward_copy(CopyBatch& copy)
+{
+    const auto bytes = copy.take();
+    if (bytes.empty() || !active_ || active_->dead)
+        co_return true;  // a server that is gone: its pump told the client
+    co_return !co_await active_->conn->write(bytes);
+}
+
+awaitable<void> ClientSession::terminate_links()
+{
+    end_ = SessionEnd::client_closed;
+    std::string bye;
+    fe::build_terminate(bye);
+    // A copy: pumps remove links from links_ as their servers hang up.
+    const auto links = links_;
+    for (const auto& link : links)
+        if (!link->dead && !link->lease)  // pooled connections outlive the client
+            (void)co_await link->conn->write(bye);
+    close();
+}
+
+awaitable<bool> ClientSession::relay_buffered()
+{
+    // CopyData/CopyDone/CopyFail go straight to the link running the COPY,
+    // batched per read; everything else is gathered into whole requests and
+    // routed at their boundary.
+    CopyBatch copy;
+    for (;;) {
+        auto next = decoder_.next();
+        if (next && !*next)
+            break;
+        if (!next || !fe::is_known((**next).tag)) {
+            (void)co_await forward_copy(copy);
+            const std::string message = !next ? "invalid message from client: " + next.error().message()
+                                              : "invalid frontend message type " +
+                                                    std::to_string(static_cast<unsigned char>((**next).tag));
+            co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
+            co_return false;
+        }
+        const auto& f = **next;
+        const auto tag = f.frontend_tag();
+        if (tag == fe::Tag::CopyData || tag == fe::Tag::CopyDone || tag == fe::Tag::CopyFail) {
+            copy.add(f.raw);
+            continue;
+        }
+        if (tag == fe::Tag::Terminate) {
+            (void)co_await forward_copy(copy);
+            co_await terminate_links();
+            co_return false;
+        }
+        if (!copy.empty()) {
+            const bool sent = co_await forward_copy(copy);
+            if (!sent)
+                co_return false;
+        }
+        // Parse/Bind/Describe/Execute/Close wait for a Sync or a Flush. A long
+        // extended request (asyncpg's executemany: thousands of Bind/Execute
+        // before one Sync) goes on in parts, so that a server error reaches
+        // the client while it is still sending, and the request is never held
+        // whole in memory.
+        if (assembler_.push(f) || assembler_.pending_bytes() >= request_part_bytes) {
+            const bool go_on = co_await dispatch_request(assembler_.take());
+            if (!go_on)
+                co_return false;
+        }
+    }
+    if (copy.empty())
+        co_return true;
+    co_return co_await forward_copy(copy);
+}
+
 awaitable<void> ClientSession::relay_client()
 {
     for (;;) {
-        // CopyData/CopyDone/CopyFail go straight to the link running the
-        // COPY, batched per read; everything else is gathered into whole
-        // requests and routed at their boundary.
-        const char* copy_begin = nullptr;
-        std::size_t copy_len = 0;
-        auto flush_copy = [&]() -> awaitable<bool> {
-            if (copy_len == 0)
-                co_return true;
-            const std::string_view bytes{copy_begin, copy_len};
-            copy_begin = nullptr;
-            copy_len = 0;
-            if (!active_ || active_->dead)
-                co_return true;  // the server is gone; its pump told the client
-            co_return !co_await active_->conn->write(bytes);
-        };
-        for (;;) {
-            auto next = decoder_.next();
-            if (!next) {
-                (void)co_await flush_copy();
-                const std::string message = "invalid message from client: " + next.error().message();
-                co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
-                co_return;
-            }
-            if (!*next)
-                break;
-            const auto f = **next;
-            if (!fe::is_known(f.tag)) {
-                (void)co_await flush_copy();
-                const std::string message = "invalid frontend message type " +
-                                            std::to_string(static_cast<unsigned char>(f.tag));
-                co_await send_fatal(sqlstate::protocol_violation, message, SessionEnd::client_protocol_error);
-                co_return;
-            }
-            switch (static_cast<fe::Tag>(f.tag)) {
-            case fe::Tag::Terminate: {
-                (void)co_await flush_copy();
-                end_ = SessionEnd::client_closed;
-                std::string bye;
-                fe::build_terminate(bye);
-                // A copy: pumps remove links from links_ as their servers hang up.
-                const auto links = links_;
-                for (const auto& link : links)
-                    if (!link->dead && !link->lease)  // pooled connections outlive the client
-                        (void)co_await link->conn->write(bye);
-                close();
-                co_return;
-            }
-            case fe::Tag::CopyData:
-            case fe::Tag::CopyDone:
-            case fe::Tag::CopyFail:
-                if (!copy_begin)
-                    copy_begin = f.raw.data();
-                copy_len = static_cast<std::size_t>(f.raw.data() + f.raw.size() - copy_begin);
-                continue;
-            default:
-                break;
-            }
-            if (!co_await flush_copy())
-                co_return;
-            // Parse/Bind/Describe/Execute/Close wait for a Sync or a Flush.
-            // A long extended request (asyncpg's executemany: thousands of
-            // Bind/Execute before one Sync) goes on in parts, so that a server
-            // error reaches the client while it is still sending, and the
-            // request is never held whole in memory.
-            if (assembler_.push(f) || assembler_.pending_bytes() >= request_part_bytes) {
-                if (!co_await dispatch_request(assembler_.take()))
-                    co_return;
-            }
-        }
-        if (!co_await flush_copy())
+        if (!co_await relay_buffered())
             co_return;
         // Messages of a request without its Sync yet, and nothing more to
         // read for now: the server must see them (libpq's pipeline mode sends

@@ -114,6 +114,20 @@ private:
     void push_client_segment(ServerLink& link);
     void pop_client_segment(ServerLink& link, bool completed);
     awaitable<void> relay_client();
+    /// Relays the frames the decoder holds; false when the session stops.
+    [[nodiscard]] awaitable<bool> relay_buffered();
+    /// COPY frames of one read, forwarded to the COPY's server in one write.
+    struct CopyBatch {
+        const char* begin = nullptr;
+        std::size_t len = 0;
+        void add(std::string_view raw) noexcept;
+        [[nodiscard]] bool empty() const noexcept { return len == 0; }
+        std::string_view take() noexcept;
+    };
+    /// Sends what `copy` gathered (if anything) to the active link; false when it failed.
+    [[nodiscard]] awaitable<bool> forward_copy(CopyBatch& copy);
+    /// Terminate from the client: passed to the session's own connections, then close.
+    awaitable<void> terminate_links();
 
     // ---- replies (session_pump.cpp) ---------------------------------------------
     /// One read's replies on their way to the client (session_pump.cpp).
@@ -167,6 +181,12 @@ private:
     [[nodiscard]] routing::RequestFacts analyze(const wire::Request& request);
     /// Answers SHOW pgswitch.lsn / SET pgswitch.min_lsn itself.
     awaitable<bool> answer_pgswitch_setting(const routing::RequestFacts& facts);
+    /// The primary link when a write there still needs its WAL position
+    /// captured before routing (a COPY FROM, a transaction ended unseen).
+    [[nodiscard]] std::shared_ptr<ServerLink> uncaptured_write_link() const;
+    awaitable<void> capture_now(ServerLink& link);
+    /// The request Parses a name the session already has (reject_parse_clash() decides).
+    [[nodiscard]] bool parse_may_clash(const wire::Request& request) const;
     /// A Parse of a name the session has: answered 42P05 here (the name may
     /// live on another server than the chosen one). True when answered.
     [[nodiscard]] awaitable<bool> reject_parse_clash(const wire::Request& request, const routing::RequestFacts& facts);
@@ -212,6 +232,15 @@ private:
     [[nodiscard]] awaitable<bool> send_request(std::shared_ptr<ServerLink> link, wire::Request request,
                                                const routing::RequestFacts& facts,
                                                std::optional<std::uint64_t> wait_lsn, bool is_retry);
+    /// The request may be kept on `link` for a re-run on the primary.
+    [[nodiscard]] bool can_keep(const ServerLink& link, const wire::Request& request,
+                                const routing::RequestFacts& facts) const noexcept;
+    /// A read of the primary's WAL position goes right behind the request.
+    [[nodiscard]] bool captures_after(const ServerLink& link, const wire::Request& request,
+                                      const routing::RequestFacts& facts) const noexcept;
+    /// Waits on `link` until it replayed `lsn`; the primary's link when it did not in time.
+    [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> wait_replay_first(std::shared_ptr<ServerLink> link,
+                                                                           std::uint64_t lsn);
     /// Statements the client Described that `link` must prepare for this
     /// request are prepared there first and compared with what the client was
     /// shown (one round trip, once per statement and server). False (client
@@ -233,6 +262,13 @@ private:
                       bool close_first, bool inline_hidden);
     /// Appends a Close of statement `name` to `out` for `link`.
     void hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden);
+    /// The effects of the statements the request's message `message` runs.
+    void apply_executed(ServerLink& link, const routing::RequestFacts& facts, std::size_t message);
+    void record_parse(ServerLink& link, const wire::fe::Parse& p, const routing::Classification* cls);
+    void record_close(ServerLink& link, const wire::fe::Close* c);
+    /// One message of the request just sent: its reply segment, its effects.
+    void record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
+                        const routing::Classification* cls, const routing::RequestFacts& facts);
     /// Updates SessionState from the request just sent to `link`.
     void record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
     /// Queues a hidden read of the primary's WAL position behind a write.

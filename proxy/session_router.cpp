@@ -361,20 +361,86 @@ awaitable<bool> ClientSession::reject_parse_clash(const wire::Request& request, 
     co_return false;
 }
 
-void ClientSession::record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
+void ClientSession::apply_executed(ServerLink& link, const routing::RequestFacts& facts, std::size_t message)
 {
     const bool on_primary = link.role == routing::Role::primary;
-    auto apply_executed = [&](std::size_t message) {
-        for (const auto& e : facts.executed) {
-            if (e.message != message)
-                continue;
-            for (const auto& st : e.cls->statements) {
-                const auto own = e.text.substr(std::min(st.offset, e.text.size()), st.length);
-                if (state_.apply_effects(st, own, link.state, on_primary))
-                    runtime_.invalidate_catalog(database_);
-            }
+    for (const auto& e : facts.executed) {
+        if (e.message != message)
+            continue;
+        for (const auto& st : e.cls->statements) {
+            const auto own = e.text.substr(std::min(st.offset, e.text.size()), st.length);
+            if (state_.apply_effects(st, own, link.state, on_primary))
+                runtime_.invalidate_catalog(database_);
         }
-    };
+    }
+}
+
+void ClientSession::record_parse(ServerLink& link, const fe::Parse& p, const routing::Classification* cls)
+{
+    const bool write = !cls || cls->write;
+    if (p.statement.empty()) {
+        state_.record_unnamed(p.query, p.param_types, p.param_type_count, write);
+        return;
+    }
+    routing::PreparedStatement ps;
+    ps.query.assign(p.query);
+    ps.param_types.assign(p.param_types);
+    ps.param_count = p.param_type_count;
+    ps.write = write;
+    const std::string name(p.statement);
+    state_.record_parse(name, std::move(ps));
+    const auto version = state_.statement(name)->version;
+    link.state.statements[name] = version;
+    link.statements.parse_sent(name, version, link.replies.segments_sent() + 1, true);
+}
+
+void ClientSession::record_close(ServerLink& link, const fe::Close* c)
+{
+    link.statements.close_sent(link.replies.segments_sent() + 1);
+    if (!c || c->kind != 'S' || c->name.empty())
+        return;
+    state_.record_close_statement(c->name);
+    if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
+        link.state.statements.erase(it);
+}
+
+void ClientSession::record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
+                                   const routing::Classification* cls, const routing::RequestFacts& facts)
+{
+    switch (m.tag) {
+    case fe::Tag::Query:
+        push_client_segment(link);
+        apply_executed(link, facts, index);
+        // A simple Query destroys the unnamed statement (Protocol → Extended Query).
+        state_.forget_unnamed();
+        unnamed_link_.reset();
+        break;
+    case fe::Tag::Sync:
+    case fe::Tag::FunctionCall:
+        push_client_segment(link);
+        break;
+    case fe::Tag::Execute:
+        apply_executed(link, facts, index);
+        break;
+    case fe::Tag::Parse:
+        if (const auto* p = m.as<fe::Parse>())
+            record_parse(link, *p, cls);
+        break;
+    case fe::Tag::Describe:
+        if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
+            if (const auto* ps = state_.statement(d->name))
+                link.statements.describe_sent(std::string(d->name), ps->version, link.replies.segments_sent() + 1);
+        break;
+    case fe::Tag::Close:
+        record_close(link, m.as<fe::Close>());
+        break;
+    default:
+        break;
+    }
+}
+
+void ClientSession::record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
+{
     const auto messages = request.messages();
     std::size_t cls_index = 0;  // facts.classes has one entry per Query and Parse
     for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -385,56 +451,7 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
                                                  : nullptr;
         if (has_class)
             ++cls_index;
-        switch (m.tag) {
-        case fe::Tag::Query:
-            push_client_segment(link);
-            apply_executed(i);
-            // A simple Query destroys the unnamed statement (Protocol → Extended Query).
-            state_.forget_unnamed();
-            unnamed_link_.reset();
-            break;
-        case fe::Tag::Sync:
-        case fe::Tag::FunctionCall:
-            push_client_segment(link);
-            break;
-        case fe::Tag::Execute:
-            apply_executed(i);
-            break;
-        case fe::Tag::Parse:
-            if (const auto* p = m.as<fe::Parse>()) {
-                const bool write = !cls || cls->write;
-                if (p->statement.empty()) {
-                    state_.record_unnamed(p->query, p->param_types, p->param_type_count, write);
-                } else {
-                    routing::PreparedStatement ps;
-                    ps.query.assign(p->query);
-                    ps.param_types.assign(p->param_types);
-                    ps.param_count = p->param_type_count;
-                    ps.write = write;
-                    const std::string name(p->statement);
-                    state_.record_parse(name, std::move(ps));
-                    const auto version = state_.statement(name)->version;
-                    link.state.statements[name] = version;
-                    link.statements.parse_sent(name, version, link.replies.segments_sent() + 1, true);
-                }
-            }
-            break;
-        case fe::Tag::Describe:
-            if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
-                if (const auto* ps = state_.statement(d->name))
-                    link.statements.describe_sent(std::string(d->name), ps->version, link.replies.segments_sent() + 1);
-            break;
-        case fe::Tag::Close:
-            link.statements.close_sent(link.replies.segments_sent() + 1);
-            if (const auto* c = m.as<fe::Close>(); c && c->kind == 'S' && !c->name.empty()) {
-                state_.record_close_statement(c->name);
-                if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
-                    link.state.statements.erase(it);
-            }
-            break;
-        default:
-            break;
-        }
+        record_message(link, m, i, cls, facts);
     }
     if (request.extended()) {
         link.unsynced = !request.synced();
@@ -462,37 +479,63 @@ void ClientSession::push_capture(ServerLink& link, std::string& out)
     link.wrote = false;
 }
 
+bool ClientSession::can_keep(const ServerLink& link, const wire::Request& request,
+                             const routing::RequestFacts& facts) const noexcept
+{
+    // Kept until its reply starts (re-run on the primary when it fails with
+    // 25006, when its replay wait falls short, or when its server dies
+    // before answering): one read request on a replica outside a transaction.
+    return link.role == routing::Role::replica && tx_status_ == wire::TxStatus::idle && request.synced() &&
+           request.sync_count() == 1 && !facts.tx_begin_read_only && !facts.copy_from &&
+           request.bytes().size() <= retry_keep_limit && link.pending_client() == 0;
+}
+
+bool ClientSession::captures_after(const ServerLink& link, const wire::Request& request,
+                                   const routing::RequestFacts& facts) const noexcept
+{
+    // Read your writes (lsn): right behind a request that may commit a write,
+    // ask the primary for its WAL position. It is pipelined: the client gets
+    // its own ReadyForQuery first and waits for nothing.
+    // Not after COPY FROM: the server is then in copy-in mode and a Query
+    // would break the protocol; that write is captured before the next request.
+    if (!read_your_writes_lsn() || link.role != routing::Role::primary || !request.synced() || !link.wrote ||
+        facts.copy_from)
+        return false;
+    const bool autocommit = tx_status_ == wire::TxStatus::idle && !facts.tx_begin && !facts.tx_begin_read_only;
+    return autocommit || facts.tx_end;
+}
+
+awaitable<std::shared_ptr<ServerLink>> ClientSession::wait_replay_first(std::shared_ptr<ServerLink> link,
+                                                                        std::uint64_t lsn)
+{
+    // The replay wait as a round trip of its own; the primary takes the
+    // request if the replica does not get there in time.
+    std::string q;
+    fe::build_query(q, replay_wait_sql(lsn, runtime_.policy().read_your_writes_wait_ms));
+    const auto n = link->push(Segment::replay_wait, lsn);
+    (void)co_await link->conn->write(q);
+    co_await wait_for_segment(*link, n);
+    if (!link->replies.cancel_rerun())
+        co_return link;
+    const auto view = runtime_.cluster();
+    std::shared_ptr<ServerLink> primary;
+    if (auto idx = view->primary_index())
+        primary = co_await link_to(view->backends[*idx]);
+    co_return primary ? primary : link;
+}
+
 awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wire::Request request,
                                             const routing::RequestFacts& facts, std::optional<std::uint64_t> wait_lsn,
                                             bool is_retry)
 {
-    const auto policy = runtime_.policy();
-    // Kept until its reply starts (re-run on the primary when it fails with
-    // 25006, when its replay wait falls short, or when its server dies
-    // before answering): one read request on a replica outside a transaction.
-    const bool keepable = !is_retry && link->role == routing::Role::replica && tx_status_ == wire::TxStatus::idle &&
-                          request.synced() && request.sync_count() == 1 && !facts.tx_begin_read_only &&
-                          !facts.copy_from && request.bytes().size() <= retry_keep_limit && link->pending_client() == 0;
+    const bool keepable = !is_retry && can_keep(*link, request, facts);
     if (wait_lsn && (!keepable || needs_check(*link, request))) {
         // The request cannot be re-run (a BEGIN READ ONLY, a prepare ended by
         // Flush), or statements are checked first on a replica that must
         // replay the session's last write (a CREATE TYPE they use): wait
-        // there before anything else, and take the primary if it does not
-        // get there.
-        std::string q;
-        fe::build_query(q, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
-        const auto n = link->push(Segment::replay_wait, *wait_lsn);
-        (void)co_await link->conn->write(q);
-        co_await wait_for_segment(*link, n);
+        // there before anything else.
+        link = co_await wait_replay_first(link, *wait_lsn);
         wait_lsn.reset();
-        if (link->replies.cancel_rerun()) {
-            const auto view = runtime_.cluster();
-            std::shared_ptr<ServerLink> primary;
-            if (auto idx = view->primary_index())
-                primary = co_await link_to(view->backends[*idx]);
-            if (primary)
-                link = primary;
-        }
     }
     bool same_statements = true;
     if (needs_check(*link, request))
@@ -517,7 +560,7 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     }
     catch_up(*link, request, facts);
     if (wait_lsn) {
-        fe::build_query(hidden_, replay_wait_sql(*wait_lsn, policy.read_your_writes_wait_ms));
+        fe::build_query(hidden_, replay_wait_sql(*wait_lsn, runtime_.policy().read_your_writes_wait_ms));
         link->push(Segment::replay_wait, *wait_lsn);
     }
     // Segments are queued before the bytes leave, so the pump can never see
@@ -526,30 +569,49 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     if (facts.parses_unnamed)
         unnamed_link_ = link;
 
-    // Read your writes (lsn): right behind a request that may commit a write,
-    // ask the primary for its WAL position. It is pipelined: the client gets
-    // its own ReadyForQuery first and waits for nothing.
-    // Not after COPY FROM: the server is then in copy-in mode and a Query
-    // would break the protocol; that write is captured before the next request.
+    // Read your writes: the WAL position right behind a write (captures_after()).
     capture_.clear();
-    if (read_your_writes_lsn() && link->role == routing::Role::primary && request.synced() && link->wrote &&
-        !facts.copy_from &&
-        ((tx_status_ == wire::TxStatus::idle && !facts.tx_begin && !facts.tx_begin_read_only) || facts.tx_end))
+    if (captures_after(*link, request, facts))
         push_capture(*link, capture_);
     active_ = link;
     if (last_backend_ != link->backend)
         last_backend_ = link->backend;
 
     std::string_view bytes = request.bytes();
-    if (keepable && link->role == routing::Role::replica) {
+    if (keepable && link->role == routing::Role::replica)
         bytes = link->replies.keep(std::move(request)).bytes();  // its Sync or Query was the last pushed
-    }
     std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(bytes.data(), bytes.size()),
                                               asio::buffer(capture_)};
     auto ec = co_await write_all_fast(link->conn->socket(), buffers);
     // A failed write shows up in the link's pump, which tells the client.
     (void)ec;
     co_return !closed_;
+}
+
+std::shared_ptr<ServerLink> ClientSession::uncaptured_write_link() const
+{
+    // A write whose WAL position was not captured yet (COPY FROM, or a
+    // transaction that ended without a COMMIT we saw), on an idle primary
+    // connection.
+    if (tx_status_ != wire::TxStatus::idle || !read_your_writes_lsn())
+        return nullptr;
+    auto p = primary_link();
+    return p && p->wrote && p->replies.empty() && !p->unsynced ? p : nullptr;
+}
+
+awaitable<void> ClientSession::capture_now(ServerLink& link)
+{
+    std::string q;
+    push_capture(link, q);
+    (void)co_await link.conn->write(q);
+}
+
+bool ClientSession::parse_may_clash(const wire::Request& request) const
+{
+    for (const auto& m : request.messages())
+        if (const auto* p = m.as<fe::Parse>(); p && !p->statement.empty() && state_.statement(p->statement))
+            return true;
+    return false;
 }
 
 awaitable<bool> ClientSession::dispatch_request(wire::Request request)
@@ -565,15 +627,8 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         co_return !co_await stream_.send(out);
     }
 
-    // A write whose WAL position was not captured yet (COPY FROM, or a
-    // transaction that ended without a COMMIT we saw): capture it now,
-    // before routing, while the primary connection is idle.
-    if (auto p = tx_status_ == wire::TxStatus::idle && read_your_writes_lsn() ? primary_link() : nullptr;
-        p && p->wrote && p->replies.empty() && !p->unsynced) {
-        std::string q;
-        push_capture(*p, q);
-        (void)co_await p->conn->write(q);
-    }
+    if (auto p = uncaptured_write_link())
+        co_await capture_now(*p);
 
     // A kept request is moving to the primary, or the session may be ending
     // (its identity connection was terminated): later requests queue behind.
@@ -582,24 +637,8 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         (void)ec;
     }
 
-    if (log::enabled(log::Level::debug)) {
-        std::string desc;
-        for (const auto& m : request.messages()) {
-            desc += static_cast<char>(m.tag);
-            if (const auto* p = m.as<fe::Parse>())
-                desc += "(" + std::string(p->statement) + ")";
-            if (const auto* b = m.as<fe::Bind>())
-                desc += "(" + std::string(b->statement) + ")";
-            if (const auto* d = m.as<fe::Describe>())
-                desc += "(" + std::string(1, d->kind) + std::string(d->name) + ")";
-            if (const auto* c = m.as<fe::Close>())
-                desc += "(" + std::string(1, c->kind) + std::string(c->name) + ")";
-            if (const auto* q = m.as<fe::Query>())
-                desc += "(" + std::string(q->sql.substr(0, 40)) + ")";
-            desc += " ";
-        }
-        log::debug("session ", id_, ": request ", desc);
-    }
+    if (log::enabled(log::Level::debug))
+        log::debug("session ", id_, ": request ", wire::describe(request));
     auto facts = analyze(request);
     // DDL changed functions (or a read wrote after all), or the request calls
     // functions created behind pgswitch's back: ask the database first.
@@ -620,7 +659,10 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
         facts.classes.front()->statements.size() == 1 && !any_pending())
         co_return co_await answer_pgswitch_setting(facts);
 
-    if (co_await reject_parse_clash(request, facts))
+    bool clashed = false;
+    if (parse_may_clash(request))
+        clashed = co_await reject_parse_clash(request, facts);
+    if (clashed)
         co_return !closed_;
 
     // A read that may go to a replica needs the position of the session's
