@@ -264,11 +264,12 @@ private:
     void hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden);
     /// The effects of the statements the request's message `message` runs.
     void apply_executed(ServerLink& link, const routing::RequestFacts& facts, std::size_t message);
-    void record_parse(ServerLink& link, const wire::fe::Parse& p, const routing::Classification* cls);
+    void record_parse(ServerLink& link, const wire::fe::Parse& p,
+                      const std::shared_ptr<const routing::Classification>& cls);
     void record_close(ServerLink& link, const wire::fe::Close* c);
     /// One message of the request just sent: its reply segment, its effects.
     void record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
-                        const routing::Classification* cls, const routing::RequestFacts& facts);
+                        const std::shared_ptr<const routing::Classification>& cls, const routing::RequestFacts& facts);
     /// Updates SessionState from the request just sent to `link`.
     void record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
     /// Queues a hidden read of the primary's WAL position behind a write.
@@ -353,8 +354,14 @@ private:
     /// After an error answered by pgswitch in an unsynced extended request,
     /// messages are dropped until Sync, as the server itself does.
     bool discard_until_sync_ = false;
-    bool retrying_ = false;              // a kept request is being moved to the primary
-    bool catalog_stale_ = false;         // set by analyze(): the database's function catalog needs a refresh
+    bool retrying_ = false;  // a kept request is being moved to the primary
+    /// The database's function catalog as analyze() last read it (again
+    /// only when Runtime::catalogs_changed() moved); `stale`: it needs a refresh.
+    struct CatalogCopy {
+        std::uint64_t seen = ~std::uint64_t{0};
+        std::shared_ptr<const routing::FunctionCatalog> catalog;
+        bool stale = true;
+    } catalog_;
     bool checking_termination_ = false;  // an idle link said FATAL: is it pg_terminate_backend() of the client's pid?
     std::string peer_host_;              // client address without port, for ip_hash
     std::string scratch_;

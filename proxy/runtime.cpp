@@ -215,6 +215,7 @@ std::shared_ptr<const routing::FunctionCatalog> Runtime::store_catalog(const std
     e.stale = false;
     e.refreshing = false;
     e.refreshed_at = std::chrono::steady_clock::now();
+    catalogs_changed_.fetch_add(1, std::memory_order_release);
     return c;
 }
 
@@ -223,6 +224,7 @@ void Runtime::invalidate_catalog(const std::string& database)
     std::lock_guard lock(catalogs_mutex_);
     if (auto it = catalogs_.find(database); it != catalogs_.end())
         it->second.stale = true;
+    catalogs_changed_.fetch_add(1, std::memory_order_release);
 }
 
 bool Runtime::claim_catalog_refresh(const std::string& database, bool urgent)
@@ -272,16 +274,20 @@ void Runtime::add_in_flight(ServerLink& link, int delta)
     link.in_flight->fetch_add(delta, std::memory_order_relaxed);
 }
 
-void Runtime::count_query(const std::string& backend, bool write)
+void Runtime::count_query(ServerLink& link, bool write)
 {
-    auto* w = Worker::current();
-    if (!w)
-        return;
-    auto& c = w->stats.queries[backend];
+    if (!link.query_counts) {
+        auto* w = Worker::current();
+        if (!w)
+            return;
+        // Entries are never erased (and an unordered_map's elements never
+        // move): the link keeps its counters' address.
+        link.query_counts = &w->stats.queries[link.backend];
+    }
     if (write)
-        ++c.writes;
+        ++link.query_counts->writes;
     else
-        ++c.reads;
+        ++link.query_counts->reads;
 }
 
 awaitable<void> Runtime::forward_cancel(wire::CancelRequest cancel)
@@ -696,6 +702,7 @@ Runtime::ReloadResult Runtime::reload()
     {
         std::lock_guard lock(catalogs_mutex_);
         catalogs_.clear();  // write_functions / read_only_functions may have changed
+        catalogs_changed_.fetch_add(1, std::memory_order_release);
     }
     post_to_workers([settings = settings_](Worker& w) {
         w.settings = settings;

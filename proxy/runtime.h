@@ -110,6 +110,12 @@ public:
     /// marked by invalidate_catalog().
     [[nodiscard]] std::shared_ptr<const routing::FunctionCatalog> catalog(const std::string& database,
                                                                           bool* stale = nullptr) const;
+    /// Bumped whenever any database's catalog is stored, marked stale or
+    /// dropped: a session re-reads its catalog only when this moved.
+    [[nodiscard]] std::uint64_t catalogs_changed() const noexcept
+    {
+        return catalogs_changed_.load(std::memory_order_acquire);
+    }
     /// Databases whose catalog is loaded (sessions logged in to them).
     [[nodiscard]] std::vector<std::string> catalog_databases() const;
     /// One catalog row: a function that exists (and whether it is VOLATILE),
@@ -140,7 +146,8 @@ public:
     /// Counts a client statement starting (+1) or ending (-1) on `link`.
     void add_in_flight(ServerLink& link, int delta);
     /// Counts a routed request per backend and kind (reads/writes).
-    void count_query(const std::string& backend, bool write);
+    /// Counts a statement routed to `link`'s backend (this worker's counters).
+    void count_query(ServerLink& link, bool write);
     /// A read the classifier sent to a replica failed there with 25006 and
     /// was re-run on the primary.
     void count_misroute() noexcept;
@@ -244,6 +251,7 @@ private:
     };
     std::unordered_map<std::string, CatalogEntry> catalogs_;
     std::uint64_t catalog_generation_ = 0;
+    std::atomic<std::uint64_t> catalogs_changed_{0};
     int exit_code_ = 0;
     bool stopping_ = false;  // stop_loops() ran (main loop only)
     std::size_t next_worker_ = 0;

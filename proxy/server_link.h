@@ -17,6 +17,7 @@
 #include "routing/session_state.h"
 #include "routing/statement_replies.h"
 #include "server_pool.h"
+#include "worker.h"
 
 namespace pgswitch::proxy {
 
@@ -27,6 +28,8 @@ struct ServerLink {
     std::string backend;  ///< backend name
     /// Statements in flight on `backend`, over all workers (set on first use).
     std::shared_ptr<std::atomic<int>> in_flight;
+    /// This worker's routed-statement counters for `backend` (set on first use).
+    WorkerStats::QueryCounts* query_counts = nullptr;
     /// The backend's role when this link was last routed to (views change it).
     routing::Role role = routing::Role::unknown;
     /// The client was given this connection's process id (session mode).

@@ -91,7 +91,7 @@ ClientSession::statements_to_check(const ServerLink& link, const wire::Request& 
 
 bool ClientSession::needs_check(const ServerLink& link, const wire::Request& request) const
 {
-    return !statements_to_check(link, request).empty();
+    return state_.any_shown() && !statements_to_check(link, request).empty();
 }
 
 awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Request& request)

@@ -463,7 +463,7 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
     auto facts = analyze(request);
     if (misroute)
         facts.may_write = true;  // it wrote: its commit position matters to read-your-writes
-    runtime_.count_query(target->backend, misroute);
+    runtime_.count_query(*target, misroute);
     (void)co_await send_request(target, std::move(request), facts, std::nullopt, true);
     retrying_ = false;
     drained_.cancel();

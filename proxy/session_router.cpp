@@ -84,12 +84,16 @@ awaitable<void> ClientSession::wait_for_segment(ServerLink& link, std::uint64_t 
 
 routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 {
-    const auto catalog = runtime_.catalog(database_, &catalog_stale_);
+    if (const auto changed = runtime_.catalogs_changed(); changed != catalog_.seen) {
+        catalog_.seen = changed;  // read first: a change while reading shows next time
+        catalog_.catalog = runtime_.catalog(database_, &catalog_.stale);
+    }
+    const auto& catalog = catalog_.catalog;
     auto& cache = runtime_.statement_cache();
     const routing::ClassifyFn classify = [&cache, &catalog](std::string_view sql) {
         return routing::classify_cached(cache, sql, catalog.get());
     };
-    return routing::analyze_request(request, state_, classify);
+    return routing::analyze_request(request, state_, classify, catalog ? catalog->generation() : 0);
 }
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::BackendView& backend)
@@ -268,7 +272,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
                 co_return Route{};
             }
             if (link) {
-                runtime_.count_query(link->backend, rr.write);
+                runtime_.count_query(*link, rr.write);
                 runtime_.count_route_decision(d.reason);
                 log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
                            routing::to_string(d.reason), ")");
@@ -375,7 +379,8 @@ void ClientSession::apply_executed(ServerLink& link, const routing::RequestFacts
     }
 }
 
-void ClientSession::record_parse(ServerLink& link, const fe::Parse& p, const routing::Classification* cls)
+void ClientSession::record_parse(ServerLink& link, const fe::Parse& p,
+                                 const std::shared_ptr<const routing::Classification>& cls)
 {
     const bool write = !cls || cls->write;
     if (p.statement.empty()) {
@@ -387,6 +392,8 @@ void ClientSession::record_parse(ServerLink& link, const fe::Parse& p, const rou
     ps.param_types.assign(p.param_types);
     ps.param_count = p.param_type_count;
     ps.write = write;
+    ps.classification = cls;
+    ps.classified_with = catalog_.catalog ? catalog_.catalog->generation() : 0;
     const std::string name(p.statement);
     state_.record_parse(name, std::move(ps));
     const auto version = state_.statement(name)->version;
@@ -405,7 +412,8 @@ void ClientSession::record_close(ServerLink& link, const fe::Close* c)
 }
 
 void ClientSession::record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
-                                   const routing::Classification* cls, const routing::RequestFacts& facts)
+                                   const std::shared_ptr<const routing::Classification>& cls,
+                                   const routing::RequestFacts& facts)
 {
     switch (m.tag) {
     case fe::Tag::Query:
@@ -446,9 +454,8 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
     for (std::size_t i = 0; i < messages.size(); ++i) {
         const auto& m = messages[i];
         const bool has_class = m.tag == fe::Tag::Query || m.tag == fe::Tag::Parse;
-        const routing::Classification* cls = has_class && cls_index < facts.classes.size()
-                                                 ? facts.classes[cls_index].get()
-                                                 : nullptr;
+        static const std::shared_ptr<const routing::Classification> none;
+        const auto& cls = has_class && cls_index < facts.classes.size() ? facts.classes[cls_index] : none;
         if (has_class)
             ++cls_index;
         record_message(link, m, i, cls, facts);
@@ -593,7 +600,8 @@ std::shared_ptr<ServerLink> ClientSession::uncaptured_write_link() const
     // A write whose WAL position was not captured yet (COPY FROM, or a
     // transaction that ended without a COMMIT we saw), on an idle primary
     // connection.
-    if (tx_status_ != wire::TxStatus::idle || !read_your_writes_lsn())
+    const bool any_wrote = std::any_of(links_.begin(), links_.end(), [](const auto& l) { return l->wrote; });
+    if (!any_wrote || tx_status_ != wire::TxStatus::idle || !read_your_writes_lsn())
         return nullptr;
     auto p = primary_link();
     return p && p->wrote && p->replies.empty() && !p->unsynced ? p : nullptr;
@@ -644,7 +652,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
     // functions created behind pgswitch's back: ask the database first.
     // (Plain statements: g++ 12 mis-evaluates co_await inside && and ||.)
     bool learned = false;
-    if (catalog_stale_)
+    if (catalog_.stale)
         learned = co_await learn_functions({});
     else if (!facts.unknown_functions.empty())
         learned = co_await learn_functions(facts.unknown_functions);

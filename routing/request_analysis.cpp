@@ -10,7 +10,12 @@ namespace fe = wire::fe;
 /// Builds RequestFacts one message at a time.
 class Analyzer {
 public:
-    Analyzer(const SessionState& session, const ClassifyFn& classify) : session_(session), classify_(classify) {}
+    Analyzer(const SessionState& session, const ClassifyFn& classify, std::optional<std::uint64_t> generation)
+        : session_(session),
+          classify_(classify),
+          generation_(generation)
+    {
+    }
 
     void add(std::size_t index, const wire::RequestMessage& m)
     {
@@ -135,8 +140,12 @@ private:
         for (auto it = parsed_.rbegin(); it != parsed_.rend(); ++it)
             if (it->first == name)
                 return it->second;
-        if (const auto* ps = session_.statement(name))
+        if (const auto* ps = session_.statement(name)) {
+            // Classified when it was parsed, against the same catalog: reused.
+            if (generation_ && ps->classification && ps->classified_with == *generation_)
+                return Known{ps->classification, ps->query};
             return Known{classify_(ps->query), ps->query};
+        }
         return std::nullopt;
     }
 
@@ -222,6 +231,7 @@ private:
 
     const SessionState& session_;
     const ClassifyFn& classify_;
+    std::optional<std::uint64_t> generation_;  ///< of the catalog classify_ uses
     RequestFacts facts_;
     boost::container::small_vector<std::pair<std::string_view, Known>, 2> parsed_;
     std::optional<Known> unnamed_;
@@ -231,9 +241,10 @@ private:
 
 }  // namespace
 
-RequestFacts analyze_request(const wire::Request& request, const SessionState& session, const ClassifyFn& classify)
+RequestFacts analyze_request(const wire::Request& request, const SessionState& session, const ClassifyFn& classify,
+                             std::optional<std::uint64_t> catalog_generation)
 {
-    Analyzer a(session, classify);
+    Analyzer a(session, classify, catalog_generation);
     const auto messages = request.messages();
     for (std::size_t i = 0; i < messages.size(); ++i)
         a.add(i, messages[i]);

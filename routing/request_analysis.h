@@ -79,8 +79,12 @@ struct RequestFacts {
 };
 
 /// Summarizes `request` for routing, given what the session knows of its
-/// prepared statements and transaction defaults.
+/// prepared statements and transaction defaults. With `catalog_generation`
+/// (the catalog `classify` uses), a named statement classified against that
+/// catalog when it was parsed (PreparedStatement::classification) is not
+/// classified again.
 [[nodiscard]] RequestFacts analyze_request(const wire::Request& request, const SessionState& session,
-                                           const ClassifyFn& classify);
+                                           const ClassifyFn& classify,
+                                           std::optional<std::uint64_t> catalog_generation = std::nullopt);
 
 }  // namespace pgswitch::routing

@@ -130,7 +130,7 @@ std::size_t pick_least_connections(const ClusterView& view, std::span<const std:
                                    std::span<const int> in_flight, BalancerState& state)
 {
     // Compare in_flight/weight without division: a/wa < b/wb ⇔ a*wb < b*wa.
-    std::vector<std::size_t> best;
+    Candidates best;
     std::int64_t best_load = 0;
     std::int64_t best_weight = 1;
     for (auto i : candidates) {
@@ -175,10 +175,9 @@ bool known_fresh(const ClusterView& view, std::size_t index, std::uint64_t lsn,
     return index < known_replay.size() && known_replay[index] >= lsn;
 }
 
-std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy& policy,
-                                           const SessionConstraints& session)
+Candidates eligible_replicas(const ClusterView& view, const Policy& policy, const SessionConstraints& session)
 {
-    std::vector<std::size_t> out;
+    Candidates out;
     for (std::size_t i = 0; i < view.backends.size(); ++i) {
         const auto& b = view.backends[i];
         if (!is_usable_replica(b) || b.lagging)
@@ -202,7 +201,7 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
         return {std::nullopt, Reason::no_primary};
     }
 
-    std::vector<std::size_t> candidates;
+    Candidates candidates;
     if (request.prefer_replica) {
         // The hint overrides session rules for this statement: any up replica.
         for (std::size_t i = 0; i < view.backends.size(); ++i)
@@ -221,7 +220,7 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
             // Replicas exist but none is known to have the session's last
             // write yet: one may get there within the wait, else the primary.
             const auto usable = eligible_replicas(view, policy, SessionConstraints{});
-            std::vector<std::size_t> worth_waiting;
+            Candidates worth_waiting;
             for (auto i : usable)
                 if (!session.min_lsn || i >= session.known_behind.size() || session.known_behind[i] == 0 ||
                     session.known_behind[i] > *session.min_lsn)

@@ -3,6 +3,8 @@
 // Pure: the caller passes the balancer state and the client's address in.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -129,8 +131,11 @@ private:
                                      std::string_view client_key, std::span<const int> in_flight);
 
 /// Replicas that may serve a read under `session` (up, not lagging, fresh).
-[[nodiscard]] std::vector<std::size_t> eligible_replicas(const ClusterView& view, const Policy& policy,
-                                                         const SessionConstraints& session);
+/// Backend indexes; inline up to a cluster's usual size (no allocation per statement).
+using Candidates = boost::container::small_vector<std::size_t, 8>;
+
+[[nodiscard]] Candidates eligible_replicas(const ClusterView& view, const Policy& policy,
+                                           const SessionConstraints& session);
 
 /// Where a new session logs in, in order of preference: the usable primary,
 /// then every up replica (so that logins and reads go on during a failover);

@@ -109,8 +109,10 @@ void SessionState::record_close_statement(std::string_view name)
 
 void SessionState::record_shown(std::string_view name, StatementShape shape)
 {
-    if (auto it = statements_.find(name); it != statements_.end())
+    if (auto it = statements_.find(name); it != statements_.end()) {
         it->second.shown = std::move(shape);
+        any_shown_ = true;
+    }
 }
 
 const PreparedStatement* SessionState::statement(std::string_view name) const

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,10 @@ struct PreparedStatement {
     /// asked: a copy on another server must agree before it runs the
     /// client's Bind (a client decodes rows with this description).
     std::optional<StatementShape> shown;
+    /// How `query` was classified when it was parsed, and against which
+    /// catalog generation (reused while the catalog is the same).
+    std::shared_ptr<const Classification> classification;
+    std::uint64_t classified_with = 0;
 };
 
 /// A statement prepared with SQL PREPARE.
@@ -79,6 +84,8 @@ public:
     /// What a Describe of statement `name` showed the client.
     void record_shown(std::string_view name, StatementShape shape);
     [[nodiscard]] const PreparedStatement* statement(std::string_view name) const;
+    /// Some statement was Described to the client (then copies elsewhere are checked first).
+    [[nodiscard]] bool any_shown() const noexcept { return any_shown_; }
     /// The unnamed statement as last Parsed (a later Bind of "" without a
     /// Parse runs it); a simple Query destroys it on the server.
     void record_unnamed(PreparedStatement s) { unnamed_ = std::move(s); }
@@ -144,6 +151,7 @@ public:
     }
 
 private:
+    bool any_shown_ = false;  ///< set by record_shown(), never cleared (a cheap "maybe")
     bool login_read_only_ = false;
     bool login_serializable_ = false;
     // name → SET statement, in first-SET order (replay order matters little,

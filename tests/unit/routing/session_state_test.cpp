@@ -46,7 +46,7 @@ TEST_CASE("DISCARD ALL forgets settings, statements and pins, and reaches every 
 {
     SessionState s;
     s.record_set("work_mem", "SET work_mem = '64MB'");
-    s.record_parse("s1", PreparedStatement{"SELECT 1", "", 0, false, 0, std::nullopt});
+    s.record_parse("s1", PreparedStatement{"SELECT 1", "", 0, false, 0, std::nullopt, nullptr, 0});
     s.record_sql_prepare("q", "PREPARE q AS SELECT 1", false);
     s.pinned_to_primary = true;
     LinkState link;
@@ -65,11 +65,11 @@ TEST_CASE("DISCARD ALL forgets settings, statements and pins, and reaches every 
 TEST_CASE("re-Parsed statements get a new version so stale copies are replaced")
 {
     SessionState s;
-    s.record_parse("s", PreparedStatement{"SELECT 1", "", 0, false, 0, std::nullopt});
+    s.record_parse("s", PreparedStatement{"SELECT 1", "", 0, false, 0, std::nullopt, nullptr, 0});
     const auto v1 = s.statement("s")->version;
     s.record_close_statement("s");
     CHECK(s.statement("s") == nullptr);
-    s.record_parse("s", PreparedStatement{"INSERT INTO t VALUES (1)", "", 0, true, 0, std::nullopt});
+    s.record_parse("s", PreparedStatement{"INSERT INTO t VALUES (1)", "", 0, true, 0, std::nullopt, nullptr, 0});
     CHECK(s.statement("s")->version != v1);
     CHECK(s.statement("s")->write);
 }
