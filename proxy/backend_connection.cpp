@@ -114,6 +114,47 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     co_return err;
 }
 
+awaitable<std::optional<ConnectError>> BackendConnection::answer_authentication(const wire::Frame& f,
+                                                                                const ServerStartup& startup)
+{
+    auto auth = be::parse_authentication(f.body);
+    if (!auth)
+        co_return protocol_error("malformed authentication request from server");
+    const auto& pw = startup.credentials.password;
+    switch (auth->code) {
+    case wire::AuthCode::ok:
+        co_return std::nullopt;
+    case wire::AuthCode::cleartext_password:
+        if (!pw)
+            co_return protocol_error("server asked for a cleartext password; only a SCRAM secret is configured");
+        out_.clear();
+        fe::build_password_message(out_, *pw);
+        if (auto ec = co_await write(out_))
+            co_return io_error(ec, "could not send password");
+        co_return std::nullopt;
+    case wire::AuthCode::md5_password: {
+        if (!pw || auth->data.size() != 4)
+            co_return protocol_error(pw ? "malformed md5 request"
+                                        : "server asked for md5; only a SCRAM secret is configured");
+        std::array<char, 4> salt{};
+        std::copy(auth->data.begin(), auth->data.end(), salt.begin());
+        out_.clear();
+        fe::build_password_message(out_, wire::auth::md5_response(startup.user, *pw, salt));
+        if (auto ec = co_await write(out_))
+            co_return io_error(ec, "could not send password");
+        co_return std::nullopt;
+    }
+    case wire::AuthCode::sasl: {
+        // authenticate_sasl() consumes the data view before reading again.
+        const std::string mechanisms(auth->data);
+        co_return co_await authenticate_sasl(mechanisms, startup);
+    }
+    default:
+        co_return protocol_error("server asked for an unsupported authentication method (code " +
+                                 std::to_string(static_cast<int>(auth->code)) + ")");
+    }
+}
+
 awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStartup& startup)
 {
     std::vector<std::pair<std::string, std::string>> params;
@@ -139,48 +180,10 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
         case be::Tag::NegotiateProtocolVersion:
             // We asked for 3.0 with no _pq_ options: nothing to negotiate.
             continue;
-        case be::Tag::Authentication: {
-            auto auth = be::parse_authentication(f.body);
-            if (!auth)
-                co_return protocol_error("malformed authentication request from server");
-            const auto& pw = startup.credentials.password;
-            switch (auth->code) {
-            case wire::AuthCode::ok:
-                break;
-            case wire::AuthCode::cleartext_password:
-                if (!pw)
-                    co_return protocol_error(
-                        "server asked for a cleartext password; only a SCRAM secret is configured");
-                out_.clear();
-                fe::build_password_message(out_, *pw);
-                if (auto ec = co_await write(out_))
-                    co_return io_error(ec, "could not send password");
-                break;
-            case wire::AuthCode::md5_password: {
-                if (!pw || auth->data.size() != 4)
-                    co_return protocol_error(pw ? "malformed md5 request"
-                                                : "server asked for md5; only a SCRAM secret is configured");
-                std::array<char, 4> salt{};
-                std::copy(auth->data.begin(), auth->data.end(), salt.begin());
-                out_.clear();
-                fe::build_password_message(out_, wire::auth::md5_response(startup.user, *pw, salt));
-                if (auto ec = co_await write(out_))
-                    co_return io_error(ec, "could not send password");
-                break;
-            }
-            case wire::AuthCode::sasl: {
-                // authenticate_sasl() consumes the data view before reading again.
-                const std::string mechanisms(auth->data);
-                if (auto err = co_await authenticate_sasl(mechanisms, startup))
-                    co_return err;
-                break;
-            }
-            default:
-                co_return protocol_error("server asked for an unsupported authentication method (code " +
-                                         std::to_string(static_cast<int>(auth->code)) + ")");
-            }
+        case be::Tag::Authentication:
+            if (auto err = co_await answer_authentication(f, startup))
+                co_return err;
             continue;
-        }
         case be::Tag::ParameterStatus:
             parameter_status_.append(f.raw);
             continue;

@@ -78,6 +78,9 @@ public:
 
 private:
     [[nodiscard]] awaitable<std::optional<ConnectError>> login(const ServerStartup& startup);
+    /// Answers one Authentication request of the login (ok, password, md5, SASL).
+    [[nodiscard]] awaitable<std::optional<ConnectError>> answer_authentication(const wire::Frame& f,
+                                                                               const ServerStartup& startup);
     [[nodiscard]] awaitable<std::optional<ConnectError>> authenticate_sasl(std::string_view mechanisms,
                                                                            const ServerStartup& startup);
 

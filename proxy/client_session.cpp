@@ -55,20 +55,20 @@ ClientSession::ClientSession(Runtime& runtime, tcp::socket socket)
     : runtime_(runtime),
       id_(runtime.next_session_id()),
       stream_(std::move(socket)),
-      decoder_(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup),
+      input_{wire::FrameDecoder(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup), {}},
       drained_(runtime.io(), asio::steady_timer::time_point::max())
 {
-    peer_ = stream_.remote_address();
-    peer_host_ = peer_.substr(0, peer_.rfind(':'));
+    client_.peer = stream_.remote_address();
+    client_.peer_host = client_.peer.substr(0, client_.peer.rfind(':'));
     error_code ignored;
     stream_.socket().set_option(tcp::no_delay(true), ignored);
 }
 
 ClientSession::~ClientSession()
 {
-    if (client_secret_ != 0)
-        runtime_.cancels().remove(client_pid_, client_secret_);
-    if (admitted_)
+    if (client_.secret != 0)
+        runtime_.cancels().remove(client_.pid, client_.secret);
+    if (client_.admitted)
         runtime_.release_client();
     runtime_.session_ended(id_);
 }
@@ -120,7 +120,7 @@ void ClientSession::drop_backend(const std::string& backend)
     // Closing the socket ends the link's pump, and server_lost() decides what
     // the session loses: nothing for an idle connection, the session (08006)
     // when a statement or transaction was running there.
-    for (const auto& link : links_)
+    for (const auto& link : links_.all)
         if (link->backend == backend && !link->dead && link->conn && link->conn->is_open()) {
             log::info("session ", id_, ": closing its connection to ", backend, ": fenced");
             link->fenced = true;
@@ -134,7 +134,7 @@ void ClientSession::close() noexcept
         return;
     closed_ = true;
     stream_.close();
-    for (auto& link : links_) {
+    for (auto& link : links_.all) {
         if (link->lease && link->conn)
             detach_leased(*link);
         if (const auto dropped = link->replies.clear(); dropped.client > 0)
@@ -150,7 +150,7 @@ void ClientSession::on_drain()
 {
     if (closed_)
         return;
-    if (links_.empty() || idle()) {
+    if (links_.all.empty() || idle()) {
         auto self = shared_from_this();
         asio::co_spawn(
             runtime_.io(),
@@ -167,7 +167,7 @@ void ClientSession::on_drain()
 awaitable<void> ClientSession::cancel_running_query()
 {
     // The statement runs where the last request went.
-    auto link = active_;
+    auto link = links_.active;
     if (!link || !link->conn || !link->conn->is_open())
         co_return;
     // PostgreSQL takes a cancel only on a fresh connection to the postmaster
@@ -197,14 +197,14 @@ awaitable<void> ClientSession::cancel_running_query()
 awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
 {
     for (;;) {
-        auto next = decoder_.next();
+        auto next = input_.decoder.next();
         if (!next) {
-            if (decoder_.phase() == wire::FrameDecoder::Phase::startup) {
+            if (input_.decoder.phase() == wire::FrameDecoder::Phase::startup) {
                 // A startup packet whose length makes no sense (a client that
                 // sent a Terminate before its StartupMessage, node-postgres
                 // when it ends at once): the server only logs it and hangs up
                 // (postmaster.c "invalid length of startup packet"), so do we.
-                log::info("session ", id_, " from ", peer_, ": invalid startup packet (", next.error().message(),
+                log::info("session ", id_, " from ", client_.peer, ": invalid startup packet (", next.error().message(),
                           "): closing");
                 end_ = end_.value_or(SessionEnd::client_protocol_error);
                 close();
@@ -216,13 +216,13 @@ awaitable<std::optional<wire::Frame>> ClientSession::read_client_frame()
         }
         if (*next)
             co_return **next;
-        auto region = decoder_.prepare();
+        auto region = input_.decoder.prepare();
         auto [ec, n] = co_await stream_.read_some(asio::buffer(region.data(), region.size()));
         if (ec) {
             end_ = end_.value_or(SessionEnd::client_closed);
             co_return std::nullopt;
         }
-        decoder_.commit(n);
+        input_.decoder.commit(n);
     }
 }
 
@@ -253,17 +253,17 @@ awaitable<void> ClientSession::run()
     auto startup = co_await read_startup();
     if (!startup)
         co_return;
-    startup_ = std::move(*startup);
-    decoder_.set_phase(wire::FrameDecoder::Phase::regular);
+    client_.startup = std::move(*startup);
+    input_.decoder.set_phase(wire::FrameDecoder::Phase::regular);
 
     // A 3.x client asking for a newer minor version or _pq_ protocol options
     // is told what we speak, as the server does (Protocol → NegotiateProtocolVersion).
     {
         std::vector<std::string_view> unrecognized;
-        for (const auto& [name, value] : startup_.params)
+        for (const auto& [name, value] : client_.startup.params)
             if (name.starts_with("_pq_."))
                 unrecognized.push_back(name);
-        if ((startup_.protocol & 0xffff) != 0 || !unrecognized.empty()) {
+        if ((client_.startup.protocol & 0xffff) != 0 || !unrecognized.empty()) {
             std::string msg;
             be::build_negotiate_protocol_version(msg, 0, unrecognized);
             if (co_await stream_.send(msg)) {
@@ -273,16 +273,16 @@ awaitable<void> ClientSession::run()
         }
     }
 
-    user_ = std::string(startup_.get("user"));
-    database_ = std::string(startup_.get("database"));
-    if (database_.empty())
-        database_ = user_;  // libpq's and the server's default
-    if (user_.empty()) {
+    client_.user = std::string(client_.startup.get("user"));
+    client_.database = std::string(client_.startup.get("database"));
+    if (client_.database.empty())
+        client_.database = client_.user;  // libpq's and the server's default
+    if (client_.user.empty()) {
         co_await send_fatal(sqlstate::invalid_authorization_specification,
                             "no PostgreSQL user name specified in startup packet", SessionEnd::client_protocol_error);
         co_return;
     }
-    if (!startup_.get("replication").empty()) {
+    if (!client_.startup.get("replication").empty()) {
         co_await send_fatal(sqlstate::feature_not_supported, "pgswitch does not proxy replication connections",
                             SessionEnd::auth_failed);
         co_return;
@@ -295,31 +295,31 @@ awaitable<void> ClientSession::run()
         co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already", SessionEnd::auth_failed);
         co_return;
     }
-    admitted_ = true;
+    client_.admitted = true;
 
     const auto settings = runtime_.settings();
-    if (!co_await authenticate(settings->config.find_user(user_)))
+    if (!co_await authenticate(settings->config.find_user(client_.user)))
         co_return;
-    pooling_ = settings->config.proxy.pool_mode == PoolMode::transaction;
+    links_.pooling = settings->config.proxy.pool_mode == PoolMode::transaction;
     // (Two statements, not a conditional inside co_await: g++ 12 bug.)
     bool logged_in = false;
-    if (pooling_)
+    if (links_.pooling)
         logged_in = co_await login_pooled();
     else
         logged_in = co_await connect_identity();
     if (!logged_in)
         co_return;
     login_deadline.cancel();
-    log::debug("session ", id_, " from ", peer_, ": user=", user_, " database=", database_);
+    log::debug("session ", id_, " from ", client_.peer, ": user=", client_.user, " database=", client_.database);
     co_await relay_client();
     close();
     if (end_ && *end_ != SessionEnd::client_closed)
-        log::info("session ", id_, " from ", peer_, " ended: ", to_string(*end_));
+        log::info("session ", id_, " from ", client_.peer, " ended: ", to_string(*end_));
 }
 
 void ClientSession::add_link(std::shared_ptr<ServerLink> link)
 {
-    links_.push_back(link);
+    links_.all.push_back(link);
     auto self = shared_from_this();
     asio::co_spawn(
         runtime_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
@@ -343,9 +343,9 @@ std::string_view ClientSession::CopyBatch::take() noexcept
 awaitable<bool> ClientSession::forward_copy(CopyBatch& copy)
 {
     const auto bytes = copy.take();
-    if (bytes.empty() || !active_ || active_->dead)
+    if (bytes.empty() || !links_.active || links_.active->dead)
         co_return true;  // a server that is gone: its pump told the client
-    co_return !co_await active_->conn->write(bytes);
+    co_return !co_await links_.active->conn->write(bytes);
 }
 
 awaitable<void> ClientSession::terminate_links()
@@ -353,8 +353,8 @@ awaitable<void> ClientSession::terminate_links()
     end_ = SessionEnd::client_closed;
     std::string bye;
     fe::build_terminate(bye);
-    // A copy: pumps remove links from links_ as their servers hang up.
-    const auto links = links_;
+    // A copy: pumps remove links from links_.all as their servers hang up.
+    const auto links = links_.all;
     for (const auto& link : links)
         if (!link->dead && !link->lease)  // pooled connections outlive the client
             (void)co_await link->conn->write(bye);
@@ -368,7 +368,7 @@ awaitable<bool> ClientSession::relay_buffered()
     // routed at their boundary.
     CopyBatch copy;
     for (;;) {
-        auto next = decoder_.next();
+        auto next = input_.decoder.next();
         if (next && !*next)
             break;
         if (!next || !fe::is_known((**next).tag)) {
@@ -400,8 +400,8 @@ awaitable<bool> ClientSession::relay_buffered()
         // before one Sync) goes on in parts, so that a server error reaches
         // the client while it is still sending, and the request is never held
         // whole in memory.
-        if (assembler_.push(f) || assembler_.pending_bytes() >= request_part_bytes) {
-            const bool go_on = co_await dispatch_request(assembler_.take());
+        if (input_.assembler.push(f) || input_.assembler.pending_bytes() >= request_part_bytes) {
+            const bool go_on = co_await dispatch_request(input_.assembler.take());
             if (!go_on)
                 co_return false;
         }
@@ -420,19 +420,19 @@ awaitable<void> ClientSession::relay_client()
         // read for now: the server must see them (libpq's pipeline mode sends
         // Bind/Execute and waits for their results before any Sync; the
         // server answers as messages come).
-        if (assembler_.pending() > 0) {
-            if (!co_await dispatch_request(assembler_.take()))
+        if (input_.assembler.pending() > 0) {
+            if (!co_await dispatch_request(input_.assembler.take()))
                 co_return;
         }
         if (closed_)
             co_return;
-        auto region = decoder_.prepare();
+        auto region = input_.decoder.prepare();
         auto [ec, n] = co_await stream_.read_some(asio::buffer(region.data(), region.size()));
         if (ec) {
             end_ = end_.value_or(SessionEnd::client_closed);
             co_return;
         }
-        decoder_.commit(n);
+        input_.decoder.commit(n);
     }
 }
 

@@ -98,6 +98,13 @@ private:
     [[nodiscard]] awaitable<std::optional<wire::StartupMessage>> read_startup();
     /// Verifies the client per its user's auth_method (client_auth.cpp).
     [[nodiscard]] awaitable<bool> authenticate(const UserConfig* user);
+    /// md5 or cleartext password ([[users]] auth_method).
+    [[nodiscard]] awaitable<bool> authenticate_password(const UserConfig& user);
+    /// SCRAM-SHA-256; an unknown user (null) fails only at the end.
+    [[nodiscard]] awaitable<bool> authenticate_scram(const UserConfig* user);
+    /// Sends an authentication request and reads the answer, which must be a
+    /// password-type message (else FATAL naming `what`); nullopt when the session ends.
+    [[nodiscard]] awaitable<std::optional<wire::Frame>> auth_round(const std::string& out, std::string_view what);
     /// Session mode: opens the connection whose process id the client is
     /// given (the primary's, or a replica's while there is none) and
     /// finishes the client's login.
@@ -252,7 +259,7 @@ private:
     statements_to_check(const ServerLink& link, const wire::Request& request) const;
     /// `link` must prepare a statement the client Described before this request.
     [[nodiscard]] bool needs_check(const ServerLink& link, const wire::Request& request) const;
-    /// Builds in hidden_ what `link` lacks of the session's state before the
+    /// Builds in out_.hidden what `link` lacks of the session's state before the
     /// request (routing::plan_catch_up()): DISCARD ALL, SET replay, named
     /// statements and SQL PREPAREs.
     void catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
@@ -292,7 +299,7 @@ private:
     [[nodiscard]] awaitable<bool> login_pooled();
     [[nodiscard]] ServerPool::Request pool_request(const routing::BackendView& backend) const;
     /// Borrows a connection to `backend` (waiting in the pool's queue); null
-    /// on failure, with pool_timed_out_ set when the wait timed out.
+    /// on failure, with links_.pool_timed_out set when the wait timed out.
     [[nodiscard]] awaitable<std::shared_ptr<ServerLink>> borrow_link(const routing::BackendView& backend);
     /// Called by the pump after each batch of replies: gives a borrowed
     /// connection back when it is idle with nothing owed. True when released
@@ -316,59 +323,84 @@ private:
     [[nodiscard]] bool idle() const noexcept { return !any_pending() && tx_status_ == wire::TxStatus::idle; }
     [[nodiscard]] bool read_your_writes_lsn() const noexcept;
 
-    Runtime& runtime_;
-    std::uint64_t id_;
-    ClientStream stream_;
-    std::string peer_;
-    wire::FrameDecoder decoder_;
-    wire::StartupMessage startup_;
-    std::string user_;
-    std::string database_;
-    bool admitted_ = false;  // counted against max_client_connections
-    bool closed_ = false;
-    std::optional<SessionEnd> end_;
-    /// Credentials to log in to servers as this user (password, or SCRAM keys
-    /// recovered from the client's proof when only a secret is configured).
-    ServerCredentials credentials_;
-    std::vector<std::shared_ptr<ServerLink>> links_;
-    /// The link the last request went to: requests stay there while it owes
-    /// replies, during a transaction and during COPY.
-    std::shared_ptr<ServerLink> active_;
-    /// Where the last request went (GET /clients), also once a pooled connection is back.
-    std::string last_backend_;
-    std::int32_t client_pid_ = 0;  // pid given to the client (the identity link's, in session mode)
-    std::int32_t client_secret_ = 0;
-    wire::TxStatus tx_status_ = wire::TxStatus::idle;
-    routing::SessionState state_;
-    /// The request being gathered.
-    wire::RequestAssembler assembler_;
-    /// COPY FROM STDIN in progress on active_: CopyData goes straight there.
-    bool copy_in_ = false;
-    int lsn_captures_ = 0;  // capture_lsn segments outstanding
-    std::optional<std::uint64_t> captured_lsn_;
-    /// The unnamed statement lives on this link (a Bind of "" must follow it).
-    std::weak_ptr<ServerLink> unnamed_link_;
-    asio::steady_timer drained_;
-    std::string hidden_;   // catch-up requests written before the client's request
-    std::string capture_;  // read-your-writes position query written after it
-    /// After an error answered by pgswitch in an unsynced extended request,
-    /// messages are dropped until Sync, as the server itself does.
-    bool discard_until_sync_ = false;
-    bool retrying_ = false;  // a kept request is being moved to the primary
+    /// What the client sends: framed, then gathered into requests.
+    struct ClientInput {
+        wire::FrameDecoder decoder;
+        wire::RequestAssembler assembler;  ///< the request being gathered
+    };
+    /// Who the client is: its address, login and what servers get for it.
+    struct ClientIdentity {
+        std::string peer;       ///< "host:port"
+        std::string peer_host;  ///< without the port, for ip_hash
+        wire::StartupMessage startup;
+        std::string user;
+        std::string database;
+        /// Credentials to log in to servers as this user (password, or SCRAM
+        /// keys recovered from the client's proof when only a secret is configured).
+        ServerCredentials credentials;
+        std::int32_t pid = 0;  ///< given to the client (the identity link's, in session mode)
+        std::int32_t secret = 0;
+        std::string signature;  ///< startup parameters, canonical (ServerPool::make_signature)
+        bool admitted = false;  ///< counted against max_client_connections
+    };
+    /// The session's server connections.
+    struct SessionLinks {
+        std::vector<std::shared_ptr<ServerLink>> all;
+        /// The link the last request went to: requests stay there while it
+        /// owes replies, during a transaction and during COPY.
+        std::shared_ptr<ServerLink> active;
+        /// The unnamed statement lives on this link (a Bind of "" must follow it).
+        std::weak_ptr<ServerLink> unnamed;
+        /// Where the last request went (GET /clients), also once a pooled connection is back.
+        std::string last_backend;
+        bool pooling = false;         ///< proxy.pool_mode = "transaction" when the session logged in
+        bool pool_timed_out = false;  ///< set by borrow_link()
+    };
+    /// Where the client's stream of requests stands.
+    struct RequestFlow {
+        bool copy_in = false;  ///< COPY FROM STDIN in progress on the active link: CopyData goes there
+        /// After an error answered by pgswitch in an unsynced extended
+        /// request, messages are dropped until Sync, as the server does.
+        bool discard_until_sync = false;
+        bool retrying = false;  ///< a kept request is being moved to the primary
+        /// An idle link said FATAL: is it pg_terminate_backend() of the client's pid?
+        bool checking_termination = false;
+    };
+    /// Read your writes: the WAL positions captured behind the session's writes.
+    struct WritePositions {
+        int captures = 0;  ///< capture_lsn segments outstanding
+        std::optional<std::uint64_t> captured;
+    };
+    /// Bytes built for the next write (kept to reuse their storage).
+    struct Outgoing {
+        std::string hidden;   ///< catch-up requests written before the client's request
+        std::string capture;  ///< read-your-writes position query written after it
+        std::string scratch;
+    };
     /// The database's function catalog as analyze() last read it (again
     /// only when Runtime::catalogs_changed() moved); `stale`: it needs a refresh.
     struct CatalogCopy {
         std::uint64_t seen = ~std::uint64_t{0};
         std::shared_ptr<const routing::FunctionCatalog> catalog;
         bool stale = true;
-    } catalog_;
-    bool checking_termination_ = false;  // an idle link said FATAL: is it pg_terminate_backend() of the client's pid?
-    std::string peer_host_;              // client address without port, for ip_hash
-    std::string scratch_;
-    /// proxy.pool_mode = "transaction" when the session logged in.
-    bool pooling_ = false;
-    std::string signature_;        // startup parameters, canonical (ServerPool::make_signature)
-    bool pool_timed_out_ = false;  // set by borrow_link()
+    };
+
+    Runtime& runtime_;
+    std::uint64_t id_;
+    ClientStream stream_;
+    ClientInput input_;
+    ClientIdentity client_;
+    SessionLinks links_;
+    RequestFlow flow_;
+    WritePositions lsn_;
+    Outgoing out_;
+    CatalogCopy catalog_;
+    wire::TxStatus tx_status_ = wire::TxStatus::idle;
+    routing::SessionState state_;
+    /// Notified when replies complete (segments done, links gone): waiters look again.
+    asio::steady_timer drained_;
+    bool closed_ = false;
+    std::optional<SessionEnd> end_;
 };
 
 }  // namespace pgswitch::proxy

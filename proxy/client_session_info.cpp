@@ -8,16 +8,16 @@ SessionInfo ClientSession::info() const
 {
     SessionInfo i;
     i.id = id_;
-    i.address = peer_;
-    i.user = user_;
-    i.database = database_;
-    i.application_name = std::string(startup_.get("application_name"));
+    i.address = client_.peer;
+    i.user = client_.user;
+    i.database = client_.database;
+    i.application_name = std::string(client_.startup.get("application_name"));
     i.in_transaction = tx_status_ != wire::TxStatus::idle;
     if (closed_)
         i.state = "closing";
-    else if (!admitted_)
+    else if (!client_.admitted)
         i.state = "login";
-    else if (copy_in_)
+    else if (flow_.copy_in)
         i.state = "copy";
     else if (any_pending())
         i.state = "active";
@@ -27,11 +27,11 @@ SessionInfo ClientSession::info() const
         i.state = "idle in transaction (aborted)";
     else
         i.state = "idle";
-    i.backend = last_backend_;
-    for (const auto& l : links_) {
+    i.backend = links_.last_backend;
+    for (const auto& l : links_.all) {
         if (!l || l->dead)
             continue;
-        const bool busy = !l->replies.empty() || l->unsynced || (l == active_ && i.in_transaction);
+        const bool busy = !l->replies.empty() || l->unsynced || (l == links_.active && i.in_transaction);
         i.links.push_back({l->backend, busy});
     }
     return i;

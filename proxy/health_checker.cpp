@@ -499,6 +499,71 @@ awaitable<void> HealthChecker::run()
     }
 }
 
+namespace {
+
+ServerStartup health_startup(const HealthSettings& h)
+{
+    ServerStartup s;
+    s.user = h.user;
+    s.database = h.database;
+    s.params.emplace_back("application_name", "pgswitch health check");
+    s.credentials.password = h.password;  // "" when none: the server may not ask
+    return s;
+}
+
+}  // namespace
+
+std::string HealthChecker::record_answer(Node& node, const QueryRows& answer)
+{
+    const auto& rows = answer.rows;
+    if (rows.size() != 1 || rows[0].size() != 3 || !rows[0][0])
+        return "unexpected health query result";
+    const bool in_recovery = *rows[0][0] == "t";
+    const auto role = in_recovery ? routing::Role::replica : routing::Role::primary;
+    if (node.view.role != role || node.view.state != routing::BackendState::up)
+        log::info("backend ", node.config.name, " (", node.config.host, ":", node.config.port, ") is up as ",
+                  routing::to_string(role));
+    node.view.role = role;
+    node.view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
+    node.view.receive_lsn = rows[0][2] ? routing::parse_lsn(*rows[0][2]) : std::nullopt;
+    if (node.view.state == routing::BackendState::down)
+        node.view.state = routing::BackendState::up;
+    node.view.consecutive_failures = 0;
+    node.view.last_error.clear();
+    node.restart_announced.reset();
+    return {};
+}
+
+void HealthChecker::record_failure(Node& node, const std::string& failure, const std::string& failure_state)
+{
+    const auto& h = runtime_.settings()->config.health;
+    if (node.conn)
+        node.conn->close();
+    node.conn.reset();
+    ++node.view.consecutive_failures;
+    node.view.last_error = failure;
+    const auto now = std::chrono::steady_clock::now();
+    if (!node.restart_announced && routing::announces_restart(failure_state, failure))
+        node.restart_announced = now;
+    if (node.restart_announced && node.view.consecutive_failures == 1 && node.view.state == routing::BackendState::up &&
+        h.restart_grace_ms > 0)
+        log::info("backend ", node.config.name, " is stopping or restarting (", failure,
+                  "): waiting up to health.restart_grace_ms = ", h.restart_grace_ms,
+                  " ms for it before it counts as down");
+    std::optional<std::chrono::milliseconds> since_announced;
+    if (node.restart_announced)
+        since_announced = std::chrono::duration_cast<std::chrono::milliseconds>(now - *node.restart_announced);
+    if (node.view.state == routing::BackendState::up &&
+        routing::is_down(node.view.consecutive_failures, h.failure_threshold, since_announced,
+                         std::chrono::milliseconds(h.restart_grace_ms))) {
+        node.view.state = routing::BackendState::down;
+        log::warning("backend ", node.config.name, " is down after ", node.view.consecutive_failures,
+                     " failed checks: ", failure);
+    } else if (node.view.consecutive_failures == 1) {
+        log::info("backend ", node.config.name, " check failed: ", failure);
+    }
+}
+
 awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
 {
     node->checking = true;
@@ -510,15 +575,8 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
 
     if (!node->conn || !node->conn->is_open()) {
         node->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
-        ServerStartup s;
-        s.user = h.user;
-        s.database = h.database;
-        s.params.emplace_back("application_name", "pgswitch health check");
-        if (!h.password.empty())
-            s.credentials.password = h.password;
-        else
-            s.credentials.password = std::string();
-        if (auto err = co_await node->conn->connect(node->config.host, node->config.port, s, timeout)) {
+        const auto startup = health_startup(h);
+        if (auto err = co_await node->conn->connect(node->config.host, node->config.port, startup, timeout)) {
             failure = err->message;
             failure_state = err->sqlstate;
         }
@@ -533,54 +591,11 @@ awaitable<void> HealthChecker::check(std::shared_ptr<Node> node)
             failure = std::get<1>(r).message;
             failure_state = std::get<1>(r).sqlstate;
         } else {
-            const auto& rows = std::get<0>(r).rows;
-            if (rows.size() != 1 || rows[0].size() != 3 || !rows[0][0]) {
-                failure = "unexpected health query result";
-            } else {
-                const bool in_recovery = *rows[0][0] == "t";
-                const auto role = in_recovery ? routing::Role::replica : routing::Role::primary;
-                if (node->view.role != role || node->view.state != routing::BackendState::up)
-                    log::info("backend ", node->config.name, " (", node->config.host, ":", node->config.port,
-                              ") is up as ", routing::to_string(role));
-                node->view.role = role;
-                node->view.wal_lsn = rows[0][1] ? routing::parse_lsn(*rows[0][1]) : std::nullopt;
-                node->view.receive_lsn = rows[0][2] ? routing::parse_lsn(*rows[0][2]) : std::nullopt;
-                if (node->view.state == routing::BackendState::down)
-                    node->view.state = routing::BackendState::up;
-                node->view.consecutive_failures = 0;
-                node->view.last_error.clear();
-                node->restart_announced.reset();
-            }
+            failure = record_answer(*node, std::get<0>(r));
         }
     }
-    if (!failure.empty()) {
-        if (node->conn)
-            node->conn->close();
-        node->conn.reset();
-        ++node->view.consecutive_failures;
-        node->view.last_error = failure;
-        const auto now = std::chrono::steady_clock::now();
-        if (!node->restart_announced && routing::announces_restart(failure_state, failure))
-            node->restart_announced = now;
-        if (node->restart_announced && node->view.consecutive_failures == 1) {
-            if (node->view.state == routing::BackendState::up && h.restart_grace_ms > 0)
-                log::info("backend ", node->config.name, " is stopping or restarting (", failure,
-                          "): waiting up to health.restart_grace_ms = ", h.restart_grace_ms,
-                          " ms for it before it counts as down");
-        }
-        std::optional<std::chrono::milliseconds> since_announced;
-        if (node->restart_announced)
-            since_announced = std::chrono::duration_cast<std::chrono::milliseconds>(now - *node->restart_announced);
-        if (node->view.state == routing::BackendState::up &&
-            routing::is_down(node->view.consecutive_failures, h.failure_threshold, since_announced,
-                             std::chrono::milliseconds(h.restart_grace_ms))) {
-            node->view.state = routing::BackendState::down;
-            log::warning("backend ", node->config.name, " is down after ", node->view.consecutive_failures,
-                         " failed checks: ", failure);
-        } else if (node->view.consecutive_failures == 1) {
-            log::info("backend ", node->config.name, " check failed: ", failure);
-        }
-    }
+    if (!failure.empty())
+        record_failure(*node, failure, failure_state);
     node->checking = false;
 }
 

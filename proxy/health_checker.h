@@ -81,6 +81,10 @@ private:
     awaitable<void> promote(std::string candidate, std::string old_primary, std::string reason);
     /// POST /failover: records the promotion first when instances share a topology.
     awaitable<void> promote_requested(std::string candidate, std::string old_primary);
+    /// A health query's answer: role and positions; the failure text when it makes no sense.
+    [[nodiscard]] std::string record_answer(Node& node, const QueryRows& answer);
+    /// A failed check: counts it, and marks the node down when the rules say so.
+    void record_failure(Node& node, const std::string& failure, const std::string& failure_state);
     awaitable<void> check(std::shared_ptr<Node> node);
     void publish();
 

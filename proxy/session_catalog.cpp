@@ -47,18 +47,18 @@ awaitable<void> ClientSession::load_catalog(BackendConnection& conn)
 {
     const auto r = co_await conn.simple_query(catalog_query);
     if (auto rows = catalog_rows(r)) {
-        (void)runtime_.store_catalog(database_, *rows);
+        (void)runtime_.store_catalog(client_.database, *rows);
         co_return;
     }
-    log::warning("session ", id_, ": could not read the functions of ", database_, ": ",
+    log::warning("session ", id_, ": could not read the functions of ", client_.database, ": ",
                  std::get<ConnectError>(r).message);
-    runtime_.end_catalog_refresh(database_);
+    runtime_.end_catalog_refresh(client_.database);
 }
 
 awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& names)
 {
     const bool urgent = names.empty();  // stale or missing: DDL was seen
-    if (!runtime_.claim_catalog_refresh(database_, urgent))
+    if (!runtime_.claim_catalog_refresh(client_.database, urgent))
         co_return false;
     // The primary has every function first; a replica may not have replayed
     // a CREATE FUNCTION yet.
@@ -70,7 +70,7 @@ awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& n
                 view->backends[i].role == routing::Role::replica)
                 idx = i;
     if (!idx) {
-        runtime_.end_catalog_refresh(database_);
+        runtime_.end_catalog_refresh(client_.database);
         co_return false;
     }
     const auto& b = view->backends[*idx];
@@ -78,22 +78,22 @@ awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& n
     const auto timeout = std::chrono::milliseconds(runtime_.settings()->config.proxy.connect_timeout_ms);
     if (auto err = co_await conn.connect(b.host, b.port, server_startup(), timeout)) {
         log::warning("session ", id_, ": could not look functions up on ", b.name, ": ", err->message);
-        runtime_.end_catalog_refresh(database_);
+        runtime_.end_catalog_refresh(client_.database);
         co_return false;
     }
     const auto r = co_await conn.simple_query(catalog_query);
     conn.close();
     auto rows = catalog_rows(r);
     if (!rows) {
-        log::warning("session ", id_, ": could not read the functions of ", database_, ": ",
+        log::warning("session ", id_, ": could not read the functions of ", client_.database, ": ",
                      std::get<ConnectError>(r).message);
-        runtime_.end_catalog_refresh(database_);
+        runtime_.end_catalog_refresh(client_.database);
         co_return false;
     }
-    (void)runtime_.store_catalog(database_, *rows, names);
+    (void)runtime_.store_catalog(client_.database, *rows, names);
     if (!names.empty())
-        log::info("session ", id_, ": looked up functions unknown to pgswitch in ", database_, ": ", names.front(),
-                  names.size() > 1 ? " and others" : "");
+        log::info("session ", id_, ": looked up functions unknown to pgswitch in ", client_.database, ": ",
+                  names.front(), names.size() > 1 ? " and others" : "");
     co_return true;
 }
 

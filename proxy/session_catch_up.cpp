@@ -125,7 +125,7 @@ awaitable<bool> ClientSession::check_statements(ServerLink& link, const wire::Re
 
 void ClientSession::catch_up(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
 {
-    hidden_.clear();
+    out_.hidden.clear();
     // In the middle of an unfinished extended request (the client ended the
     // last one with Flush, as asyncpg's prepare does) no Query or Sync may be
     // slipped in: a Sync would end the implicit transaction and its portals.
@@ -133,17 +133,17 @@ void ClientSession::catch_up(ServerLink& link, const wire::Request& request, con
     const bool inline_hidden = link.unsynced;
     const auto plan = routing::plan_catch_up(request, facts, state_, link.state, inline_hidden);
     if (!plan.script.empty()) {
-        fe::build_query(hidden_, plan.script);
+        fe::build_query(out_.hidden, plan.script);
         link.push(Segment::hidden);
     }
     for (const auto& step : plan.statements) {
         if (step.kind == routing::StatementStep::Kind::close)
-            hidden_close(link, hidden_, step.name, inline_hidden);
+            hidden_close(link, out_.hidden, step.name, inline_hidden);
         else
-            replay_parse(link, hidden_, step.name, *step.statement, step.close_first, inline_hidden);
+            replay_parse(link, out_.hidden, step.name, *step.statement, step.close_first, inline_hidden);
     }
     if (!plan.statements.empty() && !inline_hidden) {
-        fe::build_sync(hidden_);
+        fe::build_sync(out_.hidden);
         link.push(Segment::hidden);
     }
 }

@@ -36,7 +36,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
         if (std::holds_alternative<wire::SslRequest>(*packet)) {
             // Bytes after an SSLRequest, before our answer, would be read as if
             // they came over TLS: a man-in-the-middle injection (CVE-2021-23222).
-            if (decoder_.buffered() != 0 || stream_.is_tls()) {
+            if (input_.decoder.buffered() != 0 || stream_.is_tls()) {
                 co_await send_fatal(sqlstate::protocol_violation, "unexpected data after SSLRequest",
                                     SessionEnd::client_protocol_error);
                 co_return std::nullopt;
@@ -49,7 +49,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             }
             if (tls) {
                 if (auto ec = co_await stream_.start_tls(*tls)) {
-                    log::info("session ", id_, " from ", peer_, ": TLS handshake failed: ", ec.message());
+                    log::info("session ", id_, " from ", client_.peer, ": TLS handshake failed: ", ec.message());
                     close();
                     co_return std::nullopt;
                 }
@@ -57,7 +57,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             continue;
         }
         if (std::holds_alternative<wire::GssEncRequest>(*packet)) {
-            if (decoder_.buffered() != 0) {
+            if (input_.decoder.buffered() != 0) {
                 co_await send_fatal(sqlstate::protocol_violation, "unexpected data after GSSENCRequest",
                                     SessionEnd::client_protocol_error);
                 co_return std::nullopt;
@@ -140,19 +140,19 @@ awaitable<bool> ClientSession::connect_identity()
     }
     // The database's functions decide which SELECTs write; load them once
     // per database (before the pump owns this connection).
-    if (!runtime_.catalog(database_) && runtime_.claim_catalog_refresh(database_, true))
+    if (!runtime_.catalog(client_.database) && runtime_.claim_catalog_refresh(client_.database, true))
         co_await load_catalog(*link->conn);
 
-    client_pid_ = link->conn->key().process_id;
-    client_secret_ = runtime_.cancels().add(client_pid_, weak_from_this());
-    scratch_.clear();
-    be::build_authentication_ok(scratch_);
-    scratch_.append(link->conn->parameter_status_messages());
-    be::build_backend_key_data(scratch_, client_pid_, client_secret_);
-    be::build_ready_for_query(scratch_, wire::TxStatus::idle);
+    client_.pid = link->conn->key().process_id;
+    client_.secret = runtime_.cancels().add(client_.pid, weak_from_this());
+    out_.scratch.clear();
+    be::build_authentication_ok(out_.scratch);
+    out_.scratch.append(link->conn->parameter_status_messages());
+    be::build_backend_key_data(out_.scratch, client_.pid, client_.secret);
+    be::build_ready_for_query(out_.scratch, wire::TxStatus::idle);
     add_link(link);
-    active_ = link;
-    if (co_await stream_.send(scratch_)) {
+    links_.active = link;
+    if (co_await stream_.send(out_.scratch)) {
         close();
         co_return false;
     }
@@ -162,15 +162,15 @@ awaitable<bool> ClientSession::connect_identity()
 ServerStartup ClientSession::server_startup() const
 {
     ServerStartup s;
-    s.user = user_;
-    s.database = database_;
-    for (const auto& [name, value] : startup_.params) {
+    s.user = client_.user;
+    s.database = client_.database;
+    for (const auto& [name, value] : client_.startup.params) {
         // user/database are set explicitly; _pq_.* are protocol options we do not pass on.
         if (name == "user" || name == "database" || name.starts_with("_pq_."))
             continue;
         s.params.emplace_back(name, value);
     }
-    s.credentials = credentials_;
+    s.credentials = client_.credentials;
     return s;
 }
 

@@ -38,7 +38,7 @@ ServerPool::Request ClientSession::pool_request(const routing::BackendView& back
     r.host = backend.host;
     r.port = backend.port;
     r.startup = server_startup();
-    r.signature = signature_;
+    r.signature = client_.signature;
     // Each worker has its own pool (workers share nothing mutable): the
     // proxy.pool_size connections are split between them, at least one each.
     r.capacity = std::max(1, p.pool_size / static_cast<int>(std::max<std::size_t>(1, runtime_.worker_count())));
@@ -49,12 +49,12 @@ ServerPool::Request ClientSession::pool_request(const routing::BackendView& back
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::borrow_link(const routing::BackendView& backend)
 {
-    pool_timed_out_ = false;
+    links_.pool_timed_out = false;
     const auto req = pool_request(backend);
     auto got = co_await runtime_.pool().acquire(req);
     if (auto* f = std::get_if<AcquireFailure>(&got)) {
         if (f->kind == AcquireFailure::Kind::timeout) {
-            pool_timed_out_ = true;
+            links_.pool_timed_out = true;
             log::info("session ", id_, ": ", backend.name, ": ", f->error.message);
         } else {
             log::warning("session ", id_, ": could not open a connection to ", backend.name, ": ", f->error.message);
@@ -87,10 +87,10 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
         co_return false;
     // Replies owed, an unfinished extended request, a misrouted read moving
     // to the primary, an open transaction: the connection is still in use.
-    if (!link.replies.empty() || link.unsynced || link.replies.swallowing() || retrying_ ||
+    if (!link.replies.empty() || link.unsynced || link.replies.swallowing() || flow_.retrying ||
         link.conn->decoder().buffered() != 0)
         co_return false;
-    if (active_.get() == &link && tx_status_ != wire::TxStatus::idle)
+    if (links_.active.get() == &link && tx_status_ != wire::TxStatus::idle)
         co_return false;
     // Temp tables, session advisory locks, LISTEN, WITH HOLD cursors live on
     // this connection: a pinned session keeps it (as with PgBouncer's session
@@ -109,10 +109,10 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
 
     link.dead = true;  // for the session, this link is gone
     link.released = true;
-    const std::shared_ptr<ServerLink> keep = active_;  // `link` may be active_
-    std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
-    if (active_.get() == &link)
-        active_.reset();
+    const std::shared_ptr<ServerLink> keep = links_.active;  // `link` may be links_.active
+    std::erase_if(links_.all, [&](const auto& l) { return l.get() == &link; });
+    if (links_.active.get() == &link)
+        links_.active.reset();
     auto pc = std::move(link.lease);
     pc->prepared = routing::return_link_state(link.state, state_, pc->prepared);
     pc->conn = std::move(link.conn);
@@ -206,7 +206,7 @@ void ClientSession::detach_leased(ServerLink& link) noexcept
     // Called by close() instead of closing the socket: the pump wakes from
     // its read, ends, and settle_link() decides the connection's fate.
     link.owed_at_close = !link.replies.empty() || link.unsynced;
-    link.open_tx_at_close = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
+    link.open_tx_at_close = links_.active.get() == &link && tx_status_ != wire::TxStatus::idle;
     link.pinned_at_close = state_.pinned_to_primary && link.role == routing::Role::primary;
     error_code ignored;
     link.conn->socket().cancel(ignored);
@@ -216,13 +216,13 @@ awaitable<bool> ClientSession::login_pooled()
 {
     const auto settings = runtime_.settings();
     const auto& cfg = settings->config;
-    signature_ = ServerPool::make_signature(server_startup());
+    client_.signature = ServerPool::make_signature(server_startup());
     // ParameterStatus values are those a server gave a login with the same
     // user, database and parameters; once known (and the database's function
     // catalog loaded) a login needs no server connection at all.
     std::string status;
-    if (const auto* known = runtime_.pool().parameter_status(user_, database_, signature_);
-        known && runtime_.catalog(database_)) {
+    if (const auto* known = runtime_.pool().parameter_status(client_.user, client_.database, client_.signature);
+        known && runtime_.catalog(client_.database)) {
         status = *known;
     } else {
         const auto deadline = std::chrono::steady_clock::now() +
@@ -237,7 +237,7 @@ awaitable<bool> ClientSession::login_pooled()
                 auto got = co_await runtime_.pool().acquire(pool_request(target));
                 if (auto* pcp = std::get_if<std::unique_ptr<PooledConnection>>(&got)) {
                     auto pc = std::move(*pcp);
-                    if (!runtime_.catalog(database_) && runtime_.claim_catalog_refresh(database_, true))
+                    if (!runtime_.catalog(client_.database) && runtime_.claim_catalog_refresh(client_.database, true))
                         co_await load_catalog(*pc->conn);
                     status = pc->conn->parameter_status_messages();
                     if (pc->conn->is_open() && pc->conn->decoder().buffered() == 0)
@@ -277,14 +277,14 @@ awaitable<bool> ClientSession::login_pooled()
 
     // The client's process id is pgswitch's own here: its statements run on
     // whichever pooled connection is free. Cancels find the one running now.
-    client_pid_ = static_cast<std::int32_t>(id_ % 0x7fffffffULL) + 1;
-    client_secret_ = runtime_.cancels().add(client_pid_, weak_from_this());
-    scratch_.clear();
-    be::build_authentication_ok(scratch_);
-    scratch_.append(status);
-    be::build_backend_key_data(scratch_, client_pid_, client_secret_);
-    be::build_ready_for_query(scratch_, wire::TxStatus::idle);
-    if (co_await stream_.send(scratch_)) {
+    client_.pid = static_cast<std::int32_t>(id_ % 0x7fffffffULL) + 1;
+    client_.secret = runtime_.cancels().add(client_.pid, weak_from_this());
+    out_.scratch.clear();
+    be::build_authentication_ok(out_.scratch);
+    out_.scratch.append(status);
+    be::build_backend_key_data(out_.scratch, client_.pid, client_.secret);
+    be::build_ready_for_query(out_.scratch, wire::TxStatus::idle);
+    if (co_await stream_.send(out_.scratch)) {
         close();
         co_return false;
     }

@@ -156,7 +156,7 @@ void ClientSession::note_reply(ServerLink& link, const wire::Frame& f, const Act
 
 bool ClientSession::holds_session(const ServerLink& link) const noexcept
 {
-    return link.unsynced || (active_.get() == &link && tx_status_ != wire::TxStatus::idle) ||
+    return link.unsynced || (links_.active.get() == &link && tx_status_ != wire::TxStatus::idle) ||
            (state_.pinned_to_primary && link.role == routing::Role::primary);
 }
 
@@ -332,7 +332,7 @@ void ClientSession::on_lsn_captured(const wire::ResponseTracker::Segment& captur
         if (capture.schema)
             runtime_.publish_schema_lsn(*value);
     }
-    --lsn_captures_;
+    --lsn_.captures;
 }
 
 void ClientSession::on_replay_waited(ServerLink& link, std::uint64_t lsn, std::optional<std::uint64_t> reached_lsn)
@@ -370,9 +370,9 @@ awaitable<void> ClientSession::on_idle_fatal(ServerLink& link, const wire::Frame
     // New requests wait for the verdict: when it is the client's
     // termination, its next statement must get the FATAL, as it would from
     // the server.
-    checking_termination_ = true;
+    flow_.checking_termination = true;
     const bool reaches_client = co_await fatal_reaches_client(link, error);
-    checking_termination_ = false;
+    flow_.checking_termination = false;
     drained_.cancel();
     if (reaches_client) {
         log::info("session ", id_, ": its connection to ", link.backend,
@@ -416,7 +416,7 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
         drained_.cancel();
         co_return;
     }
-    retrying_ = true;
+    flow_.retrying = true;
     wire::Request request = std::move(*kept);
     link.held.clear();
     // The standby's own answer, for when nothing else can run it.
@@ -430,12 +430,12 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
     if (!target && !misroute && !server_died && !link.dead) {
         // A replay wait fell short and there is no primary (a failover):
         // the replica is the freshest server there is.
-        for (const auto& l : links_)
+        for (const auto& l : links_.all)
             if (l.get() == &link)
                 target = l;
     }
     if (!target || closed_) {
-        retrying_ = false;
+        flow_.retrying = false;
         drained_.cancel();
         if (!misroute) {
             // The read's server died and no primary can take it over.
@@ -458,14 +458,14 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
         runtime_.count_misroute();
         // The classifier thought it a read: the function it calls is one the
         // catalog has wrong. The next lookup refreshes it.
-        runtime_.invalidate_catalog(database_);
+        runtime_.invalidate_catalog(client_.database);
     }
     auto facts = analyze(request);
     if (misroute)
         facts.may_write = true;  // it wrote: its commit position matters to read-your-writes
     runtime_.count_query(*target, misroute);
     (void)co_await send_request(target, std::move(request), facts, std::nullopt, true);
-    retrying_ = false;
+    flow_.retrying = false;
     drained_.cancel();
 }
 
@@ -476,7 +476,7 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     // that lives only there (pins). An idle connection is replaced silently
     // on next use, with the session's settings and statements replayed.
     const bool owed = link.owes_client();
-    const bool in_tx_here = active_.get() == &link && tx_status_ != wire::TxStatus::idle;
+    const bool in_tx_here = links_.active.get() == &link && tx_status_ != wire::TxStatus::idle;
     const bool state_here = link.role == routing::Role::primary && state_.pinned_to_primary;
     // An autocommit read whose server died before any of its reply reached
     // the client is re-run on the primary: the client never notices.
@@ -488,19 +488,19 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     const auto dropped = link.replies.clear();
     if (dropped.client > 0)
         runtime_.add_in_flight(link, -dropped.client);
-    lsn_captures_ -= dropped.capture_lsn;
+    lsn_.captures -= dropped.capture_lsn;
     link.started.clear();
     link.statements.clear();
     link.conn->close();
     // Kept alive by the caller's shared_ptr until the end of this call.
     std::shared_ptr<ServerLink> keep;
-    for (const auto& l : links_)
+    for (const auto& l : links_.all)
         if (l.get() == &link)
             keep = l;
-    std::erase_if(links_, [&](const auto& l) { return l.get() == &link; });
+    std::erase_if(links_.all, [&](const auto& l) { return l.get() == &link; });
     drained_.cancel();
-    if (active_.get() == &link && (rerun || (!owed && !in_tx_here && !state_here)))
-        active_.reset();
+    if (links_.active.get() == &link && (rerun || (!owed && !in_tx_here && !state_here)))
+        links_.active.reset();
     if (rerun) {
         log::info("session ", id_, ": connection to ", link.backend, " lost (", ec.message(),
                   ") before its read answered; re-running it");

@@ -43,7 +43,7 @@ std::string replay_wait_sql(std::uint64_t lsn, std::uint32_t wait_ms)
 
 bool ClientSession::any_pending() const noexcept
 {
-    for (const auto& l : links_)
+    for (const auto& l : links_.all)
         if (l->owes_client())
             return true;
     return false;
@@ -60,7 +60,7 @@ std::shared_ptr<ServerLink> ClientSession::primary_link() const
     const auto idx = view->primary_index();
     if (!idx)
         return nullptr;
-    for (const auto& l : links_)
+    for (const auto& l : links_.all)
         if (!l->dead && l->backend == view->backends[*idx].name)
             return l;
     return nullptr;
@@ -86,7 +86,7 @@ routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 {
     if (const auto changed = runtime_.catalogs_changed(); changed != catalog_.seen) {
         catalog_.seen = changed;  // read first: a change while reading shows next time
-        catalog_.catalog = runtime_.catalog(database_, &catalog_.stale);
+        catalog_.catalog = runtime_.catalog(client_.database, &catalog_.stale);
     }
     const auto& catalog = catalog_.catalog;
     auto& cache = runtime_.statement_cache();
@@ -100,7 +100,7 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
 {
     if (auto l = open_link(backend))
         co_return l;
-    if (pooling_)
+    if (links_.pooling)
         co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
     link->backend = backend.name;
@@ -124,15 +124,15 @@ routing::SessionPlacement ClientSession::placement() const
 {
     routing::SessionPlacement p;
     p.in_transaction = tx_status_ != wire::TxStatus::idle;
-    if (active_ && !active_->dead) {
+    if (links_.active && !links_.active->dead) {
         p.has_active = true;
-        p.active_role = active_->role;
-        p.active_unsynced = active_->unsynced;
-        p.active_unsynced_portal = active_->unsynced_portal;
-        p.active_pending = active_->pending_client();
-        p.active_awaiting_replay = p.active_pending > 0 && active_->awaiting_replay();
+        p.active_role = links_.active->role;
+        p.active_unsynced = links_.active->unsynced;
+        p.active_unsynced_portal = links_.active->unsynced_portal;
+        p.active_pending = links_.active->pending_client();
+        p.active_awaiting_replay = p.active_pending > 0 && links_.active->awaiting_replay();
     }
-    if (auto l = unnamed_link_.lock(); l && !l->dead)
+    if (auto l = links_.unnamed.lock(); l && !l->dead)
         p.has_unnamed_link = true;
     // Only asked when no active connection can take bookkeeping.
     p.has_primary_link = !p.has_active && primary_link() != nullptr;
@@ -143,9 +143,9 @@ std::optional<ClientSession::Route> ClientSession::stuck_route(routing::Stick st
 {
     switch (stick) {
     case routing::Stick::active:
-        return Route{active_, std::nullopt};
+        return Route{links_.active, std::nullopt};
     case routing::Stick::unnamed:
-        return Route{unnamed_link_.lock(), std::nullopt};
+        return Route{links_.unnamed.lock(), std::nullopt};
     case routing::Stick::primary_link:
         return Route{primary_link(), std::nullopt};
     case routing::Stick::none:
@@ -159,9 +159,9 @@ awaitable<void> ClientSession::end_unsynced_request()
 {
     std::string sync;
     fe::build_sync(sync);
-    active_->push(Segment::hidden);
-    active_->unsynced = false;
-    (void)co_await active_->conn->write(sync);
+    links_.active->push(Segment::hidden);
+    links_.active->unsynced = false;
+    (void)co_await links_.active->conn->write(sync);
 }
 
 awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const routing::RequestFacts& facts)
@@ -181,7 +181,7 @@ awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const
 
 std::shared_ptr<ServerLink> ClientSession::open_link(const routing::BackendView& backend) const
 {
-    for (const auto& l : links_)
+    for (const auto& l : links_.all)
         if (!l->dead && l->backend == backend.name) {
             l->role = backend.role;  // a replica may have been promoted since
             return l;
@@ -207,7 +207,7 @@ routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, 
         sc.known_replay = positions.reached;  // spans: `positions` outlives the decision's use of `sc`
         sc.known_behind = positions.behind;
     }
-    return routing::choose_target(rr, sc, view, policy, runtime_.balancer(), peer_host_, in_flight);
+    return routing::choose_target(rr, sc, view, policy, runtime_.balancer(), client_.peer_host, in_flight);
 }
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_for_read(const routing::ClusterView& view,
@@ -243,7 +243,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     const auto policy = runtime_.policy();
     const auto rr = routing::route_request_for(facts, tx_status_ == wire::TxStatus::idle && !any_pending());
     // A pipelined read right behind a write: its position is still on the way.
-    auto sc = routing::session_constraints(state_, runtime_.schema_lsn(), lsn_captures_ > 0);
+    auto sc = routing::session_constraints(state_, runtime_.schema_lsn(), lsn_.captures > 0);
     const auto wait_ms = runtime_.settings()->config.failover.wait_for_primary_ms;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
     for (;;) {
@@ -255,7 +255,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
             auto link = open_link(target);  // no coroutine frame when the link is open
             if (!link)
                 link = co_await link_to(target);
-            if (!link && pool_timed_out_) {
+            if (!link && links_.pool_timed_out) {
                 // Transaction pooling: every connection stayed busy (issue 5).
                 const std::string message = "no server connection to \"" + target.name +
                                             "\" became free within proxy.query_wait_timeout_ms";
@@ -305,7 +305,7 @@ awaitable<void> ClientSession::reject_request(const wire::Request& request, std:
     if (request.synced())
         be::build_ready_for_query(out, tx_status_);
     else
-        discard_until_sync_ = request.extended();  // the server would skip to Sync too
+        flow_.discard_until_sync = request.extended();  // the server would skip to Sync too
     (void)co_await stream_.send(out);
 }
 
@@ -350,7 +350,7 @@ awaitable<bool> ClientSession::reject_parse_clash(const wire::Request& request, 
             continue;
         // A Parse of that name still unanswered may yet fail (then the name
         // is free, as on the server): wait for the answers before deciding.
-        const bool pending = std::any_of(links_.begin(), links_.end(), [&](const auto& l) {
+        const bool pending = std::any_of(links_.all.begin(), links_.all.end(), [&](const auto& l) {
             return !l->dead && l->statements.parse_pending(p->statement);
         });
         if (pending) {
@@ -374,7 +374,7 @@ void ClientSession::apply_executed(ServerLink& link, const routing::RequestFacts
         for (const auto& st : e.cls->statements) {
             const auto own = e.text.substr(std::min(st.offset, e.text.size()), st.length);
             if (state_.apply_effects(st, own, link.state, on_primary))
-                runtime_.invalidate_catalog(database_);
+                runtime_.invalidate_catalog(client_.database);
         }
     }
 }
@@ -421,7 +421,7 @@ void ClientSession::record_message(ServerLink& link, const wire::RequestMessage&
         apply_executed(link, facts, index);
         // A simple Query destroys the unnamed statement (Protocol → Extended Query).
         state_.forget_unnamed();
-        unnamed_link_.reset();
+        links_.unnamed.reset();
         break;
     case fe::Tag::Sync:
     case fe::Tag::FunctionCall:
@@ -482,7 +482,7 @@ void ClientSession::push_capture(ServerLink& link, std::string& out)
     // replica replaying only that far would lack it.
     fe::build_query(out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
     link.push(Segment::capture_lsn, 0, std::exchange(link.changed_schema, false));
-    ++lsn_captures_;
+    ++lsn_.captures;
     link.wrote = false;
 }
 
@@ -567,28 +567,28 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     }
     catch_up(*link, request, facts);
     if (wait_lsn) {
-        fe::build_query(hidden_, replay_wait_sql(*wait_lsn, runtime_.policy().read_your_writes_wait_ms));
+        fe::build_query(out_.hidden, replay_wait_sql(*wait_lsn, runtime_.policy().read_your_writes_wait_ms));
         link->push(Segment::replay_wait, *wait_lsn);
     }
     // Segments are queued before the bytes leave, so the pump can never see
     // a reply it does not expect.
     record_request(*link, request, facts);
     if (facts.parses_unnamed)
-        unnamed_link_ = link;
+        links_.unnamed = link;
 
     // Read your writes: the WAL position right behind a write (captures_after()).
-    capture_.clear();
+    out_.capture.clear();
     if (captures_after(*link, request, facts))
-        push_capture(*link, capture_);
-    active_ = link;
-    if (last_backend_ != link->backend)
-        last_backend_ = link->backend;
+        push_capture(*link, out_.capture);
+    links_.active = link;
+    if (links_.last_backend != link->backend)
+        links_.last_backend = link->backend;
 
     std::string_view bytes = request.bytes();
     if (keepable && link->role == routing::Role::replica)
         bytes = link->replies.keep(std::move(request)).bytes();  // its Sync or Query was the last pushed
-    std::array<asio::const_buffer, 3> buffers{asio::buffer(hidden_), asio::buffer(bytes.data(), bytes.size()),
-                                              asio::buffer(capture_)};
+    std::array<asio::const_buffer, 3> buffers{asio::buffer(out_.hidden), asio::buffer(bytes.data(), bytes.size()),
+                                              asio::buffer(out_.capture)};
     auto ec = co_await write_all_fast(link->conn->socket(), buffers);
     // A failed write shows up in the link's pump, which tells the client.
     (void)ec;
@@ -600,7 +600,7 @@ std::shared_ptr<ServerLink> ClientSession::uncaptured_write_link() const
     // A write whose WAL position was not captured yet (COPY FROM, or a
     // transaction that ended without a COMMIT we saw), on an idle primary
     // connection.
-    const bool any_wrote = std::any_of(links_.begin(), links_.end(), [](const auto& l) { return l->wrote; });
+    const bool any_wrote = std::any_of(links_.all.begin(), links_.all.end(), [](const auto& l) { return l->wrote; });
     if (!any_wrote || tx_status_ != wire::TxStatus::idle || !read_your_writes_lsn())
         return nullptr;
     auto p = primary_link();
@@ -626,10 +626,10 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 {
     // After pgswitch answered part of an extended request with an error,
     // the rest up to Sync is dropped, then ReadyForQuery closes it.
-    if (discard_until_sync_) {
+    if (flow_.discard_until_sync) {
         if (request.boundary() != fe::Tag::Sync)
             co_return true;
-        discard_until_sync_ = false;
+        flow_.discard_until_sync = false;
         std::string out;
         be::build_ready_for_query(out, tx_status_);
         co_return !co_await stream_.send(out);
@@ -640,7 +640,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 
     // A kept request is moving to the primary, or the session may be ending
     // (its identity connection was terminated): later requests queue behind.
-    while ((retrying_ || checking_termination_) && !closed_) {
+    while ((flow_.retrying || flow_.checking_termination) && !closed_) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }
@@ -659,7 +659,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
     if (learned)
         facts = analyze(request);
     // SHOW pgswitch.lsn must include the session's last write: wait for its capture.
-    while (facts.show_lsn && lsn_captures_ > 0 && !closed_) {
+    while (facts.show_lsn && lsn_.captures > 0 && !closed_) {
         auto [ec] = co_await drained_.async_wait(use_nothrow);
         (void)ec;
     }
@@ -675,8 +675,8 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 
     // A read that may go to a replica needs the position of the session's
     // last write, which is on its way right behind that write's reply.
-    if (!facts.needs_primary() && read_your_writes_lsn() && lsn_captures_ > 0 && !any_pending()) {
-        while (lsn_captures_ > 0 && !closed_) {
+    if (!facts.needs_primary() && read_your_writes_lsn() && lsn_.captures > 0 && !any_pending()) {
+        while (lsn_.captures > 0 && !closed_) {
             auto [ec] = co_await drained_.async_wait(use_nothrow);
             (void)ec;
         }
