@@ -214,6 +214,9 @@ private:
     awaitable<void> end_unsynced_request();
     /// The session's open link to `backend` (its role refreshed), or null.
     [[nodiscard]] std::shared_ptr<ServerLink> open_link(const routing::BackendView& backend) const;
+    /// Gives each link its backend's role in the current cluster view (after
+    /// a failover the old primary's link is no longer the primary's).
+    void reconcile_roles() noexcept;
     /// What the session's connections are doing, for routing::plan_sticky().
     [[nodiscard]] routing::SessionPlacement placement() const;
     /// Replica positions the worker's replay waits learned; `sc` points into them.
@@ -353,6 +356,8 @@ private:
         std::weak_ptr<ServerLink> unnamed;
         /// Where the last request went (GET /clients), also once a pooled connection is back.
         std::string last_backend;
+        /// The cluster view generation the links' roles were last reconciled with.
+        std::uint64_t view_generation = 0;
         bool pooling = false;         ///< proxy.pool_mode = "transaction" when the session logged in
         bool pool_timed_out = false;  ///< set by borrow_link()
     };

@@ -75,6 +75,12 @@ routing::ClusterViewPtr Runtime::cluster() const noexcept
     return w ? w->cluster : cluster_;
 }
 
+const routing::ClusterView& Runtime::cluster_now() const noexcept
+{
+    auto* w = Worker::current();
+    return w ? *w->cluster : *cluster_;
+}
+
 awaitable<void> Runtime::wait_for_cluster_change(std::chrono::steady_clock::time_point deadline)
 {
     // A new view wakes the waiter at once; the bound retries what no view

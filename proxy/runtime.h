@@ -69,6 +69,9 @@ public:
     [[nodiscard]] asio::io_context& io() noexcept;
     [[nodiscard]] SettingsPtr settings() const noexcept;
     [[nodiscard]] routing::ClusterViewPtr cluster() const noexcept;
+    /// The same without a reference count: valid until the caller next
+    /// suspends (a new view replaces it only between handlers).
+    [[nodiscard]] const routing::ClusterView& cluster_now() const noexcept;
     /// Sleeps until the calling worker gets a new cluster view, `deadline`,
     /// or cluster_change_retry, whichever comes first: what a session
     /// waiting for a primary (or any server) does between two looks.

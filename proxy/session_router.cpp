@@ -120,6 +120,23 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     co_return link;
 }
 
+void ClientSession::reconcile_roles() noexcept
+{
+    const auto& view = runtime_.cluster_now();
+    if (view.generation == links_.view_generation)
+        return;
+    links_.view_generation = view.generation;
+    for (auto& l : links_.all) {
+        auto role = routing::Role::unknown;  // a backend gone from the view
+        for (const auto& b : view.backends)
+            if (b.name == l->backend) {
+                role = b.role;
+                break;
+            }
+        l->role = role;
+    }
+}
+
 routing::SessionPlacement ClientSession::placement() const
 {
     routing::SessionPlacement p;
@@ -647,6 +664,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 
     if (log::enabled(log::Level::debug))
         log::debug("session ", id_, ": request ", wire::describe(request));
+    reconcile_roles();
     auto facts = analyze(request);
     // DDL changed functions (or a read wrote after all), or the request calls
     // functions created behind pgswitch's back: ask the database first.
