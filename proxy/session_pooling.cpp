@@ -151,7 +151,7 @@ awaitable<bool> ClientSession::reset_connection(BackendConnection& conn, std::st
             ok = false;
             break;
         }
-        const auto tag = static_cast<be::Tag>(f->tag);
+        const auto tag = f->backend_tag();
         if (tag == be::Tag::ErrorResponse)
             failed = true;
         else if (tag == be::Tag::ReadyForQuery) {

@@ -122,7 +122,7 @@ private:
 
 bool ClientSession::track_reply(ServerLink& link, const wire::Frame& f)
 {
-    switch (static_cast<be::Tag>(f.tag)) {
+    switch (f.backend_tag()) {
     case be::Tag::ParseComplete:
         return link.statements.on_parse_complete();
     case be::Tag::CloseComplete:
@@ -149,7 +149,7 @@ void ClientSession::note_reply(ServerLink& link, const wire::Frame& f, const Act
     if (a.fatal() && a.error->sqlstate() == "57P01" &&
         routing::announces_restart(a.error->sqlstate(), a.error->message()))
         runtime_.report_restart_announced(link.backend);
-    if (static_cast<be::Tag>(f.tag) == be::Tag::ReadyForQuery)
+    if (f.backend_tag() == be::Tag::ReadyForQuery)
         if (const auto failed = link.statements.on_segment_done(link.replies.segments_done(), state_, link.state))
             log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
 }
@@ -314,7 +314,7 @@ void ClientSession::on_hidden_reply(ServerLink& link, const wire::Frame& f, cons
         drained_.cancel();
         return;
     }
-    if (static_cast<be::Tag>(f.tag) != be::Tag::ErrorResponse)
+    if (f.backend_tag() != be::Tag::ErrorResponse)
         return;
     if (a.segment->kind == Segment::replay_wait)
         log::info("session ", id_, ": replay wait on ", link.backend, " failed: ", a.error ? a.error->message() : "");
