@@ -18,6 +18,7 @@
 #include "pg_wire/frame_decoder.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/message_writer.h"
+#include "pg_wire/request.h"
 #include "pg_wire/startup.h"
 
 namespace pgswitch::test {
@@ -124,6 +125,21 @@ inline Decoded decode_all(std::string_view bytes, wire::FrameDecoder::Phase phas
     drain(d, out);
     out.buffered = d.buffered();
     return out;
+}
+
+/// The one request in `stream`, which must end at its boundary.
+inline wire::Request request_of(std::string_view stream)
+{
+    wire::FrameDecoder dec;
+    dec.feed(stream);
+    wire::RequestAssembler a;
+    for (;;) {
+        auto f = dec.next();
+        REQUIRE(f);
+        REQUIRE(*f);
+        if (a.push(**f))
+            return a.take();
+    }
 }
 
 /// Decodes exactly one message (tests assert there is exactly one).

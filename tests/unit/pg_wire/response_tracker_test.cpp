@@ -98,20 +98,7 @@ std::string select_reply(std::string_view value)
                   be::command_complete("SELECT 1"), be::ready_for_query());
 }
 
-/// A client request, to keep for a re-run.
-wire::Request request_of(std::string_view bytes)
-{
-    wire::FrameDecoder d;
-    d.feed(bytes);
-    wire::RequestAssembler a;
-    for (;;) {
-        auto f = d.next();
-        REQUIRE(f);
-        REQUIRE(*f);
-        if (a.push(**f))
-            return a.take();
-    }
-}
+using pgswitch::test::request_of;  // a client request, to keep for a re-run
 
 const std::string read_only_error = be::error_response("ERROR", "25006",
                                                        "cannot execute INSERT in a read-only transaction");

@@ -23,21 +23,10 @@ struct Planned {
     RequestFacts facts;
 };
 
-Planned request_of(std::string_view stream, const SessionState& s)
+Planned planned_request(std::string_view stream, const SessionState& s)
 {
-    wire::FrameDecoder dec;
-    dec.feed(stream);
-    wire::RequestAssembler a;
     Planned p;
-    for (;;) {
-        auto f = dec.next();
-        REQUIRE(f);
-        REQUIRE(*f);
-        if (a.push(**f)) {
-            p.request = std::make_unique<wire::Request>(a.take());
-            break;
-        }
-    }
+    p.request = std::make_unique<wire::Request>(pgswitch::test::request_of(stream));
     const ClassifyFn classify = [](std::string_view sql) {
         return std::make_shared<const Classification>(routing::classify(sql, nullptr));
     };
@@ -47,7 +36,7 @@ Planned request_of(std::string_view stream, const SessionState& s)
 
 CatchUpPlan plan(std::string_view stream, const SessionState& s, LinkState& link, bool unsynced = false)
 {
-    const auto r = request_of(stream, s);
+    const auto r = planned_request(stream, s);
     return plan_catch_up(*r.request, r.facts, s, link, unsynced);
 }
 

@@ -13,23 +13,9 @@ using namespace pgswitch;
 using namespace pgswitch::routing;
 namespace tfe = pgswitch::test::fe;
 using pgswitch::test::concat;
+using pgswitch::test::request_of;
 
 namespace {
-
-/// The one request in `stream` (which must end at its boundary).
-wire::Request request_of(std::string_view stream)
-{
-    wire::FrameDecoder dec;
-    dec.feed(stream);
-    wire::RequestAssembler a;
-    for (;;) {
-        auto f = dec.next();
-        REQUIRE(f);
-        REQUIRE(*f);
-        if (a.push(**f))
-            return a.take();
-    }
-}
 
 /// A request and its facts (whose views point into it).
 struct Analyzed : RequestFacts {

@@ -15,22 +15,9 @@ using namespace pgswitch;
 using namespace pgswitch::routing;
 namespace tfe = pgswitch::test::fe;
 using pgswitch::test::concat;
+using pgswitch::test::request_of;
 
 namespace {
-
-wire::Request request_of(std::string_view stream)
-{
-    wire::FrameDecoder dec;
-    dec.feed(stream);
-    wire::RequestAssembler a;
-    for (;;) {
-        auto f = dec.next();
-        REQUIRE(f);
-        REQUIRE(*f);
-        if (a.push(**f))
-            return a.take();
-    }
-}
 
 RequestFacts facts_of(std::string_view stream, const SessionState& s = {})
 {
