@@ -10,8 +10,10 @@ namespace fe = wire::fe;
 /// Builds RequestFacts one message at a time.
 class Analyzer {
 public:
-    Analyzer(const SessionState& session, const ClassifyFn& classify, std::optional<std::uint64_t> generation)
-        : session_(session),
+    Analyzer(RequestFacts& facts, const SessionState& session, const ClassifyFn& classify,
+             std::optional<std::uint64_t> generation)
+        : facts_(facts),
+          session_(session),
           classify_(classify),
           generation_(generation)
     {
@@ -53,8 +55,6 @@ public:
             break;  // Close, Sync, Flush: where the session is
         }
     }
-
-    RequestFacts take() { return std::move(facts_); }
 
 private:
     /// A statement the request knows by name: parsed in it, or the session's.
@@ -229,10 +229,10 @@ private:
         }
     }
 
+    RequestFacts& facts_;  ///< filled in place: the caller's (no move of its inline lists)
     const SessionState& session_;
     const ClassifyFn& classify_;
     std::optional<std::uint64_t> generation_;  ///< of the catalog classify_ uses
-    RequestFacts facts_;
     boost::container::small_vector<std::pair<std::string_view, Known>, 2> parsed_;
     std::optional<Known> unnamed_;
     boost::container::small_vector<std::pair<std::string_view, std::optional<Known>>, 2>
@@ -244,11 +244,12 @@ private:
 RequestFacts analyze_request(const wire::Request& request, const SessionState& session, const ClassifyFn& classify,
                              std::optional<std::uint64_t> catalog_generation)
 {
-    Analyzer a(session, classify, catalog_generation);
+    RequestFacts facts;
+    Analyzer a(facts, session, classify, catalog_generation);
     const auto messages = request.messages();
     for (std::size_t i = 0; i < messages.size(); ++i)
         a.add(i, messages[i]);
-    return a.take();
+    return facts;
 }
 
 }  // namespace pgswitch::routing
