@@ -24,6 +24,7 @@
 #include "routing/cluster_view.h"
 #include "pg_wire/request.h"
 #include "routing/request_analysis.h"
+#include "routing/request_effects.h"
 #include "routing/request_plan.h"
 #include "routing/router.h"
 #include "routing/session_state.h"
@@ -272,14 +273,9 @@ private:
                       bool close_first, bool inline_hidden);
     /// Appends a Close of statement `name` to `out` for `link`.
     void hidden_close(ServerLink& link, std::string& out, std::string_view name, bool inline_hidden);
-    /// The effects of the statements the request's message `message` runs.
-    void apply_executed(ServerLink& link, const routing::RequestFacts& facts, std::size_t message);
-    void record_parse(ServerLink& link, const wire::fe::Parse& p,
-                      const std::shared_ptr<const routing::Classification>& cls);
-    void record_close(ServerLink& link, const wire::fe::Close* c);
-    /// One message of the request just sent: its reply segment, its effects.
-    void record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
-                        const std::shared_ptr<const routing::Classification>& cls, const routing::RequestFacts& facts);
+    /// The replies `link` now owes for the request just recorded: its client
+    /// segments and the statement confirmations (routing::record_effects()'s versions).
+    void book_replies(ServerLink& link, const wire::Request& request, const routing::RequestEffects& effects);
     /// Updates SessionState from the request just sent to `link`.
     void record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts);
     /// Queues a hidden read of the primary's WAL position behind a write.

@@ -382,101 +382,47 @@ awaitable<bool> ClientSession::reject_parse_clash(const wire::Request& request, 
     co_return false;
 }
 
-void ClientSession::apply_executed(ServerLink& link, const routing::RequestFacts& facts, std::size_t message)
+void ClientSession::book_replies(ServerLink& link, const wire::Request& request, const routing::RequestEffects& effects)
 {
-    const bool on_primary = link.role == routing::Role::primary;
-    for (const auto& e : facts.executed) {
-        if (e.message != message)
-            continue;
-        for (const auto& st : e.cls->statements) {
-            const auto own = e.text.substr(std::min(st.offset, e.text.size()), st.length);
-            if (state_.apply_effects(st, own, link.state, on_primary))
-                runtime_.invalidate_catalog(client_.database);
+    // In message order: a message belongs to the segment its Sync or Query ends.
+    const auto messages = request.messages();
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const auto& m = messages[i];
+        const auto next_segment = link.replies.segments_sent() + 1;
+        switch (m.tag) {
+        case fe::Tag::Query:
+        case fe::Tag::Sync:
+        case fe::Tag::FunctionCall:
+            push_client_segment(link);
+            break;
+        case fe::Tag::Parse:
+            if (const auto* p = m.as<fe::Parse>(); p && effects.versions[i])
+                link.statements.parse_sent(std::string(p->statement), *effects.versions[i], next_segment, true);
+            break;
+        case fe::Tag::Describe:
+            if (const auto* d = m.as<fe::Describe>(); d && effects.versions[i])
+                link.statements.describe_sent(std::string(d->name), *effects.versions[i], next_segment);
+            break;
+        case fe::Tag::Close:
+            link.statements.close_sent(next_segment);
+            break;
+        default:
+            break;
         }
-    }
-}
-
-void ClientSession::record_parse(ServerLink& link, const fe::Parse& p,
-                                 const std::shared_ptr<const routing::Classification>& cls)
-{
-    const bool write = !cls || cls->write;
-    if (p.statement.empty()) {
-        state_.record_unnamed(p.query, p.param_types, p.param_type_count, write);
-        return;
-    }
-    routing::PreparedStatement ps;
-    ps.query.assign(p.query);
-    ps.param_types.assign(p.param_types);
-    ps.param_count = p.param_type_count;
-    ps.write = write;
-    ps.classification = cls;
-    ps.classified_with = catalog_.catalog ? catalog_.catalog->generation() : 0;
-    const std::string name(p.statement);
-    state_.record_parse(name, std::move(ps));
-    const auto version = state_.statement(name)->version;
-    link.state.statements[name] = version;
-    link.statements.parse_sent(name, version, link.replies.segments_sent() + 1, true);
-}
-
-void ClientSession::record_close(ServerLink& link, const fe::Close* c)
-{
-    link.statements.close_sent(link.replies.segments_sent() + 1);
-    if (!c || c->kind != 'S' || c->name.empty())
-        return;
-    state_.record_close_statement(c->name);
-    if (auto it = link.state.statements.find(c->name); it != link.state.statements.end())
-        link.state.statements.erase(it);
-}
-
-void ClientSession::record_message(ServerLink& link, const wire::RequestMessage& m, std::size_t index,
-                                   const std::shared_ptr<const routing::Classification>& cls,
-                                   const routing::RequestFacts& facts)
-{
-    switch (m.tag) {
-    case fe::Tag::Query:
-        push_client_segment(link);
-        apply_executed(link, facts, index);
-        // A simple Query destroys the unnamed statement (Protocol → Extended Query).
-        state_.forget_unnamed();
-        links_.unnamed.reset();
-        break;
-    case fe::Tag::Sync:
-    case fe::Tag::FunctionCall:
-        push_client_segment(link);
-        break;
-    case fe::Tag::Execute:
-        apply_executed(link, facts, index);
-        break;
-    case fe::Tag::Parse:
-        if (const auto* p = m.as<fe::Parse>())
-            record_parse(link, *p, cls);
-        break;
-    case fe::Tag::Describe:
-        if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
-            if (const auto* ps = state_.statement(d->name))
-                link.statements.describe_sent(std::string(d->name), ps->version, link.replies.segments_sent() + 1);
-        break;
-    case fe::Tag::Close:
-        record_close(link, m.as<fe::Close>());
-        break;
-    default:
-        break;
     }
 }
 
 void ClientSession::record_request(ServerLink& link, const wire::Request& request, const routing::RequestFacts& facts)
 {
+    const auto generation = catalog_.catalog ? catalog_.catalog->generation() : 0;
+    const bool on_primary = link.role == routing::Role::primary;
+    const auto effects = routing::record_effects(request, facts, state_, link.state, on_primary, generation);
+    if (effects.catalog_stale)
+        runtime_.invalidate_catalog(client_.database);
+    if (effects.forgot_unnamed)
+        links_.unnamed.reset();
+    book_replies(link, request, effects);
     const auto messages = request.messages();
-    std::size_t cls_index = 0;  // facts.classes has one entry per Query and Parse
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-        const auto& m = messages[i];
-        const bool has_class = m.tag == fe::Tag::Query || m.tag == fe::Tag::Parse;
-        static const std::shared_ptr<const routing::Classification> none;
-        const auto& cls = has_class && cls_index < facts.classes.size() ? facts.classes[cls_index] : none;
-        if (has_class)
-            ++cls_index;
-        record_message(link, m, i, cls, facts);
-    }
     if (request.extended()) {
         link.unsynced = !request.synced();
         if (!link.unsynced)
@@ -484,10 +430,8 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
         else if (std::any_of(messages.begin(), messages.end(), [](const auto& m) { return m.tag == fe::Tag::Bind; }))
             link.unsynced_portal = true;
     }
-    if (facts.may_write) {
-        state_.wrote = true;
+    if (facts.may_write)
         link.wrote = true;
-    }
     if (facts.changes_schema)
         link.changed_schema = true;
 }
