@@ -396,12 +396,12 @@ void ClientSession::book_replies(ServerLink& link, const wire::Request& request,
             push_client_segment(link);
             break;
         case fe::Tag::Parse:
-            if (const auto* p = m.as<fe::Parse>(); p && effects.versions[i])
-                link.statements.parse_sent(std::string(p->statement), *effects.versions[i], next_segment, true);
+            if (const auto v = effects.versions[i]; v != routing::RequestEffects::no_version)
+                link.statements.parse_sent(std::string(m.as<fe::Parse>()->statement), v, next_segment, true);
             break;
         case fe::Tag::Describe:
-            if (const auto* d = m.as<fe::Describe>(); d && effects.versions[i])
-                link.statements.describe_sent(std::string(d->name), *effects.versions[i], next_segment);
+            if (const auto v = effects.versions[i]; v != routing::RequestEffects::no_version)
+                link.statements.describe_sent(std::string(m.as<fe::Describe>()->name), v, next_segment);
             break;
         case fe::Tag::Close:
             link.statements.close_sent(next_segment);

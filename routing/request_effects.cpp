@@ -24,8 +24,8 @@ public:
     {
     }
 
-    std::optional<std::uint64_t> apply(std::size_t index, const wire::RequestMessage& m,
-                                       const std::shared_ptr<const Classification>& cls)
+    std::uint64_t apply(std::size_t index, const wire::RequestMessage& m,
+                        const std::shared_ptr<const Classification>& cls)
     {
         switch (m.tag) {
         case fe::Tag::Query:
@@ -33,28 +33,28 @@ public:
             // A simple Query destroys the unnamed statement (Protocol → Extended Query).
             session_.forget_unnamed();
             out_.forgot_unnamed = true;
-            return std::nullopt;
+            return RequestEffects::no_version;
         case fe::Tag::Execute:
             apply_executed(index);
-            return std::nullopt;
+            return RequestEffects::no_version;
         case fe::Tag::Parse:
             if (const auto* p = m.as<fe::Parse>())
                 return parse(*p, cls);
-            return std::nullopt;
+            return RequestEffects::no_version;
         case fe::Tag::Describe:
             if (const auto* d = m.as<fe::Describe>(); d && d->kind == 'S' && !d->name.empty())
                 if (const auto* ps = session_.statement(d->name))
                     return ps->version;
-            return std::nullopt;
+            return RequestEffects::no_version;
         case fe::Tag::Close:
             if (const auto* c = m.as<fe::Close>(); c && c->kind == 'S' && !c->name.empty()) {
                 session_.record_close_statement(c->name);
                 if (auto it = link_.statements.find(c->name); it != link_.statements.end())
                     link_.statements.erase(it);
             }
-            return std::nullopt;
+            return RequestEffects::no_version;
         default:
-            return std::nullopt;
+            return RequestEffects::no_version;
         }
     }
 
@@ -73,12 +73,12 @@ private:
         }
     }
 
-    std::optional<std::uint64_t> parse(const fe::Parse& p, const std::shared_ptr<const Classification>& cls)
+    std::uint64_t parse(const fe::Parse& p, const std::shared_ptr<const Classification>& cls)
     {
         const bool write = !cls || cls->write;
         if (p.statement.empty()) {
             session_.record_unnamed(p.query, p.param_types, p.param_type_count, write);
-            return std::nullopt;
+            return RequestEffects::no_version;
         }
         PreparedStatement ps;
         ps.query.assign(p.query);

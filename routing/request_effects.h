@@ -20,8 +20,9 @@ namespace pgswitch::routing {
 struct RequestEffects {
     /// Per message of the request: the version of the named statement a
     /// Parse defined or a Describe of a statement asked about, as it was at
-    /// that message (nullopt for other messages and unknown names).
-    boost::container::small_vector<std::optional<std::uint64_t>, 6> versions;
+    /// that message (no_version for other messages and unknown names).
+    static constexpr std::uint64_t no_version = ~std::uint64_t{0};
+    boost::container::small_vector<std::uint64_t, 6> versions;
     bool catalog_stale = false;   ///< DDL that may change which functions write (refresh the catalog)
     bool forgot_unnamed = false;  ///< a simple Query destroyed the unnamed statement
 };

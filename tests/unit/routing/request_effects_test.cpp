@@ -36,12 +36,11 @@ TEST_CASE("a named Parse records the statement, the connection has it, its versi
     LinkState link;
     const auto e = send(concat(tfe::parse("q1", "SELECT $1::int"), tfe::sync()), s, link);
     REQUIRE(e.versions.size() == 2);
-    REQUIRE(e.versions[0]);
     const auto* ps = s.statement("q1");
     REQUIRE(ps);
-    CHECK(*e.versions[0] == ps->version);
+    CHECK(e.versions[0] == ps->version);
     CHECK(link.statements.at("q1") == ps->version);
-    CHECK_FALSE(e.versions[1]);  // the Sync
+    CHECK(e.versions[1] == RequestEffects::no_version);  // the Sync
     // Kept with its classification and the catalog it was made with.
     REQUIRE(ps->classification);
     CHECK_FALSE(ps->classification->write);
@@ -56,12 +55,13 @@ TEST_CASE("Parse, Close, Parse of one name in one request: each message sees its
                                tfe::describe('S', "q"), tfe::sync()),
                         s, link);
     REQUIRE(e.versions.size() == 5);
-    REQUIRE(e.versions[0]);
-    REQUIRE(e.versions[2]);
-    CHECK(*e.versions[0] != *e.versions[2]);
-    CHECK(e.versions[3] == e.versions[2]);  // the Describe asks about the second one
+    REQUIRE(e.versions[0] != RequestEffects::no_version);
+    REQUIRE(e.versions[2] != RequestEffects::no_version);
+    CHECK(e.versions[0] != e.versions[2]);
+    CHECK(e.versions[1] == RequestEffects::no_version);  // the Close
+    CHECK(e.versions[3] == e.versions[2]);               // the Describe asks about the second one
     CHECK(s.statement("q")->query == "SELECT 2");
-    CHECK(link.statements.at("q") == *e.versions[2]);
+    CHECK(link.statements.at("q") == e.versions[2]);
 }
 
 TEST_CASE("a Close of a statement forgets it in the session and on the connection")
