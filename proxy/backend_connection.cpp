@@ -114,6 +114,15 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     co_return err;
 }
 
+awaitable<std::optional<ConnectError>> BackendConnection::send_password(std::string_view password)
+{
+    out_.clear();
+    fe::build_password_message(out_, password);
+    if (auto ec = co_await write(out_))
+        co_return io_error(ec, "could not send password");
+    co_return std::nullopt;
+}
+
 awaitable<std::optional<ConnectError>> BackendConnection::answer_authentication(const wire::Frame& f,
                                                                                 const ServerStartup& startup)
 {
@@ -127,22 +136,15 @@ awaitable<std::optional<ConnectError>> BackendConnection::answer_authentication(
     case wire::AuthCode::cleartext_password:
         if (!pw)
             co_return protocol_error("server asked for a cleartext password; only a SCRAM secret is configured");
-        out_.clear();
-        fe::build_password_message(out_, *pw);
-        if (auto ec = co_await write(out_))
-            co_return io_error(ec, "could not send password");
-        co_return std::nullopt;
+        co_return co_await send_password(*pw);
     case wire::AuthCode::md5_password: {
         if (!pw || auth->data.size() != 4)
             co_return protocol_error(pw ? "malformed md5 request"
                                         : "server asked for md5; only a SCRAM secret is configured");
         std::array<char, 4> salt{};
         std::copy(auth->data.begin(), auth->data.end(), salt.begin());
-        out_.clear();
-        fe::build_password_message(out_, wire::auth::md5_response(startup.user, *pw, salt));
-        if (auto ec = co_await write(out_))
-            co_return io_error(ec, "could not send password");
-        co_return std::nullopt;
+        const auto response = wire::auth::md5_response(startup.user, *pw, salt);
+        co_return co_await send_password(response);
     }
     case wire::AuthCode::sasl: {
         // authenticate_sasl() consumes the data view before reading again.

@@ -78,6 +78,8 @@ public:
 
 private:
     [[nodiscard]] awaitable<std::optional<ConnectError>> login(const ServerStartup& startup);
+    /// A PasswordMessage (cleartext or md5 response) to the server.
+    [[nodiscard]] awaitable<std::optional<ConnectError>> send_password(std::string_view password);
     /// Answers one Authentication request of the login (ok, password, md5, SASL).
     [[nodiscard]] awaitable<std::optional<ConnectError>> answer_authentication(const wire::Frame& f,
                                                                                const ServerStartup& startup);
