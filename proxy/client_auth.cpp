@@ -9,7 +9,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -125,7 +125,7 @@ awaitable<bool> ClientSession::authenticate_password(const UserConfig& user)
 awaitable<bool> ClientSession::authenticate_scram(const UserConfig* user)
 {
     // SCRAM-SHA-256 (Protocol → SASL Authentication).
-    const auto settings = runtime_.settings();
+    const auto settings = ctx_.settings();
     auth::ScramSecret secret;
     if (!user) {
         secret = auth::make_scram_secret(auth::random_nonce(), auth::random_nonce(), 4096);

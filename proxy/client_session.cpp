@@ -8,7 +8,7 @@
 #include "pg_wire/sqlstate.h"
 #include "routing/failover_policy.h"
 #include "routing/literal_key.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -51,12 +51,12 @@ std::string_view to_string(SessionEnd e) noexcept
     return "unknown";
 }
 
-ClientSession::ClientSession(Runtime& runtime, tcp::socket socket)
-    : runtime_(runtime),
-      id_(runtime.next_session_id()),
+ClientSession::ClientSession(SessionContext& ctx, tcp::socket socket)
+    : ctx_(ctx),
+      id_(ctx.next_session_id()),
       stream_(std::move(socket)),
-      input_{wire::FrameDecoder(client_limits(runtime.settings()->config), wire::FrameDecoder::Phase::startup), {}},
-      drained_(runtime.io(), asio::steady_timer::time_point::max())
+      input_{wire::FrameDecoder(client_limits(ctx.settings()->config), wire::FrameDecoder::Phase::startup), {}},
+      drained_(ctx.io(), asio::steady_timer::time_point::max())
 {
     client_.peer = stream_.remote_address();
     client_.peer_host = client_.peer.substr(0, client_.peer.rfind(':'));
@@ -67,18 +67,18 @@ ClientSession::ClientSession(Runtime& runtime, tcp::socket socket)
 ClientSession::~ClientSession()
 {
     if (client_.secret != 0)
-        runtime_.cancels().remove(client_.pid, client_.secret);
+        ctx_.cancels().remove(client_.pid, client_.secret);
     if (client_.admitted)
-        runtime_.release_client();
-    runtime_.session_ended(id_);
+        ctx_.release_client();
+    ctx_.session_ended(id_);
 }
 
 void ClientSession::start()
 {
-    runtime_.session_started(shared_from_this());
+    ctx_.session_started(shared_from_this());
     auto self = shared_from_this();
     asio::co_spawn(
-        runtime_.io(), [self]() { return self->run(); }, close_on_failure("internal error"));
+        ctx_.io(), [self]() { return self->run(); }, close_on_failure("internal error"));
 }
 
 std::function<void(std::exception_ptr)> ClientSession::close_on_failure(const char* what)
@@ -101,18 +101,15 @@ void ClientSession::push_client_segment(ServerLink& link)
     link.push(ServerLink::Segment::client);
     link.used = true;
     link.started.push_back(std::chrono::steady_clock::now());
-    runtime_.add_in_flight(link, 1);
+    ctx_.statement_started(link);
 }
 
 void ClientSession::pop_client_segment(ServerLink& link, bool completed)
 {
-    runtime_.add_in_flight(link, -1);
-    if (!link.started.empty()) {
-        if (completed)
-            runtime_.observe_query_latency(
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - link.started.front()).count());
-        link.started.pop_front();
-    }
+    if (link.started.empty())
+        return;
+    ctx_.statement_ended(link, link.started.front(), completed);
+    link.started.pop_front();
 }
 
 void ClientSession::drop_backend(const std::string& backend)
@@ -120,7 +117,7 @@ void ClientSession::drop_backend(const std::string& backend)
     // Closing the socket ends the link's pump, and server_lost() decides what
     // the session loses: nothing for an idle connection, the session (08006)
     // when a statement or transaction was running there.
-    for (const auto& link : links_.all)
+    for (const auto& link : links_.all())
         if (link->backend == backend && !link->dead && link->conn && link->conn->is_open()) {
             log::info("session ", id_, ": closing its connection to ", backend, ": fenced");
             link->fenced = true;
@@ -134,11 +131,11 @@ void ClientSession::close() noexcept
         return;
     closed_ = true;
     stream_.close();
-    for (auto& link : links_.all) {
+    for (auto& link : links_.all()) {
         if (link->lease && link->conn)
             detach_leased(*link);
         if (const auto dropped = link->replies.clear(); dropped.client > 0)
-            runtime_.add_in_flight(*link, -dropped.client);
+            ctx_.statements_dropped(*link, dropped.client);
         link->started.clear();
         if (link->conn && !link->lease)
             link->conn->close();
@@ -150,10 +147,10 @@ void ClientSession::on_drain()
 {
     if (closed_)
         return;
-    if (links_.all.empty() || idle()) {
+    if (links_.all().empty() || idle()) {
         auto self = shared_from_this();
         asio::co_spawn(
-            runtime_.io(),
+            ctx_.io(),
             [self]() -> awaitable<void> {
                 co_await self->send_fatal(
                     sqlstate::admin_shutdown,
@@ -174,7 +171,7 @@ awaitable<void> ClientSession::cancel_running_query()
     // that runs the query (Protocol → Canceling Requests in Progress).
     const auto ep = link->conn->endpoint();
     const auto key = link->conn->key();
-    tcp::socket s(runtime_.io());
+    tcp::socket s(ctx_.io());
     auto [ec] = co_await s.async_connect(ep, use_nothrow);
     if (ec) {
         log::warning("cancel: could not connect to ", ep.address().to_string(), ":", ep.port(), ": ", ec.message());
@@ -240,7 +237,7 @@ awaitable<void> ClientSession::send_fatal(std::string_view state, std::string_vi
 awaitable<void> ClientSession::run()
 {
     // Login watchdog: closes the connection if startup + auth drag on.
-    asio::steady_timer login_deadline(runtime_.io(), login_timeout);
+    asio::steady_timer login_deadline(ctx_.io(), login_timeout);
     login_deadline.async_wait([weak = weak_from_this()](error_code ec) {
         if (ec)
             return;
@@ -287,17 +284,17 @@ awaitable<void> ClientSession::run()
                             SessionEnd::auth_failed);
         co_return;
     }
-    if (runtime_.draining()) {
+    if (ctx_.draining()) {
         co_await send_fatal(sqlstate::cannot_connect_now, "pgswitch is shutting down", SessionEnd::shutdown);
         co_return;
     }
-    if (!runtime_.try_admit_client()) {
+    if (!ctx_.try_admit_client()) {
         co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already", SessionEnd::auth_failed);
         co_return;
     }
     client_.admitted = true;
 
-    const auto settings = runtime_.settings();
+    const auto settings = ctx_.settings();
     if (!co_await authenticate(settings->config.find_user(client_.user)))
         co_return;
     links_.pooling = settings->config.proxy.pool_mode == PoolMode::transaction;
@@ -319,10 +316,10 @@ awaitable<void> ClientSession::run()
 
 void ClientSession::add_link(std::shared_ptr<ServerLink> link)
 {
-    links_.all.push_back(link);
+    links_.add(link);
     auto self = shared_from_this();
     asio::co_spawn(
-        runtime_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
+        ctx_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
 }
 
 void ClientSession::CopyBatch::add(std::string_view raw) noexcept
@@ -353,8 +350,8 @@ awaitable<void> ClientSession::terminate_links()
     end_ = SessionEnd::client_closed;
     std::string bye;
     fe::build_terminate(bye);
-    // A copy: pumps remove links from links_.all as their servers hang up.
-    const auto links = links_.all;
+    // A copy: pumps remove links from links_ as their servers hang up.
+    const auto links = links_.all();
     for (const auto& link : links)
         if (!link->dead && !link->lease)  // pooled connections outlive the client
             (void)co_await link->conn->write(bye);

@@ -1,6 +1,7 @@
 // One client connection: startup (TLS, cancel, authentication), a server
 // connection to the primary, then the relay of requests and replies.
-// Lives on the runtime's executor; owned by its own coroutines (shared_ptr).
+// Lives on its worker's executor (SessionContext: what it may use of the
+// process); owned by its own coroutines (shared_ptr).
 #pragma once
 
 #include <chrono>
@@ -29,10 +30,11 @@
 #include "routing/router.h"
 #include "routing/session_state.h"
 #include "server_link.h"
+#include "session_links.h"
 
 namespace pgswitch::proxy {
 
-class Runtime;
+class SessionContext;
 
 /// How a session ended; decides logging (ARCHITECTURE.md §5 SessionEnd).
 enum class SessionEnd {
@@ -68,7 +70,7 @@ struct SessionInfo {
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
-    ClientSession(Runtime& runtime, tcp::socket socket);
+    ClientSession(SessionContext& ctx, tcp::socket socket);
     ~ClientSession();
 
     /// Spawns the session's coroutine; it keeps the session alive.
@@ -213,11 +215,6 @@ private:
     [[nodiscard]] std::optional<Route> stuck_route(routing::Stick stick) const;
     /// Ends the active link's unfinished extended request with a hidden Sync.
     awaitable<void> end_unsynced_request();
-    /// The session's open link to `backend` (its role refreshed), or null.
-    [[nodiscard]] std::shared_ptr<ServerLink> open_link(const routing::BackendView& backend) const;
-    /// Gives each link its backend's role in the current cluster view (after
-    /// a failover the old primary's link is no longer the primary's).
-    void reconcile_roles() noexcept;
     /// What the session's connections are doing, for routing::plan_sticky().
     [[nodiscard]] routing::SessionPlacement placement() const;
     /// Replica positions the worker's replay waits learned; `sc` points into them.
@@ -342,21 +339,6 @@ private:
         std::string signature;  ///< startup parameters, canonical (ServerPool::make_signature)
         bool admitted = false;  ///< counted against max_client_connections
     };
-    /// The session's server connections.
-    struct SessionLinks {
-        std::vector<std::shared_ptr<ServerLink>> all;
-        /// The link the last request went to: requests stay there while it
-        /// owes replies, during a transaction and during COPY.
-        std::shared_ptr<ServerLink> active;
-        /// The unnamed statement lives on this link (a Bind of "" must follow it).
-        std::weak_ptr<ServerLink> unnamed;
-        /// Where the last request went (GET /clients), also once a pooled connection is back.
-        std::string last_backend;
-        /// The cluster view generation the links' roles were last reconciled with.
-        std::uint64_t view_generation = 0;
-        bool pooling = false;         ///< proxy.pool_mode = "transaction" when the session logged in
-        bool pool_timed_out = false;  ///< set by borrow_link()
-    };
     /// Where the client's stream of requests stands.
     struct RequestFlow {
         bool copy_in = false;  ///< COPY FROM STDIN in progress on the active link: CopyData goes there
@@ -386,7 +368,7 @@ private:
         bool stale = true;
     };
 
-    Runtime& runtime_;
+    SessionContext& ctx_;
     std::uint64_t id_;
     ClientStream stream_;
     ClientInput input_;

@@ -28,7 +28,7 @@ SessionInfo ClientSession::info() const
     else
         i.state = "idle";
     i.backend = links_.last_backend;
-    for (const auto& l : links_.all) {
+    for (const auto& l : links_.all()) {
         if (!l || l->dead)
             continue;
         const bool busy = !l->replies.empty() || l->unsynced || (l == links_.active && i.in_transaction);

@@ -10,6 +10,7 @@
 #include "admin_bridge.h"
 #include "client_session.h"
 #include "health_checker.h"
+#include "session_context.h"
 #include "log.h"
 
 namespace pgswitch::proxy {
@@ -75,52 +76,6 @@ routing::ClusterViewPtr Runtime::cluster() const noexcept
     return w ? w->cluster : cluster_;
 }
 
-const routing::ClusterView& Runtime::cluster_now() const noexcept
-{
-    auto* w = Worker::current();
-    return w ? *w->cluster : *cluster_;
-}
-
-awaitable<void> Runtime::wait_for_cluster_change(std::chrono::steady_clock::time_point deadline)
-{
-    // A new view wakes the waiter at once; the bound retries what no view
-    // change announces (a server that refused one connection, then accepts).
-    const auto bound = std::min(deadline, std::chrono::steady_clock::now() + cluster_change_retry);
-    if (auto* w = Worker::current()) {
-        co_await w->cluster_changed.wait_until(bound);
-        co_return;
-    }
-    asio::steady_timer t(io_, bound);
-    auto [ec] = co_await t.async_wait(use_nothrow);
-    (void)ec;
-}
-
-routing::StatementCache& Runtime::statement_cache() noexcept
-{
-    return Worker::current()->statement_cache;
-}
-
-routing::BalancerState& Runtime::balancer() noexcept
-{
-    return Worker::current()->balancer;
-}
-
-routing::ReplayKnowledge& Runtime::replay_knowledge() noexcept
-{
-    return Worker::current()->replay_knowledge;
-}
-
-ServerPool& Runtime::pool() noexcept
-{
-    return Worker::current()->pool;
-}
-
-void Runtime::count_misroute() noexcept
-{
-    if (auto* w = Worker::current())
-        ++w->stats.misroutes;
-}
-
 void Runtime::publish_schema_lsn(std::uint64_t lsn) noexcept
 {
     auto seen = schema_lsn_.load(std::memory_order_relaxed);
@@ -128,29 +83,11 @@ void Runtime::publish_schema_lsn(std::uint64_t lsn) noexcept
         ;
 }
 
-void Runtime::count_replay_wait(bool reached) noexcept
+std::size_t Runtime::next_worker() noexcept
 {
-    if (auto* w = Worker::current())
-        ++(reached ? w->stats.replay_waits_reached : w->stats.replay_waits_missed);
-}
-
-void Runtime::observe_query_latency(double seconds) noexcept
-{
-    if (auto* w = Worker::current())
-        w->stats.query_latency.observe(seconds);
-}
-
-void Runtime::count_route_decision(routing::Reason reason) noexcept
-{
-    if (auto* w = Worker::current())
-        ++w->stats.route_decisions[reason];
-}
-
-Worker& Runtime::next_worker() noexcept
-{
-    auto& w = *workers_[next_worker_];
+    const auto i = next_worker_;
     next_worker_ = (next_worker_ + 1) % workers_.size();
-    return w;
+    return i;
 }
 
 void Runtime::post_to_workers(std::function<void(Worker&)> fn)
@@ -252,48 +189,6 @@ void Runtime::end_catalog_refresh(const std::string& database)
 {
     std::lock_guard lock(catalogs_mutex_);
     catalogs_[database].refreshing = false;
-}
-
-std::vector<int> Runtime::in_flight(const routing::ClusterView& view)
-{
-    // Each worker keeps the counters of its current view's backends, so the
-    // statement path takes no lock.
-    auto* w = Worker::current();
-    std::vector<int> out(view.backends.size(), 0);
-    if (!w)
-        return out;
-    if (w->in_flight_view.get() != &view || w->in_flight_counters.size() != view.backends.size()) {
-        w->in_flight_counters.clear();
-        for (const auto& b : view.backends)
-            w->in_flight_counters.push_back(in_flight_.counter(b.name));
-        w->in_flight_view = w->cluster.get() == &view ? w->cluster : nullptr;
-    }
-    for (std::size_t i = 0; i < out.size(); ++i)
-        out[i] = w->in_flight_counters[i]->load(std::memory_order_relaxed);
-    return out;
-}
-
-void Runtime::add_in_flight(ServerLink& link, int delta)
-{
-    if (!link.in_flight)
-        link.in_flight = in_flight_.counter(link.backend);
-    link.in_flight->fetch_add(delta, std::memory_order_relaxed);
-}
-
-void Runtime::count_query(ServerLink& link, bool write)
-{
-    if (!link.query_counts) {
-        auto* w = Worker::current();
-        if (!w)
-            return;
-        // Entries are never erased (and an unordered_map's elements never
-        // move): the link keeps its counters' address.
-        link.query_counts = &w->stats.queries[link.backend];
-    }
-    if (write)
-        ++link.query_counts->writes;
-    else
-        ++link.query_counts->reads;
 }
 
 awaitable<void> Runtime::forward_cancel(wire::CancelRequest cancel)
@@ -398,10 +293,10 @@ void Runtime::release_client() noexcept
     }
 }
 
-void Runtime::session_started(const std::shared_ptr<ClientSession>& s)
+void Runtime::session_started(const std::shared_ptr<ClientSession>& s, Worker& worker)
 {
     std::lock_guard lock(sessions_mutex_);
-    sessions_.emplace(s->id(), SessionEntry{s, Worker::current(), std::chrono::steady_clock::now()});
+    sessions_.emplace(s->id(), SessionEntry{s, &worker, std::chrono::steady_clock::now()});
 }
 
 void Runtime::session_ended(std::uint64_t id) noexcept
@@ -470,8 +365,10 @@ int Runtime::run()
         return 1;
     std::size_t nworkers = cfg.proxy.workers > 0 ? static_cast<std::size_t>(cfg.proxy.workers)
                                                  : std::max(1u, std::thread::hardware_concurrency());
-    for (std::size_t i = 0; i < nworkers; ++i)
+    for (std::size_t i = 0; i < nworkers; ++i) {
         workers_.push_back(std::make_unique<Worker>(i, settings_, cluster_));
+        contexts_.push_back(std::make_unique<SessionContext>(*this, *workers_.back()));
+    }
 
     error_code ec;
     tcp::resolver resolver(io_);
@@ -543,7 +440,9 @@ awaitable<void> Runtime::accept_loop()
     asio::steady_timer backoff(io_);
     while (acceptor_ && acceptor_->is_open()) {
         // The socket is accepted straight onto the worker that will run it.
-        auto& worker = next_worker();
+        const auto index = next_worker();
+        auto& worker = *workers_[index];
+        auto* ctx = contexts_[index].get();
         auto [ec, socket] = co_await acceptor_->async_accept(worker.io(), use_nothrow);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open())
@@ -555,8 +454,8 @@ awaitable<void> Runtime::accept_loop()
             (void)tec;
             continue;
         }
-        asio::post(worker.io(), [this, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
-            std::make_shared<ClientSession>(*this, std::move(*s))->start();
+        asio::post(worker.io(), [ctx, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
+            std::make_shared<ClientSession>(*ctx, std::move(*s))->start();
         });
     }
 }
@@ -728,13 +627,16 @@ WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
     for (const auto& w : workers_)
         if (auto one = w->call([worker = w.get(), backends] { return worker->snapshot(backends); }))
             total.add(*one);
-    total.in_flight = in_flight_.snapshot();
     return total;
 }
 
-int Runtime::in_flight(const std::string& backend)
+int Runtime::in_flight(const std::string& backend) const
 {
-    return in_flight_.counter(backend)->load(std::memory_order_relaxed);
+    int n = 0;
+    for (const auto& w : workers_)
+        if (auto one = w->call([worker = w.get(), backend] { return worker->loads.in_flight()[backend]; }))
+            n += *one;
+    return n;
 }
 
 std::vector<SessionInfo> Runtime::session_infos() const

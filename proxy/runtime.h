@@ -17,7 +17,6 @@
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
-#include "in_flight.h"
 #include "server_pool.h"
 #include "pg_wire/auth.h"
 #include "pg_wire/startup.h"
@@ -37,6 +36,7 @@ class AdminBridge;
 class ClientSession;
 class ClusterCoordinator;
 class HealthChecker;
+class SessionContext;
 struct ServerLink;
 struct SessionInfo;
 
@@ -69,28 +69,17 @@ public:
     [[nodiscard]] asio::io_context& io() noexcept;
     [[nodiscard]] SettingsPtr settings() const noexcept;
     [[nodiscard]] routing::ClusterViewPtr cluster() const noexcept;
-    /// The same without a reference count: valid until the caller next
-    /// suspends (a new view replaces it only between handlers).
-    [[nodiscard]] const routing::ClusterView& cluster_now() const noexcept;
-    /// Sleeps until the calling worker gets a new cluster view, `deadline`,
-    /// or cluster_change_retry, whichever comes first: what a session
-    /// waiting for a primary (or any server) does between two looks.
-    [[nodiscard]] awaitable<void> wait_for_cluster_change(std::chrono::steady_clock::time_point deadline);
-    static constexpr std::chrono::milliseconds cluster_change_retry{250};
     /// Main loop: makes `view` the cluster snapshot everywhere.
     void publish(routing::ClusterViewPtr view);
     /// TLS context when proxy.tls_cert/tls_key are set, else null.
     [[nodiscard]] asio::ssl::context* tls() noexcept { return tls_.get(); }
     [[nodiscard]] CancelRegistry& cancels() noexcept { return cancels_; }
-    /// Transaction pooling's server connections (proxy.pool_mode = "transaction"):
-    /// one pool per worker, used on that worker's thread.
-    [[nodiscard]] ServerPool& pool() noexcept;
     [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_relaxed); }
     /// Counts a logged-in client against max_client_connections.
     [[nodiscard]] bool try_admit_client();
     void release_client() noexcept;
     [[nodiscard]] std::size_t client_count() const noexcept { return clients_.load(std::memory_order_relaxed); }
-    void session_started(const std::shared_ptr<ClientSession>& s);
+    void session_started(const std::shared_ptr<ClientSession>& s, Worker& worker);
     void session_ended(std::uint64_t id) noexcept;
     /// Asks the health checker for an immediate round (the data path saw a
     /// server connection fail).
@@ -102,10 +91,7 @@ public:
     /// Event-loop workers running sessions (proxy.workers; 0 = one per core).
     [[nodiscard]] std::size_t worker_count() const noexcept { return workers_.size(); }
 
-    // ---- routing (the calling session's worker) -------------------------------
-    [[nodiscard]] routing::StatementCache& statement_cache() noexcept;
-    [[nodiscard]] routing::BalancerState& balancer() noexcept;
-    [[nodiscard]] routing::ReplayKnowledge& replay_knowledge() noexcept;
+    // ---- shared by the workers' sessions (SessionContext) -----------------------
     [[nodiscard]] const routing::Policy& policy() const noexcept;
     /// Volatile user functions of `database`, or null when not loaded yet
     /// (or invalidated by DDL).
@@ -143,37 +129,18 @@ public:
     /// ago. A claim is ended by store_catalog() or end_catalog_refresh().
     [[nodiscard]] bool claim_catalog_refresh(const std::string& database, bool urgent);
     void end_catalog_refresh(const std::string& database);
-    /// The calling worker's statements in flight per backend, aligned with
-    /// `view` (least_connections balances each worker's sessions).
-    [[nodiscard]] std::vector<int> in_flight(const routing::ClusterView& view);
-    /// Counts a client statement starting (+1) or ending (-1) on `link`.
-    void add_in_flight(ServerLink& link, int delta);
-    /// Counts a routed request per backend and kind (reads/writes).
-    /// Counts a statement routed to `link`'s backend (this worker's counters).
-    void count_query(ServerLink& link, bool write);
-    /// A read the classifier sent to a replica failed there with 25006 and
-    /// was re-run on the primary.
-    void count_misroute() noexcept;
     /// The WAL position after the newest schema change (DDL) committed
     /// through this pgswitch, by any session (0: none yet). Every session's
     /// reads go to replicas past it (read_your_writes = lsn).
     [[nodiscard]] std::uint64_t schema_lsn() const noexcept { return schema_lsn_.load(std::memory_order_acquire); }
     void publish_schema_lsn(std::uint64_t lsn) noexcept;
-    /// A replay wait ahead of a read after a write ended: `reached` when the
-    /// replica replayed the write in time (else the read re-ran on the primary).
-    void count_replay_wait(bool reached) noexcept;
-    /// One request's time from being sent to a server to its ReadyForQuery,
-    /// for the pgswitch_query_duration_seconds histogram (fed by sessions).
-    void observe_query_latency(double seconds) noexcept;
-    /// Counts a routing decision by reason (pgswitch_routing_decisions_total).
-    void count_route_decision(routing::Reason reason) noexcept;
 
     // ---- admin API (admin_bridge.cpp; on the main loop) ----------------------
     /// Every worker's counters, summed (asked on each worker's own thread).
     /// Pool counts are filled in for `backends`.
     [[nodiscard]] WorkerStats stats(const std::vector<std::string>& backends = {}) const;
-    /// Statements in flight on `backend` now.
-    [[nodiscard]] int in_flight(const std::string& backend);
+    /// Statements in flight on `backend` now (asked on each worker's thread).
+    [[nodiscard]] int in_flight(const std::string& backend) const;
     /// A snapshot of every live session.
     [[nodiscard]] std::vector<SessionInfo> session_infos() const;
     [[nodiscard]] std::chrono::steady_clock::time_point started_at() const noexcept { return started_at_; }
@@ -210,8 +177,8 @@ private:
     void stop_loops();
     [[nodiscard]] bool setup_tls(const Config& c);
 
-    /// The worker for a new client (round robin).
-    Worker& next_worker() noexcept;
+    /// The worker for a new client (round robin), as its index.
+    std::size_t next_worker() noexcept;
     /// Runs `fn(worker)` on every worker's thread (posted, not waited for).
     void post_to_workers(std::function<void(Worker&)> fn);
 
@@ -241,10 +208,7 @@ private:
     std::atomic<std::uint64_t> last_session_id_{0};
     std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> schema_lsn_{0};
-    /// Statements in flight per backend, over all workers: the one counter the
-    /// workers share, because least_connections needs the whole picture.
     /// Function catalogs per database, shared by the workers (rarely written).
-    InFlightCounters in_flight_;
     mutable std::mutex catalogs_mutex_;
     struct CatalogEntry {
         std::shared_ptr<const routing::FunctionCatalog> catalog;
@@ -262,6 +226,8 @@ private:
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
     std::unique_ptr<AdminBridge> admin_bridge_;
     std::unique_ptr<admin::HttpServer> admin_server_;
+    /// What each worker's sessions may use (SessionContext), aligned with workers_.
+    std::vector<std::unique_ptr<SessionContext>> contexts_;
     /// Declared last, destroyed first: a worker's loop may still hold
     /// sessions, whose destructors use the members above.
     std::vector<std::unique_ptr<Worker>> workers_;

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -26,8 +25,8 @@ struct ServerLink {
     using Segment = wire::SegmentKind;
 
     std::string backend;  ///< backend name
-    /// Statements in flight on `backend`, over all workers (set on first use).
-    std::shared_ptr<std::atomic<int>> in_flight;
+    /// This worker's load on `backend` (set on first use).
+    BackendLoad* load = nullptr;
     /// This worker's routed-statement counters for `backend` (set on first use).
     WorkerStats::QueryCounts* query_counts = nullptr;
     /// The backend's role when this link was last routed to (views change it).

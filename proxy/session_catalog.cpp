@@ -9,7 +9,7 @@
 #include "log.h"
 #include "pg_wire/backend.h"
 #include "pg_wire/sqlstate.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -47,22 +47,22 @@ awaitable<void> ClientSession::load_catalog(BackendConnection& conn)
 {
     const auto r = co_await conn.simple_query(catalog_query);
     if (auto rows = catalog_rows(r)) {
-        (void)runtime_.store_catalog(client_.database, *rows);
+        (void)ctx_.store_catalog(client_.database, *rows);
         co_return;
     }
     log::warning("session ", id_, ": could not read the functions of ", client_.database, ": ",
                  std::get<ConnectError>(r).message);
-    runtime_.end_catalog_refresh(client_.database);
+    ctx_.end_catalog_refresh(client_.database);
 }
 
 awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& names)
 {
     const bool urgent = names.empty();  // stale or missing: DDL was seen
-    if (!runtime_.claim_catalog_refresh(client_.database, urgent))
+    if (!ctx_.claim_catalog_refresh(client_.database, urgent))
         co_return false;
     // The primary has every function first; a replica may not have replayed
     // a CREATE FUNCTION yet.
-    const auto view = runtime_.cluster();
+    const auto view = ctx_.cluster();
     std::optional<std::size_t> idx = view->primary_index();
     if (!idx)
         for (std::size_t i = 0; i < view->backends.size() && !idx; ++i)
@@ -70,15 +70,15 @@ awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& n
                 view->backends[i].role == routing::Role::replica)
                 idx = i;
     if (!idx) {
-        runtime_.end_catalog_refresh(client_.database);
+        ctx_.end_catalog_refresh(client_.database);
         co_return false;
     }
     const auto& b = view->backends[*idx];
-    BackendConnection conn(runtime_.io().get_executor());
-    const auto timeout = std::chrono::milliseconds(runtime_.settings()->config.proxy.connect_timeout_ms);
+    BackendConnection conn(ctx_.io().get_executor());
+    const auto timeout = std::chrono::milliseconds(ctx_.settings()->config.proxy.connect_timeout_ms);
     if (auto err = co_await conn.connect(b.host, b.port, server_startup(), timeout)) {
         log::warning("session ", id_, ": could not look functions up on ", b.name, ": ", err->message);
-        runtime_.end_catalog_refresh(client_.database);
+        ctx_.end_catalog_refresh(client_.database);
         co_return false;
     }
     const auto r = co_await conn.simple_query(catalog_query);
@@ -87,10 +87,10 @@ awaitable<bool> ClientSession::learn_functions(const std::vector<std::string>& n
     if (!rows) {
         log::warning("session ", id_, ": could not read the functions of ", client_.database, ": ",
                      std::get<ConnectError>(r).message);
-        runtime_.end_catalog_refresh(client_.database);
+        ctx_.end_catalog_refresh(client_.database);
         co_return false;
     }
-    (void)runtime_.store_catalog(client_.database, *rows, names);
+    (void)ctx_.store_catalog(client_.database, *rows, names);
     if (!names.empty())
         log::info("session ", id_, ": looked up functions unknown to pgswitch in ", client_.database, ": ",
                   names.front(), names.size() > 1 ? " and others" : "");

@@ -8,7 +8,7 @@
 #include "log.h"
 #include "pg_wire/backend.h"
 #include "pg_wire/sqlstate.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -41,7 +41,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
                                     SessionEnd::client_protocol_error);
                 co_return std::nullopt;
             }
-            auto* tls = runtime_.tls();
+            auto* tls = ctx_.tls();
             const std::string answer = tls ? "S" : "N";
             if (co_await stream_.send(answer)) {
                 close();
@@ -69,13 +69,13 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
             continue;
         }
         if (auto* cancel = std::get_if<wire::CancelRequest>(&*packet)) {
-            if (auto target = runtime_.cancels().find(cancel->process_id, cancel->secret_key)) {
+            if (auto target = ctx_.cancels().find(cancel->process_id, cancel->secret_key)) {
                 // The target may run on another worker: its state is read on its own thread.
                 auto target_executor = target->stream_.socket().get_executor();
                 co_await asio::co_spawn(target_executor, target->cancel_running_query(), asio::use_awaitable);
-            } else if (runtime_.coordinator())
+            } else if (ctx_.can_forward_cancel())
                 // Another instance's client, sent here by a load balancer.
-                co_await asio::co_spawn(runtime_.main_io(), runtime_.forward_cancel(*cancel), asio::use_awaitable);
+                co_await ctx_.forward_cancel(*cancel);
             else
                 log::debug("cancel request with an unknown key ignored");
             close();
@@ -87,7 +87,7 @@ awaitable<std::optional<wire::StartupMessage>> ClientSession::read_startup()
 
 awaitable<bool> ClientSession::connect_identity()
 {
-    const auto settings = runtime_.settings();
+    const auto settings = ctx_.settings();
     const auto& cfg = settings->config;
     // The client is given the process id of its first server connection:
     // the primary's, so that pg_backend_pid(), NOTIFY sender pids and
@@ -100,14 +100,14 @@ awaitable<bool> ClientSession::connect_identity()
     std::shared_ptr<ServerLink> link;
     std::string last_error = "no server is available";
     while (!link) {
-        const auto view = runtime_.cluster();
+        const auto view = ctx_.cluster();
         for (auto i : routing::login_order(*view)) {
             const auto target = view->backends[i];
             auto candidate = std::make_shared<ServerLink>();
             candidate->backend = target.name;
             candidate->role = target.role;
             candidate->identity = true;
-            candidate->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
+            candidate->conn = std::make_unique<BackendConnection>(ctx_.io().get_executor());
             auto err = co_await candidate->conn->connect(target.host, target.port, server_startup(),
                                                          std::chrono::milliseconds(cfg.proxy.connect_timeout_ms));
             if (!err) {
@@ -126,12 +126,12 @@ awaitable<bool> ClientSession::connect_identity()
                 close();
                 co_return false;
             }
-            runtime_.request_health_check();
+            ctx_.request_health_check();
             last_error = "could not connect to server \"" + target.name + "\": " + err->message;
         }
         if (link || std::chrono::steady_clock::now() >= deadline || closed_)
             break;
-        co_await runtime_.wait_for_cluster_change(deadline);
+        co_await ctx_.wait_for_cluster_change(deadline);
     }
     if (!link) {
         const std::string message = last_error + " (waited failover.wait_for_primary_ms)";
@@ -140,11 +140,11 @@ awaitable<bool> ClientSession::connect_identity()
     }
     // The database's functions decide which SELECTs write; load them once
     // per database (before the pump owns this connection).
-    if (!runtime_.catalog(client_.database) && runtime_.claim_catalog_refresh(client_.database, true))
+    if (!ctx_.catalog(client_.database) && ctx_.claim_catalog_refresh(client_.database, true))
         co_await load_catalog(*link->conn);
 
     client_.pid = link->conn->key().process_id;
-    client_.secret = runtime_.cancels().add(client_.pid, weak_from_this());
+    client_.secret = ctx_.cancels().add(client_.pid, weak_from_this());
     out_.scratch.clear();
     be::build_authentication_ok(out_.scratch);
     out_.scratch.append(link->conn->parameter_status_messages());

@@ -11,7 +11,7 @@
 #include "pg_wire/backend.h"
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -31,7 +31,7 @@ constexpr std::size_t max_pooled_statements = 1000;
 
 ServerPool::Request ClientSession::pool_request(const routing::BackendView& backend) const
 {
-    const auto settings = runtime_.settings();
+    const auto settings = ctx_.settings();
     const auto& p = settings->config.proxy;
     ServerPool::Request r;
     r.backend = backend.name;
@@ -41,7 +41,7 @@ ServerPool::Request ClientSession::pool_request(const routing::BackendView& back
     r.signature = client_.signature;
     // Each worker has its own pool (workers share nothing mutable): the
     // proxy.pool_size connections are split between them, at least one each.
-    r.capacity = std::max(1, p.pool_size / static_cast<int>(std::max<std::size_t>(1, runtime_.worker_count())));
+    r.capacity = std::max(1, p.pool_size / static_cast<int>(std::max<std::size_t>(1, ctx_.worker_count())));
     r.wait_timeout = std::chrono::milliseconds(p.query_wait_timeout_ms);
     r.connect_timeout = std::chrono::milliseconds(p.connect_timeout_ms);
     return r;
@@ -51,20 +51,20 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::borrow_link(const routing:
 {
     links_.pool_timed_out = false;
     const auto req = pool_request(backend);
-    auto got = co_await runtime_.pool().acquire(req);
+    auto got = co_await ctx_.pool().acquire(req);
     if (auto* f = std::get_if<AcquireFailure>(&got)) {
         if (f->kind == AcquireFailure::Kind::timeout) {
             links_.pool_timed_out = true;
             log::info("session ", id_, ": ", backend.name, ": ", f->error.message);
         } else {
             log::warning("session ", id_, ": could not open a connection to ", backend.name, ": ", f->error.message);
-            runtime_.request_health_check();
+            ctx_.request_health_check();
         }
         co_return nullptr;
     }
     auto pc = std::move(std::get<std::unique_ptr<PooledConnection>>(got));
     if (closed_) {
-        runtime_.pool().release(std::move(pc));  // untouched: still clean
+        ctx_.pool().release(std::move(pc));  // untouched: still clean
         co_return nullptr;
     }
     auto link = std::make_shared<ServerLink>();
@@ -100,7 +100,7 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
     // A write's commit position is read before the connection goes (read
     // your writes); it comes back here and the next call releases it.
     if (link.wrote && link.role == routing::Role::primary &&
-        runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn) {
+        ctx_.policy().read_your_writes == routing::ReadYourWrites::lsn) {
         std::string q;
         push_capture(link, q);
         (void)co_await link.conn->write(q);
@@ -109,17 +109,16 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
 
     link.dead = true;  // for the session, this link is gone
     link.released = true;
-    const std::shared_ptr<ServerLink> keep = links_.active;  // `link` may be links_.active
-    std::erase_if(links_.all, [&](const auto& l) { return l.get() == &link; });
+    const auto keep = links_.remove(link);  // `link` may be links_.active
     if (links_.active.get() == &link)
         links_.active.reset();
     auto pc = std::move(link.lease);
     pc->prepared = routing::return_link_state(link.state, state_, pc->prepared);
     pc->conn = std::move(link.conn);
     if (pc->prepared.statements.size() + pc->prepared.sql_prepared.size() > max_pooled_statements)
-        runtime_.pool().discard(std::move(pc));
+        ctx_.pool().discard(std::move(pc));
     else
-        runtime_.pool().release(std::move(pc));
+        ctx_.pool().release(std::move(pc));
     drained_.cancel();
     co_return true;
 }
@@ -170,7 +169,7 @@ awaitable<void> ClientSession::settle_link(std::shared_ptr<ServerLink> link)
     // The session ended (or lost this link) while it held the connection.
     auto pc = std::move(link->lease);
     pc->conn = std::move(link->conn);
-    auto& pool = runtime_.pool();
+    auto& pool = ctx_.pool();
     // Replies still owed (mid-request, mid-extended-request, in COPY) or a
     // broken stream: no cheap way to bring it back in step, so it is closed.
     if (!pc->conn || !pc->conn->is_open() || link->dead || link->owed_at_close || link->server_sent_fatal ||
@@ -214,15 +213,15 @@ void ClientSession::detach_leased(ServerLink& link) noexcept
 
 awaitable<bool> ClientSession::login_pooled()
 {
-    const auto settings = runtime_.settings();
+    const auto settings = ctx_.settings();
     const auto& cfg = settings->config;
     client_.signature = ServerPool::make_signature(server_startup());
     // ParameterStatus values are those a server gave a login with the same
     // user, database and parameters; once known (and the database's function
     // catalog loaded) a login needs no server connection at all.
     std::string status;
-    if (const auto* known = runtime_.pool().parameter_status(client_.user, client_.database, client_.signature);
-        known && runtime_.catalog(client_.database)) {
+    if (const auto* known = ctx_.pool().parameter_status(client_.user, client_.database, client_.signature);
+        known && ctx_.catalog(client_.database)) {
         status = *known;
     } else {
         const auto deadline = std::chrono::steady_clock::now() +
@@ -231,19 +230,19 @@ awaitable<bool> ClientSession::login_pooled()
         bool done = false;
         while (!done) {
             // The primary first; a replica while there is none (a failover).
-            auto view = runtime_.cluster();
+            auto view = ctx_.cluster();
             for (auto idx : routing::login_order(*view)) {
                 const auto target = view->backends[idx];
-                auto got = co_await runtime_.pool().acquire(pool_request(target));
+                auto got = co_await ctx_.pool().acquire(pool_request(target));
                 if (auto* pcp = std::get_if<std::unique_ptr<PooledConnection>>(&got)) {
                     auto pc = std::move(*pcp);
-                    if (!runtime_.catalog(client_.database) && runtime_.claim_catalog_refresh(client_.database, true))
+                    if (!ctx_.catalog(client_.database) && ctx_.claim_catalog_refresh(client_.database, true))
                         co_await load_catalog(*pc->conn);
                     status = pc->conn->parameter_status_messages();
                     if (pc->conn->is_open() && pc->conn->decoder().buffered() == 0)
-                        runtime_.pool().release(std::move(pc));
+                        ctx_.pool().release(std::move(pc));
                     else
-                        runtime_.pool().discard(std::move(pc));
+                        ctx_.pool().discard(std::move(pc));
                     done = true;
                     break;
                 }
@@ -261,12 +260,12 @@ awaitable<bool> ClientSession::login_pooled()
                     close();
                     co_return false;
                 }
-                runtime_.request_health_check();
+                ctx_.request_health_check();
                 last_error = "could not connect to server \"" + target.name + "\": " + f.error.message;
             }
             if (done || std::chrono::steady_clock::now() >= deadline || closed_)
                 break;
-            co_await runtime_.wait_for_cluster_change(deadline);
+            co_await ctx_.wait_for_cluster_change(deadline);
         }
         if (!done) {
             const std::string message = last_error + " (waited failover.wait_for_primary_ms)";
@@ -278,7 +277,7 @@ awaitable<bool> ClientSession::login_pooled()
     // The client's process id is pgswitch's own here: its statements run on
     // whichever pooled connection is free. Cancels find the one running now.
     client_.pid = static_cast<std::int32_t>(id_ % 0x7fffffffULL) + 1;
-    client_.secret = runtime_.cancels().add(client_.pid, weak_from_this());
+    client_.secret = ctx_.cancels().add(client_.pid, weak_from_this());
     out_.scratch.clear();
     be::build_authentication_ok(out_.scratch);
     out_.scratch.append(status);

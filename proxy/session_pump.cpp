@@ -14,7 +14,7 @@
 #include "pg_wire/sqlstate.h"
 #include "routing/failover_policy.h"
 #include "routing/literal_key.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -148,7 +148,7 @@ void ClientSession::note_reply(ServerLink& link, const wire::Frame& f, const Act
     // so a restart that comes straight back is no failover.
     if (a.fatal() && a.error->sqlstate() == "57P01" &&
         routing::announces_restart(a.error->sqlstate(), a.error->message()))
-        runtime_.report_restart_announced(link.backend);
+        ctx_.report_restart_announced(link.backend);
     if (f.backend_tag() == be::Tag::ReadyForQuery)
         if (const auto failed = link.statements.on_segment_done(link.replies.segments_done(), state_, link.state))
             log::debug("session ", id_, ": ", failed, " Parse(s) on ", link.backend, " failed: names freed");
@@ -284,7 +284,7 @@ awaitable<bool> ClientSession::end_batch(ServerLink& link, ReplyBatch& batch)
             co_return false;
         }
     }
-    if (batch.became_idle && runtime_.draining()) {
+    if (batch.became_idle && ctx_.draining()) {
         const std::string_view message =
             "terminating connection due to administrator command (pgswitch is shutting down)";
         co_await send_fatal(sqlstate::admin_shutdown, message, SessionEnd::shutdown);
@@ -330,7 +330,7 @@ void ClientSession::on_lsn_captured(const wire::ResponseTracker::Segment& captur
     if (value && a.ready == wire::TxStatus::idle) {
         state_.require_lsn(*value);
         if (capture.schema)
-            runtime_.publish_schema_lsn(*value);
+            ctx_.publish_schema_lsn(*value);
     }
     --lsn_.captures;
 }
@@ -338,14 +338,14 @@ void ClientSession::on_lsn_captured(const wire::ResponseTracker::Segment& captur
 void ClientSession::on_replay_waited(ServerLink& link, std::uint64_t lsn, std::optional<std::uint64_t> reached_lsn)
 {
     const bool reached = reached_lsn && *reached_lsn >= lsn;
-    runtime_.count_replay_wait(reached);
+    ctx_.count_replay_wait(reached);
     if (reached) {
         // Good for every later read up to that position, this session's and
         // the worker's other sessions'.
-        runtime_.replay_knowledge().reached(link.backend, *reached_lsn);
+        ctx_.replay_knowledge().reached(link.backend, *reached_lsn);
         return;
     }
-    runtime_.replay_knowledge().missed(link.backend, lsn, std::chrono::steady_clock::now());
+    ctx_.replay_knowledge().missed(link.backend, lsn, std::chrono::steady_clock::now());
     if (!link.replies.rerun_next_client()) {
         // Requests were pipelined behind the read (route_request() keeps
         // them back, so this should not happen): a re-run would reorder
@@ -395,14 +395,14 @@ awaitable<bool> ClientSession::fatal_reaches_client(ServerLink& link, const be::
     // a session that is not using this one must not notice.
     if (!link.identity || !is_terminate_by_administrator(error))
         co_return false;
-    const auto view = runtime_.cluster();
+    const auto view = ctx_.cluster();
     const auto* backend = view->find(link.backend);
     if (!backend)
         co_return false;
     // A server that still lets us in was not stopping: the connection was
     // terminated on purpose.
-    BackendConnection probe(runtime_.io().get_executor());
-    const auto timeout = std::min(std::chrono::milliseconds(runtime_.settings()->config.proxy.connect_timeout_ms),
+    BackendConnection probe(ctx_.io().get_executor());
+    const auto timeout = std::min(std::chrono::milliseconds(ctx_.settings()->config.proxy.connect_timeout_ms),
                                   std::chrono::milliseconds(2000));
     const auto err = co_await probe.connect(backend->host, backend->port, server_startup(), timeout);
     probe.close();
@@ -424,15 +424,13 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
     const bool misroute = !refusal.empty();
     const bool server_died = link.dead;
     std::shared_ptr<ServerLink> target;
-    const auto view = runtime_.cluster();
+    const auto view = ctx_.cluster();
     if (auto idx = view->primary_index())
         target = co_await link_to(view->backends[*idx]);
     if (!target && !misroute && !server_died && !link.dead) {
         // A replay wait fell short and there is no primary (a failover):
         // the replica is the freshest server there is.
-        for (const auto& l : links_.all)
-            if (l.get() == &link)
-                target = l;
+        target = links_.holder(link);
     }
     if (!target || closed_) {
         flow_.retrying = false;
@@ -455,15 +453,15 @@ awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
             fingerprint = routing::literal_free_key(q->sql).substr(1);
         log::warning("session ", id_, ": misroute: read-only error on ", link.backend, ", re-running on ",
                      target->backend, (fingerprint.empty() ? "" : ": "), fingerprint);
-        runtime_.count_misroute();
+        ctx_.count_misroute();
         // The classifier thought it a read: the function it calls is one the
         // catalog has wrong. The next lookup refreshes it.
-        runtime_.invalidate_catalog(client_.database);
+        ctx_.invalidate_catalog(client_.database);
     }
     auto facts = analyze(request);
     if (misroute)
         facts.may_write = true;  // it wrote: its commit position matters to read-your-writes
-    runtime_.count_query(*target, misroute);
+    ctx_.count_query(*target, misroute);
     (void)co_await send_request(target, std::move(request), facts, std::nullopt, true);
     flow_.retrying = false;
     drained_.cancel();
@@ -484,27 +482,23 @@ awaitable<void> ClientSession::server_lost(ServerLink& link, error_code ec)
     link.dead = true;
     // The data path saw the primary go: probe it now rather than at the next interval.
     if (link.role == routing::Role::primary)
-        runtime_.request_health_check();
+        ctx_.request_health_check();
     const auto dropped = link.replies.clear();
     if (dropped.client > 0)
-        runtime_.add_in_flight(link, -dropped.client);
+        ctx_.statements_dropped(link, dropped.client);
     lsn_.captures -= dropped.capture_lsn;
     link.started.clear();
     link.statements.clear();
     link.conn->close();
     // Kept alive by the caller's shared_ptr until the end of this call.
-    std::shared_ptr<ServerLink> keep;
-    for (const auto& l : links_.all)
-        if (l.get() == &link)
-            keep = l;
-    std::erase_if(links_.all, [&](const auto& l) { return l.get() == &link; });
+    const auto keep = links_.remove(link);
     drained_.cancel();
     if (links_.active.get() == &link && (rerun || (!owed && !in_tx_here && !state_here)))
         links_.active.reset();
     if (rerun) {
         log::info("session ", id_, ": connection to ", link.backend, " lost (", ec.message(),
                   ") before its read answered; re-running it");
-        runtime_.request_health_check();
+        ctx_.request_health_check();
         link.replies.forget_refusal();
         co_await retry_on_primary(link);
         co_return;

@@ -11,7 +11,7 @@
 #include "pg_wire/frontend.h"
 #include "pg_wire/sqlstate.h"
 #include "routing/server_prepared.h"
-#include "runtime.h"
+#include "session_context.h"
 
 namespace pgswitch::proxy {
 
@@ -43,27 +43,17 @@ std::string replay_wait_sql(std::uint64_t lsn, std::uint32_t wait_ms)
 
 bool ClientSession::any_pending() const noexcept
 {
-    for (const auto& l : links_.all)
-        if (l->owes_client())
-            return true;
-    return false;
+    return links_.any_owes_client();
 }
 
 bool ClientSession::read_your_writes_lsn() const noexcept
 {
-    return runtime_.policy().read_your_writes == routing::ReadYourWrites::lsn;
+    return ctx_.policy().read_your_writes == routing::ReadYourWrites::lsn;
 }
 
 std::shared_ptr<ServerLink> ClientSession::primary_link() const
 {
-    const auto view = runtime_.cluster();
-    const auto idx = view->primary_index();
-    if (!idx)
-        return nullptr;
-    for (const auto& l : links_.all)
-        if (!l->dead && l->backend == view->backends[*idx].name)
-            return l;
-    return nullptr;
+    return links_.to_primary(ctx_.cluster_now());
 }
 
 awaitable<void> ClientSession::wait_until_drained()
@@ -84,12 +74,12 @@ awaitable<void> ClientSession::wait_for_segment(ServerLink& link, std::uint64_t 
 
 routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 {
-    if (const auto changed = runtime_.catalogs_changed(); changed != catalog_.seen) {
+    if (const auto changed = ctx_.catalogs_changed(); changed != catalog_.seen) {
         catalog_.seen = changed;  // read first: a change while reading shows next time
-        catalog_.catalog = runtime_.catalog(client_.database, &catalog_.stale);
+        catalog_.catalog = ctx_.catalog(client_.database, &catalog_.stale);
     }
     const auto& catalog = catalog_.catalog;
-    auto& cache = runtime_.statement_cache();
+    auto& cache = ctx_.statement_cache();
     const routing::ClassifyFn classify = [&cache, &catalog](std::string_view sql) {
         return routing::classify_cached(cache, sql, catalog.get());
     };
@@ -98,18 +88,18 @@ routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::BackendView& backend)
 {
-    if (auto l = open_link(backend))
+    if (auto l = links_.find(backend))
         co_return l;
     if (links_.pooling)
         co_return co_await borrow_link(backend);
     auto link = std::make_shared<ServerLink>();
     link->backend = backend.name;
     link->role = backend.role;
-    link->conn = std::make_unique<BackendConnection>(runtime_.io().get_executor());
-    const auto timeout = std::chrono::milliseconds(runtime_.settings()->config.proxy.connect_timeout_ms);
+    link->conn = std::make_unique<BackendConnection>(ctx_.io().get_executor());
+    const auto timeout = std::chrono::milliseconds(ctx_.settings()->config.proxy.connect_timeout_ms);
     if (auto err = co_await link->conn->connect(backend.host, backend.port, server_startup(), timeout)) {
         log::warning("session ", id_, ": could not open a connection to ", backend.name, ": ", err->message);
-        runtime_.request_health_check();
+        ctx_.request_health_check();
         co_return nullptr;
     }
     if (closed_) {
@@ -118,23 +108,6 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
     }
     add_link(link);
     co_return link;
-}
-
-void ClientSession::reconcile_roles() noexcept
-{
-    const auto& view = runtime_.cluster_now();
-    if (view.generation == links_.view_generation)
-        return;
-    links_.view_generation = view.generation;
-    for (auto& l : links_.all) {
-        auto role = routing::Role::unknown;  // a backend gone from the view
-        for (const auto& b : view.backends)
-            if (b.name == l->backend) {
-                role = b.role;
-                break;
-            }
-        l->role = role;
-    }
 }
 
 routing::SessionPlacement ClientSession::placement() const
@@ -196,16 +169,6 @@ awaitable<std::optional<ClientSession::Route>> ClientSession::sticky_route(const
     }
 }
 
-std::shared_ptr<ServerLink> ClientSession::open_link(const routing::BackendView& backend) const
-{
-    for (const auto& l : links_.all)
-        if (!l->dead && l->backend == backend.name) {
-            l->role = backend.role;  // a replica may have been promoted since
-            return l;
-        }
-    return nullptr;
-}
-
 routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, routing::SessionConstraints& sc,
                                                ReplayPositions& positions, const routing::ClusterView& view,
                                                const routing::Policy& policy)
@@ -213,18 +176,19 @@ routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, 
     // In-flight counts are read only when the policy uses them.
     std::vector<int> in_flight;
     if (policy.load_balancing == routing::LoadBalancing::least_connections)
-        in_flight = runtime_.in_flight(view);
+        for (const auto* load : ctx_.loads(view))
+            in_flight.push_back(load->in_flight);
     if (sc.min_lsn) {
         // A replica that just failed a wait for this much is not waited
         // on again before the next health round could show it moved.
-        const auto interval = runtime_.settings()->config.health.interval_ms;
+        const auto interval = ctx_.settings()->config.health.interval_ms;
         const auto memory = std::chrono::milliseconds(std::max(interval, 100));
-        positions.reached = runtime_.replay_knowledge().reached_positions(view);
-        positions.behind = runtime_.replay_knowledge().behind_positions(view, std::chrono::steady_clock::now(), memory);
+        positions.reached = ctx_.replay_knowledge().reached_positions(view);
+        positions.behind = ctx_.replay_knowledge().behind_positions(view, std::chrono::steady_clock::now(), memory);
         sc.known_replay = positions.reached;  // spans: `positions` outlives the decision's use of `sc`
         sc.known_behind = positions.behind;
     }
-    return routing::choose_target(rr, sc, view, policy, runtime_.balancer(), client_.peer_host, in_flight);
+    return routing::choose_target(rr, sc, view, policy, ctx_.balancer(), client_.peer_host, in_flight);
 }
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_for_read(const routing::ClusterView& view,
@@ -257,19 +221,19 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
         sticky = stuck_route(plan.stick);
     if (sticky)
         co_return *sticky;
-    const auto policy = runtime_.policy();
+    const auto policy = ctx_.policy();
     const auto rr = routing::route_request_for(facts, tx_status_ == wire::TxStatus::idle && !any_pending());
     // A pipelined read right behind a write: its position is still on the way.
-    auto sc = routing::session_constraints(state_, runtime_.schema_lsn(), lsn_.captures > 0);
-    const auto wait_ms = runtime_.settings()->config.failover.wait_for_primary_ms;
+    auto sc = routing::session_constraints(state_, ctx_.schema_lsn(), lsn_.captures > 0);
+    const auto wait_ms = ctx_.settings()->config.failover.wait_for_primary_ms;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
     for (;;) {
-        const auto view = runtime_.cluster();
+        const auto view = ctx_.cluster();
         ReplayPositions positions;
         auto d = decide_target(rr, sc, positions, *view, policy);
         if (d.backend) {
             const auto& target = view->backends[*d.backend];
-            auto link = open_link(target);  // no coroutine frame when the link is open
+            auto link = links_.find(target);  // no coroutine frame when the link is open
             if (!link)
                 link = co_await link_to(target);
             if (!link && links_.pool_timed_out) {
@@ -289,20 +253,20 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
                 co_return Route{};
             }
             if (link) {
-                runtime_.count_query(*link, rr.write);
-                runtime_.count_route_decision(d.reason);
+                ctx_.count_query(*link, rr.write);
+                ctx_.count_route_decision(d.reason);
                 log::debug("session ", id_, ": ", rr.write ? "write" : "read", " to ", link->backend, " (",
                            routing::to_string(d.reason), ")");
                 co_return Route{link, d.wait_lsn};
             }
             // The primary refuses connections: it may be dying. Probe it now and
             // wait for the health checker's verdict (or a new primary).
-            runtime_.request_health_check();
+            ctx_.request_health_check();
         }
         // No primary (failover in progress): wait for one, up to the limit.
         if (std::chrono::steady_clock::now() >= deadline || closed_)
             break;
-        co_await runtime_.wait_for_cluster_change(deadline);
+        co_await ctx_.wait_for_cluster_change(deadline);
     }
     co_await reject_request(request, sqlstate::cannot_connect_now,
                             "no primary server is available: writes waited failover.wait_for_primary_ms");
@@ -367,7 +331,7 @@ awaitable<bool> ClientSession::reject_parse_clash(const wire::Request& request, 
             continue;
         // A Parse of that name still unanswered may yet fail (then the name
         // is free, as on the server): wait for the answers before deciding.
-        const bool pending = std::any_of(links_.all.begin(), links_.all.end(), [&](const auto& l) {
+        const bool pending = std::any_of(links_.all().begin(), links_.all().end(), [&](const auto& l) {
             return !l->dead && l->statements.parse_pending(p->statement);
         });
         if (pending) {
@@ -418,7 +382,7 @@ void ClientSession::record_request(ServerLink& link, const wire::Request& reques
     const bool on_primary = link.role == routing::Role::primary;
     const auto effects = routing::record_effects(request, facts, state_, link.state, on_primary, generation);
     if (effects.catalog_stale)
-        runtime_.invalidate_catalog(client_.database);
+        ctx_.invalidate_catalog(client_.database);
     if (effects.forgot_unnamed)
         links_.unnamed.reset();
     book_replies(link, request, effects);
@@ -479,13 +443,13 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::wait_replay_first(std::sha
     // The replay wait as a round trip of its own; the primary takes the
     // request if the replica does not get there in time.
     std::string q;
-    fe::build_query(q, replay_wait_sql(lsn, runtime_.policy().read_your_writes_wait_ms));
+    fe::build_query(q, replay_wait_sql(lsn, ctx_.policy().read_your_writes_wait_ms));
     const auto n = link->push(Segment::replay_wait, lsn);
     (void)co_await link->conn->write(q);
     co_await wait_for_segment(*link, n);
     if (!link->replies.cancel_rerun())
         co_return link;
-    const auto view = runtime_.cluster();
+    const auto view = ctx_.cluster();
     std::shared_ptr<ServerLink> primary;
     if (auto idx = view->primary_index())
         primary = co_await link_to(view->backends[*idx]);
@@ -528,7 +492,7 @@ awaitable<bool> ClientSession::send_request(std::shared_ptr<ServerLink> link, wi
     }
     catch_up(*link, request, facts);
     if (wait_lsn) {
-        fe::build_query(out_.hidden, replay_wait_sql(*wait_lsn, runtime_.policy().read_your_writes_wait_ms));
+        fe::build_query(out_.hidden, replay_wait_sql(*wait_lsn, ctx_.policy().read_your_writes_wait_ms));
         link->push(Segment::replay_wait, *wait_lsn);
     }
     // Segments are queued before the bytes leave, so the pump can never see
@@ -561,7 +525,8 @@ std::shared_ptr<ServerLink> ClientSession::uncaptured_write_link() const
     // A write whose WAL position was not captured yet (COPY FROM, or a
     // transaction that ended without a COMMIT we saw), on an idle primary
     // connection.
-    const bool any_wrote = std::any_of(links_.all.begin(), links_.all.end(), [](const auto& l) { return l->wrote; });
+    const bool any_wrote = std::any_of(links_.all().begin(), links_.all().end(),
+                                       [](const auto& l) { return l->wrote; });
     if (!any_wrote || tx_status_ != wire::TxStatus::idle || !read_your_writes_lsn())
         return nullptr;
     auto p = primary_link();
@@ -608,7 +573,7 @@ awaitable<bool> ClientSession::dispatch_request(wire::Request request)
 
     if (log::enabled(log::Level::debug))
         log::debug("session ", id_, ": request ", wire::describe(request));
-    reconcile_roles();
+    links_.reconcile(ctx_.cluster_now());
     auto facts = analyze(request);
     // DDL changed functions (or a read wrote after all), or the request calls
     // functions created behind pgswitch's back: ask the database first.

@@ -96,7 +96,31 @@ WorkerStats Worker::snapshot(const std::vector<std::string>& backends) const
     for (const auto& name : backends)
         s.pool_by_backend[name] = pool.counts(name);
     s.pool_total = pool.counts();
+    s.in_flight = loads.in_flight();
     return s;
+}
+
+const std::vector<const BackendLoad*>& BackendLoads::aligned_with(const routing::ClusterView& view)
+{
+    // A view's generation names its backend list; the address guards against
+    // two views (this worker's and an older one a session still holds) that
+    // share one.
+    if (aligned_view_ != &view || aligned_generation_ != view.generation || aligned_.size() != view.backends.size()) {
+        aligned_.clear();
+        for (const auto& b : view.backends)
+            aligned_.push_back(&by_name_[b.name]);
+        aligned_view_ = &view;
+        aligned_generation_ = view.generation;
+    }
+    return aligned_;
+}
+
+std::unordered_map<std::string, int> BackendLoads::in_flight() const
+{
+    std::unordered_map<std::string, int> out;
+    for (const auto& [name, load] : by_name_)
+        out[name] = load.in_flight;
+    return out;
 }
 
 }  // namespace pgswitch::proxy

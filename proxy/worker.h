@@ -39,7 +39,7 @@ struct WorkerStats {
         std::uint64_t writes = 0;
     };
     std::unordered_map<std::string, QueryCounts> queries;  ///< per backend
-    std::unordered_map<std::string, int> in_flight;        ///< per backend (Runtime::stats() fills it, all workers)
+    std::unordered_map<std::string, int> in_flight;        ///< per backend (filled by Worker::snapshot())
     std::uint64_t misroutes = 0;
     std::uint64_t replay_waits_reached = 0;
     std::uint64_t replay_waits_missed = 0;
@@ -54,6 +54,28 @@ struct WorkerStats {
     ServerPool::Counts pool_total;
 
     void add(const WorkerStats& other);
+};
+
+/// One worker's load on one backend: what its sessions have running there.
+struct BackendLoad {
+    int in_flight = 0;  ///< client statements sent and not yet answered
+};
+
+/// A worker's BackendLoad per backend name (entries never move nor go: links
+/// keep their address), and the same aligned with a cluster view's backends
+/// for the router (rebuilt when the view changes).
+class BackendLoads {
+public:
+    [[nodiscard]] BackendLoad& of(const std::string& backend) { return by_name_[backend]; }
+    [[nodiscard]] const std::vector<const BackendLoad*>& aligned_with(const routing::ClusterView& view);
+    /// Statements in flight per backend name.
+    [[nodiscard]] std::unordered_map<std::string, int> in_flight() const;
+
+private:
+    std::unordered_map<std::string, BackendLoad> by_name_;
+    std::vector<const BackendLoad*> aligned_;
+    const routing::ClusterView* aligned_view_ = nullptr;
+    std::uint64_t aligned_generation_ = 0;
 };
 
 class Worker {
@@ -108,13 +130,12 @@ public:
     WorkerStats stats;  ///< cache_* and pool_* filled in by snapshot()
     /// Transaction pooling's server connections of this worker's sessions.
     ServerPool pool;
-    /// The in-flight counters of `in_flight_view`'s backends, in its order
-    /// (Runtime::in_flight(view) rebuilds them when the view changes).
-    std::vector<std::shared_ptr<std::atomic<int>>> in_flight_counters;
-    routing::ClusterViewPtr in_flight_view;
+    /// What this worker's sessions have running on each backend (least_connections
+    /// balances each worker's own sessions: nothing shared on the statement path).
+    BackendLoads loads;
 
-    /// A copy of stats with the statement cache's and the pool's counters
-    /// (pool counts for the named backends).
+    /// A copy of stats with the statement cache's, the pool's and the loads'
+    /// counters (pool counts for the named backends).
     [[nodiscard]] WorkerStats snapshot(const std::vector<std::string>& backends) const;
 
 private:
