@@ -198,7 +198,9 @@ admin::Explanation AdminBridge::explain(std::string_view sql, std::string_view d
         in_flight.push_back(it == stats.in_flight.end() ? 0 : it->second);
     }
     const auto sc = routing::session_constraints(fresh, runtime_.schema_lsn(), false);
-    const auto d = routing::choose_target(e.request, sc, *view, runtime_.policy(), balancer, "", in_flight);
+    // (adaptive: response times are each worker's own; the pick here sees none.)
+    const routing::Load load{in_flight, {}, std::chrono::steady_clock::now()};
+    const auto d = routing::choose_target(e.request, sc, *view, runtime_.policy(), balancer, "", load);
     if (d.backend)
         e.target = view->backends[*d.backend].name;
     e.reason = std::string(routing::to_string(d.reason));

@@ -69,7 +69,8 @@ namespace {
 constexpr Spelling<PoolMode> pool_modes[] = {{"session", PoolMode::session}, {"transaction", PoolMode::transaction}};
 constexpr Spelling<LoadBalancing> load_balancings[] = {{"round_robin", LoadBalancing::round_robin},
                                                        {"least_connections", LoadBalancing::least_connections},
-                                                       {"ip_hash", LoadBalancing::ip_hash}};
+                                                       {"ip_hash", LoadBalancing::ip_hash},
+                                                       {"adaptive", LoadBalancing::adaptive}};
 constexpr Spelling<ReadYourWrites> read_your_writes_modes[] = {
     {"lsn", ReadYourWrites::lsn}, {"session", ReadYourWrites::session}, {"off", ReadYourWrites::off}};
 // "auto", not "automatic": the word SPEC §2 uses.

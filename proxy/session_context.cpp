@@ -24,11 +24,14 @@ void SessionContext::statement_started(ServerLink& link) noexcept
 void SessionContext::statement_ended(ServerLink& link, std::chrono::steady_clock::time_point sent,
                                      bool completed) noexcept
 {
-    if (link.load)  // set by statement_started()
-        --link.load->in_flight;
-    if (completed)
-        worker_.stats.query_latency.observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count());
+    if (!link.load)  // set by statement_started()
+        return;
+    --link.load->in_flight;
+    if (!completed)
+        return;
+    const auto now = std::chrono::steady_clock::now();
+    link.load->latency.observe(now - sent, now);
+    worker_.stats.query_latency.observe(std::chrono::duration<double>(now - sent).count());
 }
 
 void SessionContext::statements_dropped(ServerLink& link, int n) noexcept

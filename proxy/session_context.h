@@ -44,11 +44,11 @@ public:
     [[nodiscard]] routing::StatementCache& statement_cache() noexcept { return worker_.statement_cache; }
     [[nodiscard]] routing::BalancerState& balancer() noexcept { return worker_.balancer; }
     [[nodiscard]] routing::ReplayKnowledge& replay_knowledge() noexcept { return worker_.replay_knowledge; }
-    /// This worker's load on each backend (statements in flight, response
-    /// times), aligned with `view`'s backends.
-    [[nodiscard]] const std::vector<const BackendLoad*>& loads(const routing::ClusterView& view)
+    /// This worker's load on each of `view`'s backends (statements in flight,
+    /// response times) for a pick now; valid until the next call.
+    [[nodiscard]] routing::Load loads(const routing::ClusterView& view)
     {
-        return worker_.loads.aligned_with(view);
+        return worker_.loads.figures(view, std::chrono::steady_clock::now());
     }
     /// A client statement starts on `link` / ends there (`completed`: its
     /// reply arrived; the time it took feeds the latency figures).

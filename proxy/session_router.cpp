@@ -173,11 +173,10 @@ routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, 
                                                ReplayPositions& positions, const routing::ClusterView& view,
                                                const routing::Policy& policy)
 {
-    // In-flight counts are read only when the policy uses them.
-    std::vector<int> in_flight;
-    if (policy.load_balancing == routing::LoadBalancing::least_connections)
-        for (const auto* load : ctx_.loads(view))
-            in_flight.push_back(load->in_flight);
+    // Load figures are read only when the policy uses them.
+    routing::Load load;
+    if (routing::reads_load(policy.load_balancing))
+        load = ctx_.loads(view);
     if (sc.min_lsn) {
         // A replica that just failed a wait for this much is not waited
         // on again before the next health round could show it moved.
@@ -188,7 +187,7 @@ routing::Decision ClientSession::decide_target(const routing::RouteRequest& rr, 
         sc.known_replay = positions.reached;  // spans: `positions` outlives the decision's use of `sc`
         sc.known_behind = positions.behind;
     }
-    return routing::choose_target(rr, sc, view, policy, ctx_.balancer(), client_.peer_host, in_flight);
+    return routing::choose_target(rr, sc, view, policy, ctx_.balancer(), client_.peer_host, load);
 }
 
 awaitable<std::shared_ptr<ServerLink>> ClientSession::link_for_read(const routing::ClusterView& view,

@@ -42,6 +42,9 @@ Worker::Worker(std::size_t index, SettingsPtr s, routing::ClusterViewPtr c)
       cluster(std::move(c)),
       index_(index)
 {
+    // Workers draw different adaptive picks (and differ from run to run).
+    const auto t = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    balancer.seed(t ^ ((index + 1) * 0x9e3779b97f4a7c15ull));
 }
 
 Worker::~Worker()
@@ -100,19 +103,23 @@ WorkerStats Worker::snapshot(const std::vector<std::string>& backends) const
     return s;
 }
 
-const std::vector<const BackendLoad*>& BackendLoads::aligned_with(const routing::ClusterView& view)
+BackendLoad& BackendLoads::of(const std::string& backend)
 {
-    // A view's generation names its backend list; the address guards against
-    // two views (this worker's and an older one a session still holds) that
-    // share one.
-    if (aligned_view_ != &view || aligned_generation_ != view.generation || aligned_.size() != view.backends.size()) {
-        aligned_.clear();
-        for (const auto& b : view.backends)
-            aligned_.push_back(&by_name_[b.name]);
-        aligned_view_ = &view;
-        aligned_generation_ = view.generation;
+    return by_name_.try_emplace(backend, std::chrono::steady_clock::now()).first->second;
+}
+
+routing::Load BackendLoads::figures(const routing::ClusterView& view, routing::SteadyTime now)
+{
+    // A few backends: copying their figures costs less than keeping arrays
+    // aligned with every view; the vectors keep their storage.
+    in_flight_.clear();
+    latency_.clear();
+    for (const auto& b : view.backends) {
+        const auto& load = by_name_.try_emplace(b.name, now).first->second;
+        in_flight_.push_back(load.in_flight);
+        latency_.push_back(load.latency);
     }
-    return aligned_;
+    return routing::Load{in_flight_, latency_, now};
 }
 
 std::unordered_map<std::string, int> BackendLoads::in_flight() const

@@ -56,26 +56,29 @@ struct WorkerStats {
     void add(const WorkerStats& other);
 };
 
-/// One worker's load on one backend: what its sessions have running there.
+/// One worker's load on one backend: what its sessions have running there
+/// and how fast it has been answering them.
 struct BackendLoad {
-    int in_flight = 0;  ///< client statements sent and not yet answered
+    explicit BackendLoad(routing::SteadyTime since) : latency(since) {}
+    int in_flight = 0;          ///< client statements sent and not yet answered
+    routing::PeakEwma latency;  ///< their recent response times (adaptive balancing)
 };
 
 /// A worker's BackendLoad per backend name (entries never move nor go: links
-/// keep their address), and the same aligned with a cluster view's backends
-/// for the router (rebuilt when the view changes).
+/// keep their address), and the same as the router reads it, aligned with a
+/// cluster view's backends (copied into reused arrays at each pick).
 class BackendLoads {
 public:
-    [[nodiscard]] BackendLoad& of(const std::string& backend) { return by_name_[backend]; }
-    [[nodiscard]] const std::vector<const BackendLoad*>& aligned_with(const routing::ClusterView& view);
+    [[nodiscard]] BackendLoad& of(const std::string& backend);
+    /// The figures of `view`'s backends for a pick at `now`; valid until the next call.
+    [[nodiscard]] routing::Load figures(const routing::ClusterView& view, routing::SteadyTime now);
     /// Statements in flight per backend name.
     [[nodiscard]] std::unordered_map<std::string, int> in_flight() const;
 
 private:
     std::unordered_map<std::string, BackendLoad> by_name_;
-    std::vector<const BackendLoad*> aligned_;
-    const routing::ClusterView* aligned_view_ = nullptr;
-    std::uint64_t aligned_generation_ = 0;
+    std::vector<int> in_flight_;
+    std::vector<routing::PeakEwma> latency_;
 };
 
 class Worker {

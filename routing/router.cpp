@@ -36,7 +36,7 @@ bool is_usable_replica(const BackendView& b) noexcept
 }  // namespace
 
 std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& view, const Policy& policy,
-                 BalancerState& state, std::string_view client_key, std::span<const int> in_flight)
+                 BalancerState& state, std::string_view client_key, const Load& load)
 {
     if (candidates.size() == 1)
         return candidates.front();
@@ -44,9 +44,11 @@ std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& vie
     case LoadBalancing::round_robin:
         return state.pick_round_robin(view, candidates);
     case LoadBalancing::least_connections:
-        return pick_least_connections(view, candidates, in_flight, state);
+        return pick_least_connections(view, candidates, load.in_flight, state);
     case LoadBalancing::ip_hash:
         return pick_rendezvous(view, candidates, client_key);
+    case LoadBalancing::adaptive:
+        return pick_adaptive(view, candidates, load.in_flight, load.latency, load.now, state.random());
     }
     return candidates.front();
 }
@@ -191,8 +193,7 @@ Candidates eligible_replicas(const ClusterView& view, const Policy& policy, cons
 }
 
 Decision choose_target(const RouteRequest& request, const SessionConstraints& session, const ClusterView& view,
-                       const Policy& policy, BalancerState& state, std::string_view client_key,
-                       std::span<const int> in_flight)
+                       const Policy& policy, BalancerState& state, std::string_view client_key, const Load& load)
 {
     const auto primary = view.primary_index();
     if (request.write) {
@@ -227,8 +228,8 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
                     worth_waiting.push_back(i);
             if (!worth_waiting.empty() && request.can_wait && policy.read_your_writes_wait_ms > 0 &&
                 !session.lsn_pending) {
-                Decision d{pick(worth_waiting, view, policy, state, client_key, in_flight),
-                           Reason::read_your_writes_wait, session.min_lsn};
+                Decision d{pick(worth_waiting, view, policy, state, client_key, load), Reason::read_your_writes_wait,
+                           session.min_lsn};
                 return d;
             }
             if (!usable.empty() && primary)
@@ -242,7 +243,7 @@ Decision choose_target(const RouteRequest& request, const SessionConstraints& se
             return {primary, Reason::no_replica};
         return {std::nullopt, Reason::no_backend};
     }
-    const std::size_t chosen = pick(candidates, view, policy, state, client_key, in_flight);
+    const std::size_t chosen = pick(candidates, view, policy, state, client_key, load);
     return {chosen, primary && chosen == *primary ? Reason::primary_read : Reason::replica};
 }
 

@@ -12,11 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "routing/adaptive_balancer.h"
 #include "routing/cluster_view.h"
 
 namespace pgswitch::routing {
 
-enum class LoadBalancing { round_robin, least_connections, ip_hash };
+enum class LoadBalancing { round_robin, least_connections, ip_hash, adaptive };
 enum class ReadYourWrites { lsn, session, off };
 
 /// The routing settings the decision needs (a copy of [routing]).
@@ -90,10 +91,19 @@ struct Decision {
     }
 };
 
-/// Per-backend live figures the balancer reads (indexed like the view).
+/// Per-backend live figures the balancer reads (indexed like the view; left
+/// empty when the policy reads none: a backend past a span's end counts as
+/// idle and unmeasured).
 struct Load {
-    std::span<const int> in_flight;  ///< statements running now, for least_connections
+    std::span<const int> in_flight;     ///< statements running now (least_connections, adaptive)
+    std::span<const PeakEwma> latency;  ///< recent response times (adaptive)
+    SteadyTime now{};                   ///< when the pick happens (adaptive)
 };
+/// The policy's balancer reads the live figures.
+[[nodiscard]] constexpr bool reads_load(LoadBalancing lb) noexcept
+{
+    return lb == LoadBalancing::least_connections || lb == LoadBalancing::adaptive;
+}
 
 /// Balancer memory: the smooth weighted round-robin counters (nginx's
 /// algorithm), one per backend name. Owned by the caller, one per worker.
@@ -102,8 +112,12 @@ public:
     /// Picks among `candidates` (indexes into `view`) by weight, spreading
     /// evenly: with weights 5,1,1 the order is a,a,b,a,c,a,a (never 5 in a row).
     [[nodiscard]] std::size_t pick_round_robin(const ClusterView& view, std::span<const std::size_t> candidates);
+    /// The generator adaptive picks draw from (seed it differently per worker).
+    [[nodiscard]] SplitMix64& random() noexcept { return random_; }
+    void seed(std::uint64_t seed) noexcept { random_.state = seed; }
 
 private:
+    SplitMix64 random_;
     std::vector<std::pair<std::string, std::int64_t>> current_;
     std::int64_t& current_for(const std::string& name);
 };
@@ -120,7 +134,7 @@ private:
 
 /// One of `candidates` (not empty) by the policy's balancer.
 [[nodiscard]] std::size_t pick(std::span<const std::size_t> candidates, const ClusterView& view, const Policy& policy,
-                               BalancerState& state, std::string_view client_key, std::span<const int> in_flight);
+                               BalancerState& state, std::string_view client_key, const Load& load);
 
 /// The decision itself. Writes (and pinned or read-your-writes reads) go to
 /// the primary; other reads to an up, non-lagging replica (fresh enough for
@@ -128,7 +142,7 @@ private:
 /// candidates when primary_reads is set; no replica → the primary.
 [[nodiscard]] Decision choose_target(const RouteRequest& request, const SessionConstraints& session,
                                      const ClusterView& view, const Policy& policy, BalancerState& state,
-                                     std::string_view client_key, std::span<const int> in_flight);
+                                     std::string_view client_key, const Load& load);
 
 /// Replicas that may serve a read under `session` (up, not lagging, fresh).
 /// Backend indexes; inline up to a cluster's usual size (no allocation per statement).

@@ -107,17 +107,43 @@ TEST_CASE("least_connections picks the emptiest replica per unit of weight")
     p.load_balancing = LoadBalancing::least_connections;
     BalancerState st;
     std::vector<int> in_flight{0, 5, 2};
-    auto d = choose_target(read_req, {}, v, p, st, "", in_flight);
+    auto d = choose_target(read_req, {}, v, p, st, "", Load{in_flight});
     CHECK(d.backend == std::optional<std::size_t>{2});
     v.backends[1].weight = 4;  // 5/4 < 2/1
-    d = choose_target(read_req, {}, v, p, st, "", in_flight);
+    d = choose_target(read_req, {}, v, p, st, "", Load{in_flight});
     CHECK(d.backend == std::optional<std::size_t>{1});
     // Ties alternate.
     std::vector<int> even{0, 1, 1};
     v.backends[1].weight = 1;
-    auto a = *choose_target(read_req, {}, v, p, st, "", even).backend;
-    auto b = *choose_target(read_req, {}, v, p, st, "", even).backend;
+    auto a = *choose_target(read_req, {}, v, p, st, "", Load{even}).backend;
+    auto b = *choose_target(read_req, {}, v, p, st, "", Load{even}).backend;
     CHECK(a != b);
+}
+
+TEST_CASE("adaptive: a replica answering ten times slower gets few reads; without figures both get some")
+{
+    auto v = cluster3();  // primary, r1, r2
+    Policy p;
+    p.load_balancing = LoadBalancing::adaptive;
+    BalancerState st;
+    st.seed(42);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<PeakEwma> latency(3, PeakEwma(t0));
+    latency[1].observe(std::chrono::milliseconds(10), t0);  // r1 slow
+    latency[2].observe(std::chrono::milliseconds(1), t0);   // r2 fast
+    const std::vector<int> idle{0, 0, 0};
+    std::map<std::size_t, int> picks;
+    for (int i = 0; i < 200; ++i)
+        ++picks[*choose_target(read_req, {}, v, p, st, "", Load{idle, latency, t0}).backend];
+    CHECK(picks[0] == 0);  // reads stay off the primary
+    CHECK(picks[2] == 200);
+
+    // Unmeasured (no figures: the admin API's explain): both replicas are drawn.
+    picks.clear();
+    for (int i = 0; i < 200; ++i)
+        ++picks[*choose_target(read_req, {}, v, p, st, "", Load{}).backend];
+    CHECK(picks[1] > 50);
+    CHECK(picks[2] > 50);
 }
 
 TEST_CASE("ip_hash: stable per client, spread across clients, minimal movement")
