@@ -14,6 +14,7 @@ help:
 	@echo "  make unit           build, run the unit tests only"
 	@echo "  make bench          build, benchmark pgswitch vs direct, PgBouncer, pgpool-II (bench/README.md; QUICK=1 for a short run)"
 	@echo "  make bench-callgrind  build, instructions per statement under valgrind callgrind (bench/results/callgrind.md)"
+	@echo "  make bench-scaleout  build, server-bound: each server CPU-capped (cgroup v1, SCALEOUT_CPU=0.3), reads scaling out (bench/results/scaleout-latest.md)"
 	@echo "  make bench-idle     build, memory per idle client + admin/query latency while idle (CLIENTS=150 POOL_MODE=session)"
 	@echo "  make bench-ryw      build, reads right after writes: share on replicas, latency (bench/results/read_your_writes.md)"
 	@echo "  make format         reformat the C++ sources with .clang-format (make test checks it)"
@@ -51,9 +52,12 @@ unit: build
 bench: build
 	bash bench/run_bench.sh
 
-.PHONY: bench-callgrind bench-idle bench-ryw
+.PHONY: bench-callgrind bench-idle bench-ryw bench-scaleout
 bench-callgrind: build
 	bash bench/callgrind.sh
+
+bench-scaleout: build
+	bash bench/scaleout.sh
 
 CLIENTS ?= 150
 POOL_MODE ?= session

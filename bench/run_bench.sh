@@ -504,8 +504,9 @@ def work_dir_for(user):
     return d
 
 
-def start_pgswitch(env, wd, name="pgswitch", workers=None):
-    """pgswitch as target `name`; workers None = PGSWITCH_WORKERS or pgswitch's default."""
+def start_pgswitch(env, wd, name="pgswitch", workers=None, routing=None):
+    """pgswitch as target `name`; workers None = PGSWITCH_WORKERS or pgswitch's default;
+    routing: a dict of [routing] keys (TOML literals as strings), None = no [routing] section."""
     port, admin = free_port(), free_port()
     conf = os.path.join(wd, f"{name}.toml")
     if workers is None:
@@ -520,7 +521,7 @@ max_client_connections = {max(1000, MAX_CLIENTS * 2)}
 
 [admin]
 listen = "127.0.0.1:{admin}"
-
+{routing_section(routing)}
 [health]
 interval_ms = 1000
 user = "{env['SUPERUSER']}"
@@ -566,6 +567,12 @@ password = "{env['SUPERPASS']}"
     wait_for("pgswitch to see the primary and both replicas up", ready, timeout=60)
     wait_for("a query through pgswitch", lambda: psql(port, "select 1", check=False) == "1", timeout=30)
     return p
+
+
+def routing_section(routing):
+    if not routing:
+        return ""
+    return "\n[routing]\n" + "".join(f"{k} = {v}\n" for k, v in routing.items())
 
 
 def start_pgbouncer(env, wd, run_as):
@@ -937,6 +944,42 @@ def markdown(meta, rows, memory):
     return "\n".join(L) + "\n"
 
 
+def start_cluster(scale):
+    """Primary + 2 streaming replicas in CLUSTER_DIR (tests/pg_cluster.sh), `pgbench -i -s scale`
+    on the primary as app, and a wait until both replicas have replayed it; returns cluster.env.
+    Sets CLUSTER_STARTED, so that stop_everything() stops the cluster (also bench/scaleout.sh)."""
+    global CLUSTER_STARTED
+    log("starting PostgreSQL: primary + 2 replicas")
+    CLUSTER_STARTED = True
+    r = subprocess.run(["bash", os.path.join(REPO, "tests", "pg_cluster.sh"), "start", "--dir", CLUSTER_DIR,
+                        "--replicas", "2"], stdin=subprocess.DEVNULL, text=True, capture_output=True)
+    if r.returncode != 0:
+        die(f"cluster start failed:\n{r.stdout}{r.stderr}")
+    env = read_env(os.path.join(CLUSTER_DIR, "cluster.env"))
+
+    log(f"pgbench -i -s {scale} on the primary (port {env['PRIMARY_PORT']})")
+    ti = time.time()
+    r = subprocess.run([f"{PGBIN}/pgbench", "-i", "-q", "-s", str(scale), "-h", "127.0.0.1",
+                        "-p", env["PRIMARY_PORT"], "-U", env["APP_USER"], env["APP_DB"]],
+                       stdin=subprocess.DEVNULL, text=True, capture_output=True, env=pg_env(env["APP_PASSWORD"]))
+    if r.returncode != 0:
+        die(f"pgbench -i failed:\n{r.stderr}")
+    # the tables are app's own (pgbench -i ran as app); make that explicit for other logins
+    psql(env["PRIMARY_PORT"], "grant select, insert, update, delete, truncate on all tables in schema public to app",
+         user=env["APP_USER"], password=env["APP_PASSWORD"])
+    lsn = psql(env["PRIMARY_PORT"], "select pg_current_wal_lsn()", user=env["SUPERUSER"],
+               password=env["SUPERPASS"], db="postgres")
+
+    def replicas_caught_up():
+        n = psql(env["PRIMARY_PORT"],
+                 f"select count(*) from pg_stat_replication where replay_lsn >= '{lsn}'",
+                 user=env["SUPERUSER"], password=env["SUPERPASS"], db="postgres")
+        return int(n) >= 2
+    wait_for("the replicas to replay the pgbench tables", replicas_caught_up, timeout=300)
+    log(f"initialized in {time.time() - ti:.0f} s")
+    return env
+
+
 # ------------------------------------------------------------------ main
 def main():
     signal.signal(signal.SIGTERM, on_signal)
@@ -965,36 +1008,8 @@ def main():
     os.makedirs(TMP, exist_ok=True)
     run_as = "postgres" if IS_ROOT else None
 
-    global CLUSTER_STARTED
     try:
-        log("starting PostgreSQL: primary + 2 replicas")
-        CLUSTER_STARTED = True
-        r = subprocess.run(["bash", os.path.join(REPO, "tests", "pg_cluster.sh"), "start", "--dir", CLUSTER_DIR,
-                            "--replicas", "2"], stdin=subprocess.DEVNULL, text=True, capture_output=True)
-        if r.returncode != 0:
-            die(f"cluster start failed:\n{r.stdout}{r.stderr}")
-        env = read_env(os.path.join(CLUSTER_DIR, "cluster.env"))
-
-        log(f"pgbench -i -s {SCALE} on the primary (port {env['PRIMARY_PORT']})")
-        ti = time.time()
-        r = subprocess.run([f"{PGBIN}/pgbench", "-i", "-q", "-s", str(SCALE), "-h", "127.0.0.1",
-                            "-p", env["PRIMARY_PORT"], "-U", env["APP_USER"], env["APP_DB"]],
-                           stdin=subprocess.DEVNULL, text=True, capture_output=True, env=pg_env(env["APP_PASSWORD"]))
-        if r.returncode != 0:
-            die(f"pgbench -i failed:\n{r.stderr}")
-        # the tables are app's own (pgbench -i ran as app); make that explicit for other logins
-        psql(env["PRIMARY_PORT"], "grant select, insert, update, delete, truncate on all tables in schema public to app",
-             user=env["APP_USER"], password=env["APP_PASSWORD"])
-        lsn = psql(env["PRIMARY_PORT"], "select pg_current_wal_lsn()", user=env["SUPERUSER"],
-                   password=env["SUPERPASS"], db="postgres")
-
-        def replicas_caught_up():
-            n = psql(env["PRIMARY_PORT"],
-                     f"select count(*) from pg_stat_replication where replay_lsn >= '{lsn}'",
-                     user=env["SUPERUSER"], password=env["SUPERPASS"], db="postgres")
-            return int(n) >= 2
-        wait_for("the replicas to replay the pgbench tables", replicas_caught_up, timeout=300)
-        log(f"initialized in {time.time() - ti:.0f} s")
+        env = start_cluster(SCALE)
         with open(os.path.join(TMP, "select1.sql"), "w") as f:
             f.write("SELECT 1;\n")
 
