@@ -365,8 +365,10 @@ int Runtime::run()
         return 1;
     std::size_t nworkers = cfg.proxy.workers > 0 ? static_cast<std::size_t>(cfg.proxy.workers)
                                                  : std::max(1u, std::thread::hardware_concurrency());
+    in_flight_ = std::make_unique<InFlightBoard>(nworkers);
     for (std::size_t i = 0; i < nworkers; ++i) {
         workers_.push_back(std::make_unique<Worker>(i, settings_, cluster_));
+        workers_.back()->loads.attach(*in_flight_, i);
         contexts_.push_back(std::make_unique<SessionContext>(*this, *workers_.back()));
     }
 
@@ -627,16 +629,14 @@ WorkerStats Runtime::stats(const std::vector<std::string>& backends) const
     for (const auto& w : workers_)
         if (auto one = w->call([worker = w.get(), backends] { return worker->snapshot(backends); }))
             total.add(*one);
+    if (in_flight_)
+        total.in_flight = in_flight_->snapshot();
     return total;
 }
 
 int Runtime::in_flight(const std::string& backend) const
 {
-    int n = 0;
-    for (const auto& w : workers_)
-        if (auto one = w->call([worker = w.get(), backend] { return worker->loads.in_flight()[backend]; }))
-            n += *one;
-    return n;
+    return in_flight_ ? in_flight_->slots(backend)->total() : 0;
 }
 
 std::vector<SessionInfo> Runtime::session_infos() const

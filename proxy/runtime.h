@@ -17,6 +17,7 @@
 #include "asio_common.h"
 #include "cancel_registry.h"
 #include "config.h"
+#include "in_flight.h"
 #include "server_pool.h"
 #include "pg_wire/auth.h"
 #include "pg_wire/startup.h"
@@ -139,7 +140,7 @@ public:
     /// Every worker's counters, summed (asked on each worker's own thread).
     /// Pool counts are filled in for `backends`.
     [[nodiscard]] WorkerStats stats(const std::vector<std::string>& backends = {}) const;
-    /// Statements in flight on `backend` now (asked on each worker's thread).
+    /// Statements in flight on `backend` now, over all workers.
     [[nodiscard]] int in_flight(const std::string& backend) const;
     /// A snapshot of every live session.
     [[nodiscard]] std::vector<SessionInfo> session_infos() const;
@@ -208,6 +209,8 @@ private:
     std::atomic<std::uint64_t> last_session_id_{0};
     std::atomic<bool> draining_{false};
     std::atomic<std::uint64_t> schema_lsn_{0};
+    /// Statements in flight per backend and worker (set up with the workers).
+    std::unique_ptr<InFlightBoard> in_flight_;
     /// Function catalogs per database, shared by the workers (rarely written).
     mutable std::mutex catalogs_mutex_;
     struct CatalogEntry {

@@ -18,7 +18,7 @@ void SessionContext::statement_started(ServerLink& link) noexcept
 {
     if (!link.load)
         link.load = &worker_.loads.of(link.backend);
-    ++link.load->in_flight;
+    link.load->add(1);
 }
 
 void SessionContext::statement_ended(ServerLink& link, std::chrono::steady_clock::time_point sent,
@@ -26,7 +26,7 @@ void SessionContext::statement_ended(ServerLink& link, std::chrono::steady_clock
 {
     if (!link.load)  // set by statement_started()
         return;
-    --link.load->in_flight;
+    link.load->add(-1);
     if (!completed)
         return;
     const auto now = std::chrono::steady_clock::now();
@@ -37,7 +37,7 @@ void SessionContext::statement_ended(ServerLink& link, std::chrono::steady_clock
 void SessionContext::statements_dropped(ServerLink& link, int n) noexcept
 {
     if (link.load)
-        link.load->in_flight -= n;
+        link.load->add(-n);
 }
 
 void SessionContext::count_query(ServerLink& link, bool write)

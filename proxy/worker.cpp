@@ -99,13 +99,16 @@ WorkerStats Worker::snapshot(const std::vector<std::string>& backends) const
     for (const auto& name : backends)
         s.pool_by_backend[name] = pool.counts(name);
     s.pool_total = pool.counts();
-    s.in_flight = loads.in_flight();
     return s;
 }
 
 BackendLoad& BackendLoads::of(const std::string& backend)
 {
-    return by_name_.try_emplace(backend, std::chrono::steady_clock::now()).first->second;
+    if (auto it = by_name_.find(backend); it != by_name_.end())
+        return it->second;
+    auto all = board_->slots(backend);
+    auto& mine = all->of(worker_);
+    return by_name_.try_emplace(backend, std::chrono::steady_clock::now(), std::move(all), mine).first->second;
 }
 
 routing::Load BackendLoads::figures(const routing::ClusterView& view, routing::SteadyTime now)
@@ -115,19 +118,11 @@ routing::Load BackendLoads::figures(const routing::ClusterView& view, routing::S
     in_flight_.clear();
     latency_.clear();
     for (const auto& b : view.backends) {
-        const auto& load = by_name_.try_emplace(b.name, now).first->second;
-        in_flight_.push_back(load.in_flight);
+        const auto& load = of(b.name);
+        in_flight_.push_back(load.all_workers->total());
         latency_.push_back(load.latency);
     }
     return routing::Load{in_flight_, latency_, now};
-}
-
-std::unordered_map<std::string, int> BackendLoads::in_flight() const
-{
-    std::unordered_map<std::string, int> out;
-    for (const auto& [name, load] : by_name_)
-        out[name] = load.in_flight;
-    return out;
 }
 
 }  // namespace pgswitch::proxy

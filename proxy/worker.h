@@ -21,6 +21,7 @@
 #include "admin/metrics.h"
 #include "asio_common.h"
 #include "routing/cluster_view.h"
+#include "in_flight.h"
 #include "wakeup.h"
 #include "routing/replay_knowledge.h"
 #include "routing/router.h"
@@ -39,7 +40,7 @@ struct WorkerStats {
         std::uint64_t writes = 0;
     };
     std::unordered_map<std::string, QueryCounts> queries;  ///< per backend
-    std::unordered_map<std::string, int> in_flight;        ///< per backend (filled by Worker::snapshot())
+    std::unordered_map<std::string, int> in_flight;        ///< per backend, all workers (Runtime::stats() fills it)
     std::uint64_t misroutes = 0;
     std::uint64_t replay_waits_reached = 0;
     std::uint64_t replay_waits_missed = 0;
@@ -57,25 +58,47 @@ struct WorkerStats {
 };
 
 /// One worker's load on one backend: what its sessions have running there
-/// and how fast it has been answering them.
+/// (also published in the worker's InFlightBoard slot, for the total over
+/// all workers) and how fast it has been answering them.
 struct BackendLoad {
-    explicit BackendLoad(routing::SteadyTime since) : latency(since) {}
-    int in_flight = 0;          ///< client statements sent and not yet answered
+    BackendLoad(routing::SteadyTime since, std::shared_ptr<InFlightBoard::Slots> all, InFlightBoard::Slot& mine)
+        : latency(since),
+          all_workers(std::move(all)),
+          slot(&mine)
+    {
+    }
+    /// A client statement started (+1) or ended (-1) here.
+    void add(int delta) noexcept
+    {
+        in_flight += delta;
+        slot->n.store(in_flight, std::memory_order_relaxed);
+    }
+
+    int in_flight = 0;          ///< this worker's client statements sent and not yet answered
     routing::PeakEwma latency;  ///< their recent response times (adaptive balancing)
+    std::shared_ptr<InFlightBoard::Slots> all_workers;
+    InFlightBoard::Slot* slot;
 };
 
 /// A worker's BackendLoad per backend name (entries never move nor go: links
-/// keep their address), and the same as the router reads it, aligned with a
-/// cluster view's backends (copied into reused arrays at each pick).
+/// keep their address), and the figures the router reads, aligned with a
+/// cluster view's backends (copied into reused arrays at each pick): the
+/// statements in flight over all workers, this worker's response times.
 class BackendLoads {
 public:
+    /// Before first use: the board shared by the workers and this one's index there.
+    void attach(InFlightBoard& board, std::size_t worker) noexcept
+    {
+        board_ = &board;
+        worker_ = worker;
+    }
     [[nodiscard]] BackendLoad& of(const std::string& backend);
     /// The figures of `view`'s backends for a pick at `now`; valid until the next call.
     [[nodiscard]] routing::Load figures(const routing::ClusterView& view, routing::SteadyTime now);
-    /// Statements in flight per backend name.
-    [[nodiscard]] std::unordered_map<std::string, int> in_flight() const;
 
 private:
+    InFlightBoard* board_ = nullptr;
+    std::size_t worker_ = 0;
     std::unordered_map<std::string, BackendLoad> by_name_;
     std::vector<int> in_flight_;
     std::vector<routing::PeakEwma> latency_;
@@ -133,12 +156,12 @@ public:
     WorkerStats stats;  ///< cache_* and pool_* filled in by snapshot()
     /// Transaction pooling's server connections of this worker's sessions.
     ServerPool pool;
-    /// What this worker's sessions have running on each backend (least_connections
-    /// balances each worker's own sessions: nothing shared on the statement path).
+    /// What this worker's sessions have running on each backend, and how fast
+    /// each answered them (least_connections, adaptive).
     BackendLoads loads;
 
-    /// A copy of stats with the statement cache's, the pool's and the loads'
-    /// counters (pool counts for the named backends).
+    /// A copy of stats with the statement cache's and the pool's counters
+    /// (pool counts for the named backends).
     [[nodiscard]] WorkerStats snapshot(const std::vector<std::string>& backends) const;
 
 private:
