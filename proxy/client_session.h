@@ -286,6 +286,12 @@ private:
     awaitable<void> wait_until_drained();
     /// Waits for `link`'s segment number `n` to complete.
     awaitable<void> wait_for_segment(ServerLink& link, std::uint64_t n);
+    /// The limit of failover.wait_for_primary_ms for an attempt starting now.
+    [[nodiscard]] std::chrono::steady_clock::time_point primary_deadline() const;
+    /// After a failed attempt to reach a server (a login, a write with no
+    /// primary): waits for the next cluster view, or the retry bound. False
+    /// when the attempt should not be retried: past `deadline`, or closed.
+    [[nodiscard]] awaitable<bool> wait_for_primary(std::chrono::steady_clock::time_point deadline);
     [[nodiscard]] bool any_pending() const noexcept;
     /// The link to the current primary (by the cluster view), if open.
     [[nodiscard]] std::shared_ptr<ServerLink> primary_link() const;

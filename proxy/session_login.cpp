@@ -95,11 +95,10 @@ awaitable<bool> ClientSession::connect_identity()
     // primary (a failover), so that reads need not wait for one. At start-up
     // the first health round may still be running: wait for any server, up
     // to failover.wait_for_primary_ms.
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
+    const auto deadline = primary_deadline();
     std::shared_ptr<ServerLink> link;
     std::string last_error = "no server is available";
-    while (!link) {
+    for (;;) {
         const auto view = ctx_.cluster();
         for (auto i : routing::login_order(*view)) {
             const auto target = view->backends[i];
@@ -129,9 +128,10 @@ awaitable<bool> ClientSession::connect_identity()
             ctx_.request_health_check();
             last_error = "could not connect to server \"" + target.name + "\": " + err->message;
         }
-        if (link || std::chrono::steady_clock::now() >= deadline || closed_)
+        if (link)
             break;
-        co_await ctx_.wait_for_cluster_change(deadline);
+        if (!co_await wait_for_primary(deadline))
+            break;
     }
     if (!link) {
         const std::string message = last_error + " (waited failover.wait_for_primary_ms)";

@@ -213,8 +213,6 @@ void ClientSession::detach_leased(ServerLink& link) noexcept
 
 awaitable<bool> ClientSession::login_pooled()
 {
-    const auto settings = ctx_.settings();
-    const auto& cfg = settings->config;
     client_.signature = ServerPool::make_signature(server_startup());
     // ParameterStatus values are those a server gave a login with the same
     // user, database and parameters; once known (and the database's function
@@ -224,11 +222,10 @@ awaitable<bool> ClientSession::login_pooled()
         known && ctx_.catalog(client_.database)) {
         status = *known;
     } else {
-        const auto deadline = std::chrono::steady_clock::now() +
-                              std::chrono::milliseconds(cfg.failover.wait_for_primary_ms);
+        const auto deadline = primary_deadline();
         std::string last_error = "no server is available";
         bool done = false;
-        while (!done) {
+        for (;;) {
             // The primary first; a replica while there is none (a failover).
             auto view = ctx_.cluster();
             for (auto idx : routing::login_order(*view)) {
@@ -263,9 +260,10 @@ awaitable<bool> ClientSession::login_pooled()
                 ctx_.request_health_check();
                 last_error = "could not connect to server \"" + target.name + "\": " + f.error.message;
             }
-            if (done || std::chrono::steady_clock::now() >= deadline || closed_)
+            if (done)
                 break;
-            co_await ctx_.wait_for_cluster_change(deadline);
+            if (!co_await wait_for_primary(deadline))
+                break;
         }
         if (!done) {
             const std::string message = last_error + " (waited failover.wait_for_primary_ms)";

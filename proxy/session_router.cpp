@@ -72,6 +72,20 @@ awaitable<void> ClientSession::wait_for_segment(ServerLink& link, std::uint64_t 
     }
 }
 
+std::chrono::steady_clock::time_point ClientSession::primary_deadline() const
+{
+    const auto wait = std::chrono::milliseconds(ctx_.settings()->config.failover.wait_for_primary_ms);
+    return std::chrono::steady_clock::now() + wait;
+}
+
+awaitable<bool> ClientSession::wait_for_primary(std::chrono::steady_clock::time_point deadline)
+{
+    if (closed_ || std::chrono::steady_clock::now() >= deadline)
+        co_return false;
+    co_await ctx_.wait_for_cluster_change(deadline);
+    co_return !closed_;
+}
+
 routing::RequestFacts ClientSession::analyze(const wire::Request& request)
 {
     if (const auto changed = ctx_.catalogs_changed(); changed != catalog_.seen) {
@@ -224,9 +238,8 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     const auto rr = routing::route_request_for(facts, tx_status_ == wire::TxStatus::idle && !any_pending());
     // A pipelined read right behind a write: its position is still on the way.
     auto sc = routing::session_constraints(state_, ctx_.schema_lsn(), lsn_.captures > 0);
-    const auto wait_ms = ctx_.settings()->config.failover.wait_for_primary_ms;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-    for (;;) {
+    const auto deadline = primary_deadline();
+    do {
         const auto view = ctx_.cluster();
         ReplayPositions positions;
         auto d = decide_target(rr, sc, positions, *view, policy);
@@ -263,10 +276,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
             ctx_.request_health_check();
         }
         // No primary (failover in progress): wait for one, up to the limit.
-        if (std::chrono::steady_clock::now() >= deadline || closed_)
-            break;
-        co_await ctx_.wait_for_cluster_change(deadline);
-    }
+    } while (co_await wait_for_primary(deadline));
     co_await reject_request(request, sqlstate::cannot_connect_now,
                             "no primary server is available: writes waited failover.wait_for_primary_ms");
     co_return Route{};
