@@ -20,12 +20,18 @@ std::size_t entry_bytes(std::size_t key, std::size_t reply, std::size_t tables)
 std::string_view to_string(CacheDrop d) noexcept
 {
     switch (d) {
-        case CacheDrop::write: return "write";
-        case CacheDrop::truncate: return "truncate";
-        case CacheDrop::ddl: return "ddl";
-        case CacheDrop::flush: return "flush";
-        case CacheDrop::expired: return "expired";
-        case CacheDrop::evicted: return "evicted";
+    case CacheDrop::write:
+        return "write";
+    case CacheDrop::truncate:
+        return "truncate";
+    case CacheDrop::ddl:
+        return "ddl";
+    case CacheDrop::flush:
+        return "flush";
+    case CacheDrop::expired:
+        return "expired";
+    case CacheDrop::evicted:
+        return "evicted";
     }
     return "unknown";
 }

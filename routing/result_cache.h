@@ -24,20 +24,20 @@ using RelationOid = std::uint32_t;
 
 /// Why entries left the cache (GET /cache "invalidations by reason").
 enum class CacheDrop {
-    write,       ///< a change to a table it read (WAL decoding or a write through pgswitch)
-    truncate,    ///< TRUNCATE of a table it read
-    ddl,         ///< DDL on a table it read
-    flush,       ///< everything: failover, decoding broke, DELETE /cache
-    expired,     ///< its TTL passed
-    evicted,     ///< least recently used when memory ran out
+    write,     ///< a change to a table it read (WAL decoding or a write through pgswitch)
+    truncate,  ///< TRUNCATE of a table it read
+    ddl,       ///< DDL on a table it read
+    flush,     ///< everything: failover, decoding broke, DELETE /cache
+    expired,   ///< its TTL passed
+    evicted,   ///< least recently used when memory ran out
 };
 inline constexpr std::size_t cache_drop_kinds = 6;
 [[nodiscard]] std::string_view to_string(CacheDrop d) noexcept;
 
 struct ResultCacheLimits {
-    std::size_t max_bytes = 64u << 20;      ///< cache.max_memory_mb
-    std::size_t max_entry_bytes = 1u << 20; ///< cache.max_entry_kb
-    std::chrono::milliseconds ttl{60'000};  ///< cache.ttl_ms (a hint may ask for less or more)
+    std::size_t max_bytes = 64u << 20;       ///< cache.max_memory_mb
+    std::size_t max_entry_bytes = 1u << 20;  ///< cache.max_entry_kb
+    std::chrono::milliseconds ttl{60'000};   ///< cache.ttl_ms (a hint may ask for less or more)
 };
 
 struct ResultCacheStats {

@@ -190,7 +190,7 @@ TEST_CASE("result cache: a hit is fresh only when decoding has passed every repl
     const std::uint64_t replicas[] = {1000, 1200};
     CHECK(hit_is_fresh(1200, replicas, 0));
     CHECK(hit_is_fresh(1500, replicas, 1500));
-    CHECK_FALSE(hit_is_fresh(1100, replicas, 0));   // replica2 shows commits not yet decoded
+    CHECK_FALSE(hit_is_fresh(1100, replicas, 0));     // replica2 shows commits not yet decoded
     CHECK_FALSE(hit_is_fresh(1300, replicas, 1400));  // the session's own write is not decoded yet
     CHECK(hit_is_fresh(0, {}, 0));
 }
