@@ -130,7 +130,8 @@ awaitable<bool> ClientSession::connect_identity()
         }
         if (link)
             break;
-        if (!co_await wait_for_primary(deadline))
+        const bool retry = co_await wait_for_primary(deadline);  // g++ 12: not inside if (!...)
+        if (!retry)
             break;
     }
     if (!link) {

@@ -262,7 +262,8 @@ awaitable<bool> ClientSession::login_pooled()
             }
             if (done)
                 break;
-            if (!co_await wait_for_primary(deadline))
+            const bool retry = co_await wait_for_primary(deadline);  // g++ 12: not inside if (!...)
+            if (!retry)
                 break;
         }
         if (!done) {

@@ -239,7 +239,7 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
     // A pipelined read right behind a write: its position is still on the way.
     auto sc = routing::session_constraints(state_, ctx_.schema_lsn(), lsn_.captures > 0);
     const auto deadline = primary_deadline();
-    do {
+    for (;;) {
         const auto view = ctx_.cluster();
         ReplayPositions positions;
         auto d = decide_target(rr, sc, positions, *view, policy);
@@ -276,7 +276,10 @@ awaitable<ClientSession::Route> ClientSession::route_request(const wire::Request
             ctx_.request_health_check();
         }
         // No primary (failover in progress): wait for one, up to the limit.
-    } while (co_await wait_for_primary(deadline));
+        const bool retry = co_await wait_for_primary(deadline);  // g++ 12: not inside a condition
+        if (!retry)
+            break;
+    }
     co_await reject_request(request, sqlstate::cannot_connect_now,
                             "no primary server is available: writes waited failover.wait_for_primary_ms");
     co_return Route{};

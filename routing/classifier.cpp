@@ -138,6 +138,27 @@ bool is_temp_relation(const json* range_var)
            string_member(*range_var, "schemaname").starts_with("pg_temp");
 }
 
+/// A cast of 'now', 'today', 'tomorrow' or 'yesterday' to a date or time type:
+/// the value is the clock's when the statement runs, not a constant.
+bool is_clock_literal(const json& type_cast)
+{
+    const json* arg = member(type_cast, "arg");
+    const json* a_const = arg ? node_body(*arg, "A_Const") : nullptr;
+    const json* sval = a_const ? member(*a_const, "sval") : nullptr;
+    if (!sval)
+        return false;
+    const std::string value = to_lower(string_member(*sval, "sval"));
+    if (value != "now" && value != "today" && value != "tomorrow" && value != "yesterday")
+        return false;
+    std::string_view type;
+    if (const json* type_name = member(type_cast, "typeName"))
+        for_each_element(*type_name, "names", [&](const json& part) {
+            if (const json* s = node_body(part, "String"))
+                type = string_member(*s, "sval");
+        });
+    return type == "date" || type == "time" || type == "timetz" || type == "timestamp" || type == "timestamptz";
+}
+
 // --- Tree walk: facts about everything a statement executes ------------------------------
 
 /// What a walk found anywhere in a statement's tree.
@@ -159,6 +180,8 @@ struct TreeFacts {
     bool unlogged = false;
     /// Calls of functions the (complete) catalog does not know.
     std::vector<std::string> unknown_functions;
+    std::vector<RelationName> relations;  ///< StatementInfo::relations
+    bool nondeterministic = false;        ///< StatementInfo::nondeterministic
 
     [[nodiscard]] bool writes() const noexcept { return locking || select_into || modifying || write_call || too_deep; }
 };
@@ -194,6 +217,10 @@ public:
                 facts_.pins_primary = facts_.pins_primary || is_temp_relation(member(value, "rel"));
             } else if (key == "InsertStmt" || key == "UpdateStmt" || key == "DeleteStmt" || key == "MergeStmt") {
                 facts_.modifying = true;
+            } else if (key == "SQLValueFunction" || key == "RangeTableSample") {
+                facts_.nondeterministic = true;  // CURRENT_TIMESTAMP, CURRENT_USER...; TABLESAMPLE
+            } else if (key == "TypeCast" && is_clock_literal(value)) {
+                facts_.nondeterministic = true;  // 'now'::timestamptz is read when the statement runs
             }
             if (value.is_structured())
                 walk(value, depth + 1);
@@ -230,6 +257,7 @@ private:
         }
         if (name == "current_setting")
             facts_.literal_sensitive = true;
+        facts_.nondeterministic = facts_.nondeterministic || !catalog_ || !catalog_->immutable(schema, name);
         facts_.write_call = facts_.write_call || effect.write;
         facts_.pins_primary = facts_.pins_primary || effect.pins_primary;
         facts_.uses_currval = facts_.uses_currval || effect.uses_currval;
@@ -248,6 +276,11 @@ private:
 
     void on_relation(const json& range_var)
     {
+        RelationName rel{std::string(string_member(range_var, "schemaname")),
+                         std::string(string_member(range_var, "relname"))};
+        if (!rel.name.empty() &&
+            std::find(facts_.relations.begin(), facts_.relations.end(), rel) == facts_.relations.end())
+            facts_.relations.push_back(std::move(rel));
         if (!catalog_)
             return;
         std::string schema = to_lower(string_member(range_var, "schemaname"));
@@ -321,6 +354,10 @@ void apply_walk(const json* tree, const Context& ctx, StatementInfo& out)
     out.session_identity = out.session_identity || f.session_identity;
     out.literal_sensitive = out.literal_sensitive || f.literal_sensitive;
     out.unlogged = out.unlogged || f.unlogged;
+    out.nondeterministic = out.nondeterministic || f.nondeterministic;
+    for (const auto& rel : f.relations)
+        if (std::find(out.relations.begin(), out.relations.end(), rel) == out.relations.end())
+            out.relations.push_back(rel);
     out.unknown_functions.insert(out.unknown_functions.end(), f.unknown_functions.begin(), f.unknown_functions.end());
 }
 

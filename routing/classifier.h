@@ -66,6 +66,15 @@ enum class Hint { none, primary, replica };
 
 [[nodiscard]] std::string_view to_string(Hint h) noexcept;
 
+/// A relation a statement names, as the parser gives it (unquoted names folded to
+/// lower case, quoted ones kept); `schema` is empty when unqualified. It may be a
+/// CTE's name: resolving it to a table is the caller's job.
+struct RelationName {
+    std::string schema;
+    std::string name;
+    friend bool operator==(const RelationName&, const RelationName&) = default;
+};
+
 /// One statement of a query string.
 struct StatementInfo {
     StatementKind kind = StatementKind::other;
@@ -114,6 +123,13 @@ struct StatementInfo {
     /// Names an UNLOGGED relation the catalog lists: a standby cannot read
     /// it, so even a read runs on the primary.
     bool unlogged = false;
+    /// The relations it names (FROM, JOIN, subqueries, CTEs), each once: what a
+    /// cached result of it depends on.
+    std::vector<RelationName> relations;
+    /// Its result may change with no table changing: a VOLATILE or STABLE
+    /// function (or one the catalog cannot vouch for), CURRENT_TIMESTAMP /
+    /// CURRENT_USER and the like, TABLESAMPLE. Never served from the result cache.
+    bool nondeterministic = false;
     /// Functions it calls that the catalog does not know ("name" or
     /// "schema.name", lower-case): created behind pgswitch's back, to be looked
     /// up before routing. Empty without a complete catalog.

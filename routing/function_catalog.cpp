@@ -144,6 +144,21 @@ void FunctionCatalog::add_known(std::string_view schema, std::string_view name)
     ++known_count_;
 }
 
+void FunctionCatalog::add_non_immutable(std::string_view schema, std::string_view name)
+{
+    std::string entry;
+    entry.reserve(schema.size() + 1 + name.size());
+    entry.append(schema).append(1, '.').append(name);
+    non_immutable_.add(entry);
+}
+
+bool FunctionCatalog::immutable(std::string_view schema, std::string_view name) const
+{
+    // A bare call resolves through search_path: NameIndex::matches() answers for
+    // every schema's function of that name, so one volatile overload anywhere counts.
+    return complete() && known_.matches(schema, name) && !non_immutable_.matches(schema, name);
+}
+
 void FunctionCatalog::add_missing(std::string_view name)
 {
     known_.add(name);

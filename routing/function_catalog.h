@@ -63,6 +63,14 @@ public:
     /// Whether `schema.name` (schema empty when unqualified) may be an UNLOGGED
     /// relation; lower-case arguments.
     [[nodiscard]] bool unlogged(std::string_view schema, std::string_view name) const;
+    /// A function (any schema, pg_catalog included) with an overload that is
+    /// VOLATILE or STABLE: its result may change without a table changing, so a
+    /// statement that calls it is never served from the result cache.
+    void add_non_immutable(std::string_view schema, std::string_view name);
+    /// Whether a call of `schema.name` gives the same result for the same
+    /// arguments: the catalog is complete, lists it, and none of its overloads
+    /// is VOLATILE or STABLE. Lower-case arguments.
+    [[nodiscard]] bool immutable(std::string_view schema, std::string_view name) const;
     /// A name that was looked up and does not exist ("name" or "schema.name"):
     /// known as a read until the next refresh, so it is not looked up again.
     void add_missing(std::string_view name);
@@ -106,9 +114,10 @@ private:
     NameIndex known_;     ///< every function of the database, and names known to be missing
     NameIndex unlogged_;  ///< UNLOGGED relations
     bool any_unlogged_ = false;
-    NameIndex volatile_;   ///< pg_proc VOLATILE user functions
-    NameIndex write_;      ///< config write_functions
-    NameIndex read_only_;  ///< config read_only_functions
+    NameIndex volatile_;       ///< pg_proc VOLATILE user functions
+    NameIndex non_immutable_;  ///< pg_proc VOLATILE or STABLE functions, built-ins too
+    NameIndex write_;          ///< config write_functions
+    NameIndex read_only_;      ///< config read_only_functions
 };
 
 }  // namespace pgswitch::routing
