@@ -358,7 +358,6 @@ private:
     struct Outgoing {
         std::string hidden;   ///< catch-up requests written before the client's request
         std::string capture;  ///< read-your-writes position query written after it
-        std::string scratch;
     };
     /// The database's function catalog as analyze() last read it (again
     /// only when Runtime::catalogs_changed() moved); `stale`: it needs a refresh.
