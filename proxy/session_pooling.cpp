@@ -123,13 +123,6 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
     co_return true;
 }
 
-awaitable<void> ClientSession::run_link(std::shared_ptr<ServerLink> link)
-{
-    co_await pump_server(link);
-    if (link->lease && !link->released)
-        co_await settle_link(link);
-}
-
 awaitable<bool> ClientSession::reset_connection(BackendConnection& conn, std::string_view sql)
 {
     // Bounded: a server that does not answer in time loses its connection.
