@@ -11,12 +11,12 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
 
 #include "backend.h"
+#include "fifo.h"
 #include "frame.h"
 #include "misroute_guard.h"
 #include "request.h"
@@ -139,7 +139,7 @@ private:
     bool judge_reply_start(const Frame& f, Action& a);
     void on_forwarded(Action& a);
 
-    std::deque<Segment> owed_;
+    Fifo<Segment> owed_;
     std::uint64_t sent_ = 0;
     std::uint64_t done_ = 0;
     int clients_ = 0;  ///< client segments in owed_

@@ -197,6 +197,9 @@ awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStar
             continue;
         }
         case be::Tag::ReadyForQuery:
+            // The login's messages (SCRAM's are the largest) were out_'s main
+            // use: an idle connection need not keep their storage.
+            std::string().swap(out_);
             co_return std::nullopt;
         default:
             co_return protocol_error("unexpected message during login: " + std::string(be::to_string(f.backend_tag())));

@@ -69,6 +69,8 @@ public:
     [[nodiscard]] const wire::be::BackendKeyData& key() const noexcept { return key_; }
     /// The ParameterStatus messages of the login, raw, in the order received.
     [[nodiscard]] const std::string& parameter_status_messages() const noexcept { return parameter_status_; }
+    /// Frees them once they were passed on (a session's own connection: ~0.5 KB each).
+    void forget_parameter_status() noexcept { std::string().swap(parameter_status_); }
     [[nodiscard]] const tcp::endpoint& endpoint() const noexcept { return endpoint_; }
     void close() noexcept;
     [[nodiscard]] bool is_open() const noexcept { return socket_.is_open(); }

@@ -236,6 +236,17 @@ awaitable<void> ClientSession::send_fatal(std::string_view state, std::string_vi
 
 awaitable<void> ClientSession::run()
 {
+    const bool logged_in = co_await login();
+    if (!logged_in)
+        co_return;
+    co_await relay_client();
+    close();
+    if (end_ && *end_ != SessionEnd::client_closed)
+        log::info("session ", id_, " from ", client_.peer, " ended: ", to_string(*end_));
+}
+
+awaitable<bool> ClientSession::login()
+{
     // Login watchdog: closes the connection if startup + auth drag on.
     asio::steady_timer login_deadline(ctx_.io(), login_timeout);
     login_deadline.async_wait([weak = weak_from_this()](error_code ec) {
@@ -249,7 +260,7 @@ awaitable<void> ClientSession::run()
 
     auto startup = co_await read_startup();
     if (!startup)
-        co_return;
+        co_return false;
     client_.startup = std::move(*startup);
     input_.decoder.set_phase(wire::FrameDecoder::Phase::regular);
 
@@ -265,7 +276,7 @@ awaitable<void> ClientSession::run()
             be::build_negotiate_protocol_version(msg, 0, unrecognized);
             if (co_await stream_.send(msg)) {
                 close();
-                co_return;
+                co_return false;
             }
         }
     }
@@ -277,26 +288,26 @@ awaitable<void> ClientSession::run()
     if (client_.user.empty()) {
         co_await send_fatal(sqlstate::invalid_authorization_specification,
                             "no PostgreSQL user name specified in startup packet", SessionEnd::client_protocol_error);
-        co_return;
+        co_return false;
     }
     if (!client_.startup.get("replication").empty()) {
         co_await send_fatal(sqlstate::feature_not_supported, "pgswitch does not proxy replication connections",
                             SessionEnd::auth_failed);
-        co_return;
+        co_return false;
     }
     if (ctx_.draining()) {
         co_await send_fatal(sqlstate::cannot_connect_now, "pgswitch is shutting down", SessionEnd::shutdown);
-        co_return;
+        co_return false;
     }
     if (!ctx_.try_admit_client()) {
         co_await send_fatal(sqlstate::too_many_connections, "sorry, too many clients already", SessionEnd::auth_failed);
-        co_return;
+        co_return false;
     }
     client_.admitted = true;
 
     const auto settings = ctx_.settings();
     if (!co_await authenticate(settings->config.find_user(client_.user)))
-        co_return;
+        co_return false;
     links_.pooling = settings->config.proxy.pool_mode == PoolMode::transaction;
     // (Two statements, not a conditional inside co_await: g++ 12 bug.)
     bool logged_in = false;
@@ -305,21 +316,30 @@ awaitable<void> ClientSession::run()
     else
         logged_in = co_await connect_identity();
     if (!logged_in)
-        co_return;
+        co_return false;
     login_deadline.cancel();
     log::debug("session ", id_, " from ", client_.peer, ": user=", client_.user, " database=", client_.database);
-    co_await relay_client();
-    close();
-    if (end_ && *end_ != SessionEnd::client_closed)
-        log::info("session ", id_, " from ", client_.peer, " ended: ", to_string(*end_));
+    co_return true;
 }
 
 void ClientSession::add_link(std::shared_ptr<ServerLink> link)
 {
     links_.add(link);
-    auto self = shared_from_this();
-    asio::co_spawn(
-        ctx_.io(), [self, link]() { return self->run_link(link); }, close_on_failure("server pump failed"));
+    // The pump is the spawned coroutine itself, with no wrapper around it:
+    // an idle link holds one coroutine frame fewer.
+    asio::co_spawn(ctx_.io(), pump_server(link),
+                   [self = shared_from_this(), link](std::exception_ptr e) { self->on_pump_end(link, e); });
+}
+
+void ClientSession::on_pump_end(const std::shared_ptr<ServerLink>& link, std::exception_ptr e)
+{
+    if (e) {
+        close_on_failure("server pump failed")(e);
+        return;
+    }
+    // A borrowed connection the session still held when it ended (transaction pooling).
+    if (link->lease && !link->released)
+        asio::co_spawn(ctx_.io(), settle_link(link), close_on_failure("settling a server connection failed"));
 }
 
 void ClientSession::CopyBatch::add(std::string_view raw) noexcept

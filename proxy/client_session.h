@@ -94,6 +94,10 @@ public:
 
 private:
     awaitable<void> run();
+    /// Startup, authentication and the first server connection; false when
+    /// the session ended there. Its own coroutine, so that its large frame
+    /// is gone while the session relays (or idles).
+    [[nodiscard]] awaitable<bool> login();
     /// Completion handler for the session's coroutines: an exception is
     /// logged ("session N: <what>: ...") and closes the session.
     [[nodiscard]] std::function<void(std::exception_ptr)> close_on_failure(const char* what);
@@ -118,7 +122,11 @@ private:
     /// pgswitch's back) on a server, refreshing the database's catalog; true
     /// when a new catalog was stored. Rate-limited per database.
     [[nodiscard]] awaitable<bool> learn_functions(const std::vector<std::string>& names);
+    /// Adds `link` to the session and spawns its pump.
     void add_link(std::shared_ptr<ServerLink> link);
+    /// The pump of `link` ended (`e`: with an exception); a borrowed connection
+    /// the session still held is settled (settle_link()).
+    void on_pump_end(const std::shared_ptr<ServerLink>& link, std::exception_ptr e);
     awaitable<void> server_lost(ServerLink& link, error_code ec);
     /// Queues / completes one client segment on `link` (in-flight count, latency).
     void push_client_segment(ServerLink& link);
@@ -307,9 +315,6 @@ private:
     /// connection back when it is idle with nothing owed. True when released
     /// (the pump must stop reading it).
     [[nodiscard]] awaitable<bool> release_if_idle(ServerLink& link);
-    /// The pump of one link, then, for a borrowed connection the session
-    /// still held at its end, settle_link().
-    awaitable<void> run_link(std::shared_ptr<ServerLink> link);
     /// Rolls back / resets a connection the session left dirty and gives it
     /// back, or closes it when that is not possible.
     awaitable<void> settle_link(std::shared_ptr<ServerLink> link);
@@ -364,7 +369,6 @@ private:
     struct Outgoing {
         std::string hidden;   ///< catch-up requests written before the client's request
         std::string capture;  ///< read-your-writes position query written after it
-        std::string scratch;
     };
     /// The database's function catalog as analyze() last read it (again
     /// only when Runtime::catalogs_changed() moved); `stale`: it needs a refresh.

@@ -51,9 +51,11 @@ void ClientStream::close() noexcept
 
 awaitable<std::tuple<error_code, std::size_t>> ClientStream::read_some(asio::mutable_buffer buf)
 {
+    // Not a coroutine: the caller awaits the read itself, so a client idling
+    // in a read holds no frame of ours (and each read costs one call less).
     if (tls_)
-        co_return co_await tls_->async_read_some(buf, use_nothrow);
-    co_return co_await socket_.async_read_some(buf, use_nothrow);
+        return tls_->async_read_some(buf, use_nothrow);
+    return socket_.async_read_some(buf, use_nothrow);
 }
 
 awaitable<error_code> ClientStream::write_all(std::string_view bytes)

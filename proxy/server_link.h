@@ -6,11 +6,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 
 #include "backend_connection.h"
+#include "pg_wire/fifo.h"
 #include "pg_wire/response_tracker.h"
 #include "routing/cluster_view.h"
 #include "routing/session_state.h"
@@ -40,7 +40,7 @@ struct ServerLink {
     wire::ResponseTracker replies;
     routing::StatementReplies statements;
     /// When each client segment was sent, for the latency histogram.
-    std::deque<std::chrono::steady_clock::time_point> started;
+    wire::Fifo<std::chrono::steady_clock::time_point> started;
     /// Extended-protocol messages sent since the last Sync (a Flush-ended
     /// request): the link must get the rest of the request.
     bool unsynced = false;

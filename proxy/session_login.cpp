@@ -146,14 +146,17 @@ awaitable<bool> ClientSession::connect_identity()
 
     client_.pid = link->conn->key().process_id;
     client_.secret = ctx_.cancels().add(client_.pid, weak_from_this());
-    out_.scratch.clear();
-    be::build_authentication_ok(out_.scratch);
-    out_.scratch.append(link->conn->parameter_status_messages());
-    be::build_backend_key_data(out_.scratch, client_.pid, client_.secret);
-    be::build_ready_for_query(out_.scratch, wire::TxStatus::idle);
+    // A local, not a member: built once per session, and an idle session
+    // should not keep the ~0.7 KB of it.
+    std::string reply;
+    be::build_authentication_ok(reply);
+    reply.append(link->conn->parameter_status_messages());
+    link->conn->forget_parameter_status();
+    be::build_backend_key_data(reply, client_.pid, client_.secret);
+    be::build_ready_for_query(reply, wire::TxStatus::idle);
     add_link(link);
     links_.active = link;
-    if (co_await stream_.send(out_.scratch)) {
+    if (co_await stream_.send(reply)) {
         close();
         co_return false;
     }

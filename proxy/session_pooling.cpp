@@ -123,13 +123,6 @@ awaitable<bool> ClientSession::release_if_idle(ServerLink& link)
     co_return true;
 }
 
-awaitable<void> ClientSession::run_link(std::shared_ptr<ServerLink> link)
-{
-    co_await pump_server(link);
-    if (link->lease && !link->released)
-        co_await settle_link(link);
-}
-
 awaitable<bool> ClientSession::reset_connection(BackendConnection& conn, std::string_view sql)
 {
     // Bounded: a server that does not answer in time loses its connection.
@@ -277,12 +270,12 @@ awaitable<bool> ClientSession::login_pooled()
     // whichever pooled connection is free. Cancels find the one running now.
     client_.pid = static_cast<std::int32_t>(id_ % 0x7fffffffULL) + 1;
     client_.secret = ctx_.cancels().add(client_.pid, weak_from_this());
-    out_.scratch.clear();
-    be::build_authentication_ok(out_.scratch);
-    out_.scratch.append(status);
-    be::build_backend_key_data(out_.scratch, client_.pid, client_.secret);
-    be::build_ready_for_query(out_.scratch, wire::TxStatus::idle);
-    if (co_await stream_.send(out_.scratch)) {
+    std::string reply;  // a local: an idle session keeps nothing of its login
+    be::build_authentication_ok(reply);
+    reply.append(status);
+    be::build_backend_key_data(reply, client_.pid, client_.secret);
+    be::build_ready_for_query(reply, wire::TxStatus::idle);
+    if (co_await stream_.send(reply)) {
         close();
         co_return false;
     }

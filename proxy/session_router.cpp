@@ -120,6 +120,7 @@ awaitable<std::shared_ptr<ServerLink>> ClientSession::link_to(const routing::Bac
         link->conn->close();
         co_return nullptr;
     }
+    link->conn->forget_parameter_status();  // the client heard the identity link's
     add_link(link);
     co_return link;
 }

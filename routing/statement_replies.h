@@ -9,11 +9,11 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "pg_wire/fifo.h"
 #include "routing/session_state.h"
 
 namespace pgswitch::routing {
@@ -76,9 +76,9 @@ private:
         std::uint64_t segment;
         std::optional<StatementShape> expected;
     };
-    std::deque<Parse> parses_;
-    std::deque<Describe> describes_;
-    std::deque<Close> closes_;
+    wire::Fifo<Parse> parses_;
+    wire::Fifo<Describe> describes_;
+    wire::Fifo<Close> closes_;
     /// The ParameterDescription of the front Describe, until its rows come.
     std::optional<std::string> parameters_;
     bool check_failed_ = false;
