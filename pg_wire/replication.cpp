@@ -1,6 +1,7 @@
 // Streaming replication CopyData, pgoutput protocol version 1, and ChangeTracker.
 // Layouts: PostgreSQL 15 docs, Streaming Replication Protocol and Logical
-// Replication Message Formats.
+// Replication Message Formats; checked against bytes captured from a server
+// (tests/unit/pg_wire/replication_test.cpp).
 #include "replication.h"
 
 #include <algorithm>

@@ -1,13 +1,15 @@
 // Logical replication decoding: the streaming CopyData layer byte for byte,
 // every pgoutput message type, prefixes of every message rejected, ChangeTracker
-// over whole transactions.
+// over whole transactions, and a stream captured from PostgreSQL 15.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "fixtures/pgoutput_capture.h"
 #include "pg_wire/message_writer.h"
 #include "pg_wire/replication.h"
 #include "support/builders.h"
@@ -16,6 +18,7 @@ namespace wire = pgswitch::wire;
 namespace repl = pgswitch::wire::repl;
 namespace po = pgswitch::wire::pgoutput;
 namespace t = pgswitch::test;
+namespace capture = pgswitch::test::capture;
 using namespace std::string_literals;
 using boost::system::error_code;
 
@@ -199,6 +202,16 @@ TEST_CASE("StandbyStatusUpdate: byte-exact body and CopyData frame")
     const auto f = t::decode_one(frame);
     CHECK(f.tag == 'd');
     CHECK(f.body == body);
+}
+
+TEST_CASE("StandbyStatusUpdate: the frame PostgreSQL 15 accepted")
+{
+    // The capture script sent this update and the slot's confirmed_flush_lsn moved to it.
+    REQUIRE(capture::confirmed_flush_lsn == capture::end_lsn);
+    const auto lsn = capture::end_lsn_value;
+    std::string frame;
+    repl::build_standby_status_update(frame, {lsn, lsn, lsn, 0, true});
+    CHECK(frame == capture::status_update);
 }
 
 TEST_CASE("pg_timestamp_from_unix_us: 2000-01-01 is zero")
@@ -565,4 +578,136 @@ TEST_CASE("apply_copy_data: XLogData into the tracker, keepalives and their repl
 
     CHECK(error_of(po::apply_copy_data(tracker, build::xlog("Z"))) == error_code(wire::errc::unexpected_tag));
     CHECK(error_of(po::apply_copy_data(tracker, "h")) == error_code(wire::errc::unexpected_tag));
+}
+
+// ---- a stream captured from PostgreSQL 15 ---------------------------------------------------
+
+namespace {
+
+std::vector<std::string> captured_bodies()
+{
+    auto d = t::decode_all(capture::stream);
+    REQUIRE_FALSE(d.error);
+    REQUIRE(d.buffered == 0);
+    std::vector<std::string> out;
+    for (const auto& f : d.frames) {
+        REQUIRE(f.tag == 'd');
+        out.push_back(f.body);
+    }
+    return out;
+}
+
+/// The pgoutput payloads of the captured XLogData frames.
+std::vector<std::string> captured_payloads()
+{
+    std::vector<std::string> out;
+    for (const auto& body : captured_bodies()) {
+        auto m = repl::parse_server_message(body);
+        REQUIRE(m);
+        if (const auto* x = std::get_if<repl::XLogData>(&*m))
+            out.emplace_back(x->data);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("capture: every frame decodes, commits carry the workload's relations")
+{
+    po::ChangeTracker tracker;
+    std::vector<Oids> changed;
+    std::vector<Oids> truncated;
+    for (const auto& body : captured_bodies()) {
+        auto step = po::apply_copy_data(tracker, body);
+        REQUIRE_MESSAGE(step, step.error().message());
+        if (step->committed) {
+            changed.push_back(step->committed->relations);
+            truncated.push_back(step->committed->truncated);
+            CHECK(step->committed->end_lsn > step->committed->commit_lsn);
+        }
+    }
+    const auto t1 = capture::t1_oid, t2 = capture::t2_oid, t3 = capture::t3_oid, t4 = capture::t4_oid;
+    // INSERT, UPDATE, UPDATE key, INSERT t2, UPDATE t2, DELETE t2, DELETE, INSERT big, UPDATE
+    // (toast unchanged), BEGIN ... COMMIT over t1 and t3, TRUNCATE t1, t3, INSERT t4, a
+    // transactional message, then (after a non-transactional one) an insert from an origin.
+    const std::vector<Oids> expected = {{t1}, {t1}, {t1},     {t2},     {t2}, {t2}, {t1},
+                                        {t1}, {t1}, {t1, t3}, {t1, t3}, {t4}, {},   {t3}};
+    auto sorted = [](Oids v) {
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    REQUIRE(changed.size() == expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i)
+        CHECK_MESSAGE(changed[i] == sorted(expected[i]), "transaction ", i);
+    CHECK(truncated[10] == sorted({t1, t3}));
+    CHECK(tracker.decoded_up_to() >= capture::end_lsn_value);
+    for (const auto oid : {t1, t2, t3, t4}) {
+        REQUIRE(tracker.relation(oid));
+        CHECK(tracker.relation(oid)->schema == "public");
+    }
+    CHECK(tracker.relation(t2)->name == "t2");
+}
+
+TEST_CASE("capture: old tuples, unchanged TOAST, Type, Origin and Message as the server sent them")
+{
+    std::vector<po::Update> updates;
+    std::vector<po::Delete> deletes;
+    std::optional<po::Type> type;
+    std::optional<po::Origin> origin;
+    std::vector<po::DecodingMessage> messages;
+    const auto payloads = captured_payloads();  // the views below point into these
+    for (const auto& data : payloads) {
+        auto m = po::parse_message(data);
+        REQUIRE(m);
+        if (auto* u = std::get_if<po::Update>(&*m))
+            updates.push_back(*u);
+        if (auto* d = std::get_if<po::Delete>(&*m))
+            deletes.push_back(*d);
+        if (auto* y = std::get_if<po::Type>(&*m))
+            type = *y;
+        if (auto* o = std::get_if<po::Origin>(&*m))
+            origin = *o;
+        if (auto* msg = std::get_if<po::DecodingMessage>(&*m))
+            messages.push_back(*msg);
+    }
+    REQUIRE(updates.size() == 4);
+    CHECK(updates[0].old_kind == po::OldKind::none);  // SET n: key unchanged
+    CHECK(updates[1].old_kind == po::OldKind::key);   // SET id: the old key
+    CHECK(updates[1].old_tuple.column_count == 3);    // all columns, only the key's filled
+    CHECK(updates[2].old_kind == po::OldKind::full);  // t2 has REPLICA IDENTITY FULL
+    // The 2400-byte value stored out of line is not resent: 'u', and the tuple stays small.
+    CHECK(updates[3].new_tuple.raw.find('u') != std::string_view::npos);
+    CHECK(updates[3].new_tuple.raw.size() < 100);
+    REQUIRE(deletes.size() == 2);
+    CHECK(deletes[0].old_kind == po::OldKind::full);
+    CHECK(deletes[1].old_kind == po::OldKind::key);
+    REQUIRE(type);
+    CHECK(type->oid == capture::mood_oid);
+    CHECK(type->name == "mood");
+    REQUIRE(origin);
+    CHECK(origin->name == "elsewhere");
+    CHECK(origin->commit_lsn == 0x1234);
+    REQUIRE(messages.size() == 2);
+    CHECK(messages[0].transactional);
+    CHECK(messages[0].content == "hello");
+    CHECK_FALSE(messages[1].transactional);
+    CHECK(messages[1].prefix == "pgswitch");
+}
+
+TEST_CASE("capture: every prefix of every captured frame is an error")
+{
+    for (const auto& body : captured_bodies()) {
+        auto m = repl::parse_server_message(body);
+        REQUIRE(m);
+        const auto* x = std::get_if<repl::XLogData>(&*m);
+        if (x == nullptr) {
+            for (std::size_t n = 0; n < body.size(); ++n)
+                CHECK(!repl::parse_server_message(std::string_view(body).substr(0, n)));
+            continue;
+        }
+        const std::string data(x->data);
+        for (std::size_t n = 0; n < data.size(); ++n)
+            if (po::parse_message(std::string_view(data).substr(0, n)))
+                FAIL("prefix ", n, " of a captured '", data.front(), "' message parsed");
+    }
 }
