@@ -222,7 +222,8 @@ TEST_CASE("pg_timestamp_from_unix_us: 2000-01-01 is zero")
 
 TEST_CASE("XLogData: positions, send time, payload")
 {
-    auto m = repl::parse_server_message(build::xlog("payload\0bytes"s, 0x16'B374D848, 0x17'00000000));
+    const auto msg = build::xlog("payload\0bytes"s, 0x16'B374D848, 0x17'00000000);  // the views point here
+    auto m = repl::parse_server_message(msg);
     REQUIRE(m);
     const auto& x = std::get<repl::XLogData>(*m);
     CHECK(x.wal_start == 0x16'B374D848);
@@ -230,7 +231,8 @@ TEST_CASE("XLogData: positions, send time, payload")
     CHECK(x.send_time == 7);
     CHECK(x.data == "payload\0bytes"s);
 
-    auto empty = repl::parse_server_message(build::xlog(""));
+    const auto empty_msg = build::xlog("");
+    auto empty = repl::parse_server_message(empty_msg);
     REQUIRE(empty);
     CHECK(std::get<repl::XLogData>(*empty).data.empty());
 }
