@@ -65,6 +65,16 @@ public:
             v = (v << 8) | static_cast<std::uint8_t>(data_[pos_++]);
         return static_cast<std::int32_t>(v);
     }
+    /// Int64 (LSNs and timestamps of the replication protocol).
+    [[nodiscard]] result<std::int64_t> i64() noexcept
+    {
+        if (remaining() < 8)
+            return errc::truncated;
+        std::uint64_t v = 0;
+        for (int i = 0; i < 8; ++i)
+            v = (v << 8) | static_cast<std::uint8_t>(data_[pos_++]);
+        return static_cast<std::int64_t>(v);
+    }
     /// A NUL-terminated string; the view excludes the NUL.
     [[nodiscard]] result<std::string_view> cstring() noexcept
     {

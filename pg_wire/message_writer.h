@@ -47,6 +47,13 @@ public:
             out_.push_back(static_cast<char>((u >> shift) & 0xff));
         return *this;
     }
+    MessageWriter& i64(std::int64_t v)
+    {
+        const auto u = static_cast<std::uint64_t>(v);
+        for (int shift = 56; shift >= 0; shift -= 8)
+            out_.push_back(static_cast<char>((u >> shift) & 0xff));
+        return *this;
+    }
     /// String followed by its NUL terminator.
     MessageWriter& cstring(std::string_view s)
     {

@@ -67,6 +67,47 @@ bool is_known(char c) noexcept;
 bool may_be_long(char c) noexcept;
 }  // namespace be
 
+/// Messages carried in CopyData once START_REPLICATION has begun (Protocol →
+/// Streaming Replication Protocol). They nest inside 'd', so they may reuse bytes.
+namespace repl {
+enum class Tag : char {
+    XLogData = 'w',             ///< server: WAL (for logical slots, one plugin message)
+    PrimaryKeepalive = 'k',     ///< server: position report, maybe asking for a reply
+    StandbyStatusUpdate = 'r',  ///< client: written / flushed / applied positions
+    HotStandbyFeedback = 'h',   ///< client: physical replication only, unused here
+};
+}  // namespace repl
+
+/// The pgoutput plugin's messages, protocol version 1, each the payload of one
+/// XLogData (Protocol → Logical Replication Message Formats).
+namespace pgoutput {
+enum class Tag : char {
+    Begin = 'B',
+    Commit = 'C',
+    Origin = 'O',
+    Relation = 'R',
+    Type = 'Y',
+    Insert = 'I',
+    Update = 'U',
+    Delete = 'D',
+    Truncate = 'T',
+    Message = 'M',  ///< pg_logical_emit_message(), only with the messages option
+};
+/// What precedes a TupleData inside Insert / Update / Delete.
+enum class TupleMarker : char {
+    new_tuple = 'N',
+    key = 'K',  ///< old tuple reduced to the replica identity key
+    old = 'O',  ///< whole old tuple (REPLICA IDENTITY FULL)
+};
+/// Per-column kind inside a TupleData.
+enum class ColumnKind : char {
+    null = 'n',
+    unchanged_toast = 'u',  ///< value not sent: unchanged TOASTed column
+    text = 't',
+    binary = 'b',  ///< only with the binary option (PostgreSQL 14+)
+};
+}  // namespace pgoutput
+
 /// The type byte of a message tag (fe::Tag or be::Tag), for writers.
 template <class TagEnum>
 constexpr char tag_of(TagEnum t) noexcept
