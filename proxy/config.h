@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "routing/cache_eligibility.h"
 #include "routing/failover_policy.h"
 #include "routing/router.h"
 
@@ -27,6 +28,12 @@ enum class PoolMode { session, transaction };
 using LoadBalancing = routing::LoadBalancing;
 using ReadYourWrites = routing::ReadYourWrites;
 using FailoverMode = routing::FailoverMode;
+using CacheStatements = routing::CacheStatements;
+/// cache.invalidation: who tells the cache that a table changed.
+enum class CacheInvalidation {
+    wal,    ///< logical decoding of the primary's commits (wal_level = logical)
+    proxy,  ///< only writes through this pgswitch; ttl_ms bounds the rest
+};
 /// How pgswitch asks clients for their password.
 enum class AuthMethod { scram_sha_256, md5, password };
 
@@ -91,6 +98,16 @@ struct ClusterSettings {
     [[nodiscard]] bool enabled() const noexcept { return !etcd.empty(); }
 };
 
+/// [cache]: the result cache (SPEC §7), off by default.
+struct CacheSettings {
+    bool enabled = false;
+    CacheStatements statements = CacheStatements::hinted;
+    int max_memory_mb = 64;
+    int ttl_ms = 60000;
+    int max_entry_kb = 1024;
+    CacheInvalidation invalidation = CacheInvalidation::wal;
+};
+
 struct BackendConfig {
     std::string name;
     std::string host;
@@ -114,6 +131,7 @@ struct Config {
     HealthSettings health;
     FailoverSettings failover;
     ClusterSettings cluster;
+    CacheSettings cache;
     std::vector<BackendConfig> backends;
     std::vector<UserConfig> users;
 
@@ -175,5 +193,7 @@ struct CommandLineResult {
 [[nodiscard]] std::string_view to_string(ReadYourWrites m) noexcept;
 [[nodiscard]] std::string_view to_string(FailoverMode m) noexcept;
 [[nodiscard]] std::string_view to_string(AuthMethod m) noexcept;
+[[nodiscard]] std::string_view to_string(CacheStatements m) noexcept;
+[[nodiscard]] std::string_view to_string(CacheInvalidation m) noexcept;
 
 }  // namespace pgswitch::proxy

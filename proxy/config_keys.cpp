@@ -76,6 +76,10 @@ constexpr Spelling<ReadYourWrites> read_your_writes_modes[] = {
 // "auto", not "automatic": the word SPEC §2 uses.
 constexpr Spelling<FailoverMode> failover_modes[] = {
     {"auto", FailoverMode::automatic}, {"manual", FailoverMode::manual}, {"external", FailoverMode::external}};
+constexpr Spelling<CacheStatements> cache_statements[] = {{"hinted", CacheStatements::hinted},
+                                                          {"all", CacheStatements::all}};
+constexpr Spelling<CacheInvalidation> cache_invalidations[] = {{"wal", CacheInvalidation::wal},
+                                                               {"proxy", CacheInvalidation::proxy}};
 constexpr Spelling<AuthMethod> auth_methods[] = {
     {"scram-sha-256", AuthMethod::scram_sha_256}, {"md5", AuthMethod::md5}, {"password", AuthMethod::password}};
 
@@ -114,6 +118,16 @@ template <>
 std::span<const Spelling<AuthMethod>> spellings<AuthMethod>() noexcept
 {
     return auth_methods;
+}
+template <>
+std::span<const Spelling<CacheStatements>> spellings<CacheStatements>() noexcept
+{
+    return cache_statements;
+}
+template <>
+std::span<const Spelling<CacheInvalidation>> spellings<CacheInvalidation>() noexcept
+{
+    return cache_invalidations;
 }
 
 // ---------------------------------------------------------------------------
@@ -224,6 +238,14 @@ std::string_view to_string(FailoverMode m) noexcept
     return config_keys::spelling_of(m);
 }
 std::string_view to_string(AuthMethod m) noexcept
+{
+    return config_keys::spelling_of(m);
+}
+std::string_view to_string(CacheStatements m) noexcept
+{
+    return config_keys::spelling_of(m);
+}
+std::string_view to_string(CacheInvalidation m) noexcept
 {
     return config_keys::spelling_of(m);
 }

@@ -103,7 +103,7 @@ using AnyField =
     std::variant<Field<S, int>, Field<S, std::int64_t>, Field<S, std::uint16_t>, Field<S, bool>, Field<S, std::string>,
                  Field<S, std::optional<std::string>>, Field<S, std::vector<std::string>>, Field<S, Endpoint>,
                  Field<S, PoolMode>, Field<S, LoadBalancing>, Field<S, ReadYourWrites>, Field<S, FailoverMode>,
-                 Field<S, AuthMethod>>;
+                 Field<S, AuthMethod>, Field<S, CacheStatements>, Field<S, CacheInvalidation>>;
 
 /// One key of a section or entry S.
 template <class S>
@@ -166,6 +166,10 @@ template <>
 [[nodiscard]] std::span<const Spelling<FailoverMode>> spellings<FailoverMode>() noexcept;
 template <>
 [[nodiscard]] std::span<const Spelling<AuthMethod>> spellings<AuthMethod>() noexcept;
+template <>
+[[nodiscard]] std::span<const Spelling<CacheStatements>> spellings<CacheStatements>() noexcept;
+template <>
+[[nodiscard]] std::span<const Spelling<CacheInvalidation>> spellings<CacheInvalidation>() noexcept;
 
 /// `"a", "b", "c"`: the spellings of E for a message.
 template <class E>
@@ -246,6 +250,15 @@ inline constexpr Key<ClusterSettings> cluster_keys[] = {
     {"lease_ttl_ms", &ClusterSettings::lease_ttl_ms, {.range = at_least(1000)}},
 };
 
+inline constexpr Key<CacheSettings> cache_keys[] = {
+    {"enabled", &CacheSettings::enabled},
+    {"statements", &CacheSettings::statements},
+    {"max_memory_mb", &CacheSettings::max_memory_mb, {.range = at_least(1)}},
+    {"ttl_ms", &CacheSettings::ttl_ms, {.range = at_least(1)}},
+    {"max_entry_kb", &CacheSettings::max_entry_kb, {.range = at_least(1)}},
+    {"invalidation", &CacheSettings::invalidation},
+};
+
 inline constexpr Key<BackendConfig> backend_keys[] = {
     {"name", &BackendConfig::name, {.required = true, .not_empty = true, .unique = true}},
     {"host", &BackendConfig::host, {.required = true, .not_empty = true}},
@@ -268,6 +281,7 @@ inline constexpr std::tuple sections{
     Section<HealthSettings>{"health", &Config::health, health_keys},
     Section<FailoverSettings>{"failover", &Config::failover, failover_keys},
     Section<ClusterSettings>{"cluster", &Config::cluster, cluster_keys},
+    Section<CacheSettings>{"cache", &Config::cache, cache_keys},
     Entries<BackendConfig>{"backends", &Config::backends, backend_keys, "backend"},
     Entries<UserConfig>{"users", &Config::users, user_keys, "user"},
 };

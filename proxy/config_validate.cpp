@@ -162,6 +162,16 @@ void check_login(const UserConfig& u, const std::string& key, Problems& problems
         problems.add(key + ".scram_secret", "must start with \"SCRAM-SHA-256$\"");
 }
 
+void check_cache_available(const CacheSettings& cache, Problems& problems)
+{
+    // The keys are SPEC §2's and parse, so a file written for a later build
+    // loads; turning the cache on must not start a proxy that silently
+    // caches nothing.
+    if (cache.enabled)
+        problems.add("cache.enabled", "the result cache (SPEC §7) is not in this build yet: set "
+                                      "cache.enabled = false (the default)");
+}
+
 // ---------------------------------------------------------------------------
 
 /// Every section in the order of `sections`: its keys' rules, then the rules
@@ -186,6 +196,8 @@ private:
             check_tls_pair(owner, problems_);
         if constexpr (std::is_same_v<S, AdminSettings>)
             check_admin_token(owner, problems_);
+        if constexpr (std::is_same_v<S, CacheSettings>)
+            check_cache_available(owner, problems_);
     }
 
     template <class S>

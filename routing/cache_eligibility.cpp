@@ -128,17 +128,28 @@ CacheDecision decide_caching(const Classification& c, std::string_view sql, cons
 std::string_view to_string(CacheVerdict v) noexcept
 {
     switch (v) {
-        case CacheVerdict::cache: return "cache";
-        case CacheVerdict::nocache_hint: return "nocache_hint";
-        case CacheVerdict::not_hinted: return "not_hinted";
-        case CacheVerdict::not_a_read: return "not_a_read";
-        case CacheVerdict::several_statements: return "several_statements";
-        case CacheVerdict::write_transaction: return "write_transaction";
-        case CacheVerdict::pinned_session: return "pinned_session";
-        case CacheVerdict::nondeterministic: return "nondeterministic";
-        case CacheVerdict::unlogged: return "unlogged";
-        case CacheVerdict::session_identity: return "session_identity";
-        case CacheVerdict::parse_error: return "parse_error";
+    case CacheVerdict::cache:
+        return "cache";
+    case CacheVerdict::nocache_hint:
+        return "nocache_hint";
+    case CacheVerdict::not_hinted:
+        return "not_hinted";
+    case CacheVerdict::not_a_read:
+        return "not_a_read";
+    case CacheVerdict::several_statements:
+        return "several_statements";
+    case CacheVerdict::write_transaction:
+        return "write_transaction";
+    case CacheVerdict::pinned_session:
+        return "pinned_session";
+    case CacheVerdict::nondeterministic:
+        return "nondeterministic";
+    case CacheVerdict::unlogged:
+        return "unlogged";
+    case CacheVerdict::session_identity:
+        return "session_identity";
+    case CacheVerdict::parse_error:
+        return "parse_error";
     }
     return "unknown";
 }

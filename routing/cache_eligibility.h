@@ -64,8 +64,8 @@ struct CacheDecision {
 
 /// The settings that change what a reply looks like (SPEC §7), lower-case.
 inline constexpr std::array<std::string_view, 8> cache_key_settings = {
-    "search_path", "datestyle",  "intervalstyle",  "timezone", "extra_float_digits",
-    "bytea_output", "client_encoding", "standard_conforming_strings"};
+    "search_path",        "datestyle",    "intervalstyle",   "timezone",
+    "extra_float_digits", "bytea_output", "client_encoding", "standard_conforming_strings"};
 
 /// What a cached reply is keyed by. `settings` holds the session's value of each of
 /// cache_key_settings, in that order (empty for the server default). `bind_arguments` is

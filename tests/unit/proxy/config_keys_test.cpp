@@ -99,8 +99,8 @@ TEST_CASE("key tables: names are unique and the sections are those of SPEC §2")
 {
     std::vector<std::string> tops;
     for_each_section([&](const auto& s) { tops.emplace_back(s.name); });
-    CHECK(tops ==
-          std::vector<std::string>{"proxy", "admin", "routing", "health", "failover", "cluster", "backends", "users"});
+    CHECK(tops == std::vector<std::string>{"proxy", "admin", "routing", "health", "failover", "cluster", "cache",
+                                           "backends", "users"});
     const auto names = section_key_names();
     CHECK(std::set<std::string>(names.begin(), names.end()).size() == names.size());
 }

@@ -61,6 +61,14 @@ password = ""
 mode = "auto"
 wait_for_primary_ms = 10000
 
+[cache]
+enabled = false
+statements = "hinted"
+max_memory_mb = 64
+ttl_ms = 60000
+max_entry_kb = 1024
+invalidation = "wal"
+
 [[backends]]                     # roles are discovered, never configured
 name = "pg1"
 host = "127.0.0.1"
@@ -150,6 +158,12 @@ TEST_CASE("the SPEC §2 example parses to its documented values")
     CHECK(c.health.password.empty());
     CHECK(c.failover.mode == FailoverMode::automatic);
     CHECK(c.failover.wait_for_primary_ms == 10000);
+    CHECK_FALSE(c.cache.enabled);
+    CHECK(c.cache.statements == CacheStatements::hinted);
+    CHECK(c.cache.max_memory_mb == 64);
+    CHECK(c.cache.ttl_ms == 60000);
+    CHECK(c.cache.max_entry_kb == 1024);
+    CHECK(c.cache.invalidation == CacheInvalidation::wal);
     REQUIRE(c.backends.size() == 1);
     CHECK(c.backends[0].name == "pg1");
     CHECK(c.backends[0].host == "127.0.0.1");
@@ -1095,5 +1109,35 @@ TEST_CASE("[cluster]: off by default, parsed, and every bad value names its key"
     {
         expect_single_error(parse_with_minimal("[cluster]\netcd = \"http://h:2379\"\n"), "cluster.etcd", "array");
         expect_single_error(parse_with_minimal("[cluster]\nttl = 3\n"), "cluster.ttl", "unknown");
+    }
+}
+
+TEST_CASE("[cache]: SPEC §2's keys parse, bad values name their key, and enabled = true is refused until it is built")
+{
+    SUBCASE("other values")
+    {
+        const auto r = parse_with_minimal("[cache]\nstatements = \"all\"\nmax_memory_mb = 8\nttl_ms = 500\n"
+                                          "max_entry_kb = 16\ninvalidation = \"proxy\"\n");
+        INFO(all_errors(r));
+        REQUIRE(r.config.has_value());
+        CHECK(r.config->cache.statements == CacheStatements::all);
+        CHECK(to_string(r.config->cache.statements) == "all");
+        CHECK(r.config->cache.max_memory_mb == 8);
+        CHECK(r.config->cache.ttl_ms == 500);
+        CHECK(r.config->cache.max_entry_kb == 16);
+        CHECK(r.config->cache.invalidation == CacheInvalidation::proxy);
+        CHECK(to_string(r.config->cache.invalidation) == "proxy");
+    }
+    SUBCASE("bad values")
+    {
+        expect_single_error(parse_with_minimal("[cache]\nstatements = \"some\"\n"), "cache.statements", "\"hinted\"");
+        expect_single_error(parse_with_minimal("[cache]\ninvalidation = \"wall\"\n"), "cache.invalidation", "\"wal\"");
+        expect_single_error(parse_with_minimal("[cache]\nttl_ms = 0\n"), "cache.ttl_ms");
+        expect_single_error(parse_with_minimal("[cache]\nmax_memory_mb = -1\n"), "cache.max_memory_mb");
+        expect_single_error(parse_with_minimal("[cache]\nsize = 1\n"), "cache.size");
+    }
+    SUBCASE("enabled = true")
+    {
+        expect_single_error(parse_with_minimal("[cache]\nenabled = true\n"), "cache.enabled", "not in this build");
     }
 }

@@ -78,7 +78,7 @@ TEST_CASE("cache eligibility: what may change with no table changing is never ca
     CHECK(verdict("SELECT 'now'::timestamptz") == CacheVerdict::nondeterministic);
     CHECK(verdict("SELECT date 'today'") == CacheVerdict::nondeterministic);
     CHECK(verdict("SELECT * FROM t TABLESAMPLE BERNOULLI (10)") == CacheVerdict::nondeterministic);
-    CHECK(verdict("SELECT price_with_tax(1)") == CacheVerdict::cache);       // listed, immutable
+    CHECK(verdict("SELECT price_with_tax(1)") == CacheVerdict::cache);               // listed, immutable
     CHECK(verdict("SELECT mystery_function(1)") == CacheVerdict::nondeterministic);  // unknown
     CHECK(verdict("SELECT '2020-01-01'::date") == CacheVerdict::cache);
     // Without a catalog no function can be vouched for.
