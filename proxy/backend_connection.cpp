@@ -44,6 +44,16 @@ ConnectError protocol_error(std::string what)
     return ConnectError{wire::errc::unexpected_tag, std::move(what), {}, {}};
 }
 
+std::vector<std::pair<std::string, std::string>> startup_parameters(const ServerStartup& startup)
+{
+    std::vector<std::pair<std::string, std::string>> params;
+    params.emplace_back("user", startup.user);
+    params.emplace_back("database", startup.database);
+    for (const auto& p : startup.params)
+        params.push_back(p);
+    return params;
+}
+
 }  // namespace
 
 BackendConnection::BackendConnection(asio::any_io_executor ex)
@@ -91,15 +101,8 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     // The whole login races one timer: a server that accepts and then says
     // nothing must not hold the session forever.
     auto attempt = [&]() -> awaitable<std::optional<ConnectError>> {
-        tcp::resolver resolver(ex);
-        auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
-        if (rec)
-            co_return io_error(rec, "could not resolve \"" + host + "\"");
-        auto [cec, ep] = co_await asio::async_connect(socket_, results, use_nothrow);
-        if (cec)
-            co_return io_error(cec, "could not connect to " + host + ":" + std::to_string(port));
-        endpoint_ = ep;
-        socket_.set_option(tcp::no_delay(true));
+        if (auto err = co_await open_socket(host, port))
+            co_return err;
         co_return co_await login(startup);
     };
     auto result = co_await (attempt() || deadline.async_wait(use_nothrow));
@@ -112,6 +115,45 @@ awaitable<std::optional<ConnectError>> BackendConnection::connect(const std::str
     if (err)
         close();
     co_return err;
+}
+
+awaitable<std::optional<ConnectError>> BackendConnection::open_socket(const std::string& host, std::uint16_t port)
+{
+    tcp::resolver resolver(socket_.get_executor());
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
+    if (rec)
+        co_return io_error(rec, "could not resolve \"" + host + "\"");
+    auto [cec, ep] = co_await asio::async_connect(socket_, results, use_nothrow);
+    if (cec)
+        co_return io_error(cec, "could not connect to " + host + ":" + std::to_string(port));
+    endpoint_ = ep;
+    socket_.set_option(tcp::no_delay(true));
+    co_return std::nullopt;
+}
+
+awaitable<bool> BackendConnection::admits(const std::string& host, std::uint16_t port, const ServerStartup& startup,
+                                          std::chrono::milliseconds timeout)
+{
+    asio::steady_timer deadline(socket_.get_executor(), timeout);
+    auto first_answer = [&]() -> awaitable<bool> {
+        if (auto err = co_await open_socket(host, port))
+            co_return false;
+        out_.clear();
+        wire::build_startup_message(out_, startup_parameters(startup));
+        if (auto ec = co_await write(out_))
+            co_return false;
+        auto r = co_await read_frame();
+        // A server that is shutting down (or not yet up) answers the startup
+        // packet with an ErrorResponse; one that admits the connection asks
+        // for a password, or lets it in.
+        const auto* f = std::get_if<wire::Frame>(&r);
+        co_return f && f->backend_tag() == be::Tag::Authentication;
+    };
+    auto result = co_await (first_answer() || deadline.async_wait(use_nothrow));
+    // Left unanswered: PostgreSQL ends a login the client walked away from
+    // without logging it.
+    close();
+    co_return result.index() == 0 && std::get<0>(result);
 }
 
 awaitable<std::optional<ConnectError>> BackendConnection::send_password(std::string_view password)
@@ -159,13 +201,8 @@ awaitable<std::optional<ConnectError>> BackendConnection::answer_authentication(
 
 awaitable<std::optional<ConnectError>> BackendConnection::login(const ServerStartup& startup)
 {
-    std::vector<std::pair<std::string, std::string>> params;
-    params.emplace_back("user", startup.user);
-    params.emplace_back("database", startup.database);
-    for (const auto& p : startup.params)
-        params.push_back(p);
     out_.clear();
-    wire::build_startup_message(out_, params);
+    wire::build_startup_message(out_, startup_parameters(startup));
     if (auto ec = co_await write(out_))
         co_return io_error(ec, "could not send startup packet");
 

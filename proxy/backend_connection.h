@@ -58,6 +58,12 @@ public:
                                                                  const ServerStartup& startup,
                                                                  std::chrono::milliseconds timeout);
 
+    /// Whether the server admits new connections right now, asked as cheaply
+    /// as it can be: the startup packet and the server's first answer (no
+    /// login). Closes the connection either way.
+    [[nodiscard]] awaitable<bool> admits(const std::string& host, std::uint16_t port, const ServerStartup& startup,
+                                         std::chrono::milliseconds timeout);
+
     /// Runs one simple-protocol query and collects its rows (health checks).
     /// Fails on ErrorResponse (message in ConnectError) or I/O error.
     [[nodiscard]] awaitable<std::variant<QueryRows, ConnectError>> simple_query(std::string_view sql);
@@ -79,6 +85,7 @@ public:
     [[nodiscard]] awaitable<std::variant<wire::Frame, error_code>> read_frame();
 
 private:
+    [[nodiscard]] awaitable<std::optional<ConnectError>> open_socket(const std::string& host, std::uint16_t port);
     [[nodiscard]] awaitable<std::optional<ConnectError>> login(const ServerStartup& startup);
     /// A PasswordMessage (cleartext or md5 response) to the server.
     [[nodiscard]] awaitable<std::optional<ConnectError>> send_password(std::string_view password);

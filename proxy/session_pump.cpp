@@ -399,14 +399,15 @@ awaitable<bool> ClientSession::fatal_reaches_client(ServerLink& link, const be::
     const auto* backend = view->find(link.backend);
     if (!backend)
         co_return false;
-    // A server that still lets us in was not stopping: the connection was
-    // terminated on purpose.
+    // A server that still lets a new connection in was not stopping: the
+    // connection was terminated on purpose. Asked without a login, so the
+    // FATAL reaches the client one round trip after the server sent it, as
+    // close to "at once" as the question allows.
     BackendConnection probe(ctx_.io().get_executor());
     const auto timeout = std::min(std::chrono::milliseconds(ctx_.settings()->config.proxy.connect_timeout_ms),
                                   std::chrono::milliseconds(2000));
-    const auto err = co_await probe.connect(backend->host, backend->port, server_startup(), timeout);
-    probe.close();
-    co_return !err;
+    const bool admitted = co_await probe.admits(backend->host, backend->port, server_startup(), timeout);
+    co_return admitted;
 }
 
 awaitable<void> ClientSession::retry_on_primary(ServerLink& link)
