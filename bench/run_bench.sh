@@ -750,9 +750,7 @@ def prepare_tpcb(env):
          user=env["APP_USER"], password=env["APP_PASSWORD"], db=env["APP_DB"])
 
 
-def run_pgbench(env, target, wl, clients, duration, tag, logdir, on_progress=None):
-    """on_progress(seconds, tps), when given, is called for each of pgbench's -P 1 reports as it
-    arrives (bench/scaleout.sh measures the servers between two of them)."""
+def run_pgbench(env, target, wl, clients, duration, tag, logdir):
     args, stmts, _ = WORKLOADS[wl]
     args = [a.replace("@SELECT1@", os.path.join(TMP, "select1.sql")) for a in args]
     port = env["PRIMARY_PORT"] if target == "direct" else PROXIES[target].port
@@ -781,8 +779,6 @@ def run_pgbench(env, target, wl, clients, duration, tag, logdir, on_progress=Non
             m = PROGRESS_RE.match(line)
             if m:
                 progress.append((float(m.group(1)), float(m.group(2)), proxy.cpu() if proxy else None))
-                if on_progress:
-                    on_progress(float(m.group(1)), float(m.group(2)))
             else:
                 errlines.append(line)
             if time.time() > killer_deadline:

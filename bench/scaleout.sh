@@ -43,10 +43,6 @@
 #   SCALEOUT_WARMUP     seconds of warm-up per target, 8 clients (default 3; 0 = none)
 #   PGSWITCH_BIN        pgswitch binary (default build/proxy/pgswitch)
 #   PGSWITCH_WORKERS    proxy.workers for every pgswitch variant (default: pgswitch's own)
-#   SCALEOUT_PERF       1: also count, per server, CPU time (user / system), context switches and
-#                       system calls per transaction with `perf stat` over every process of the
-#                       server, between pgbench's 2nd progress report and SCALEOUT_DURATION - 3 s
-#                       later (needs perf, Debian package linux-perf; default 0)
 import datetime
 import hashlib
 import importlib.machinery
@@ -150,11 +146,6 @@ ROUNDS = env_number("SCALEOUT_ROUNDS", 3, int, 1, 100)
 DURATION = env_number("SCALEOUT_DURATION", 8, int, 2, 3600)   # ≥ 2: pgbench's progress lines
 SCALE = env_number("SCALEOUT_SCALE", 10, int, 1, 1000)
 WARMUP = env_number("SCALEOUT_WARMUP", 3, int, 0, 600)
-PERF = env_number("SCALEOUT_PERF", 0, int, 0, 1) == 1
-if PERF and DURATION < 5:
-    die("SCALEOUT_PERF=1 needs SCALEOUT_DURATION of at least 5 (the window is DURATION - 3 s)")
-if PERF and not shutil.which("perf"):
-    die("SCALEOUT_PERF=1: no perf in PATH (apt-get install linux-perf)")
 CLIENTS = env_list("SCALEOUT_CLIENTS", [8, 32], conv=int, lo=1, hi=MAX_CLIENTS_ALLOWED)
 MODE = os.environ.get("SCALEOUT_MODE", "").strip() or "simple"
 if MODE not in ("simple", "extended", "prepared"):
@@ -481,100 +472,14 @@ def pgswitch_reads(target):
     return {b["name"]: b.get("queries", {}).get("reads", 0) for b in bs}
 
 
-def cpu_ticks(pids):
-    """(user, system) clock ticks summed over the pids still alive."""
-    user = system = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user, system = user + int(fields[11]), system + int(fields[12])
-    return user, system
-
-
-class ServerPerf:
-    """Counts each server's work over a window of whole pgbench progress reports: `perf stat`
-    (task-clock, context switches, system calls) over every process the server has when the
-    window opens, which is after pgbench's clients and the proxies' server connections are up,
-    and the window's transactions from the reports inside it."""
-
-    EVENTS = "task-clock,context-switches,raw_syscalls:sys_enter"
-
-    def __init__(self, logdir, tag, open_at=2, seconds=None):
-        self.logdir, self.tag = logdir, tag
-        self.open_at, self.seconds = open_at, seconds or (DURATION - 3)
-        self.reports, self.txns, self.perfs, self.ticks0, self.pids = 0, 0.0, {}, {}, {}
-
-    def on_progress(self, _seconds, tps):
-        self.reports += 1
-        if self.reports == self.open_at:
-            self.open()
-        elif self.open_at < self.reports <= self.open_at + self.seconds:
-            self.txns += tps
-
-    def open(self):
-        for srv in SERVERS:
-            pm = CAPS.postmasters[srv]
-            pids = [pm] + descendants(pm)
-            self.pids[srv] = pids
-            self.ticks0[srv] = cpu_ticks(pids)
-            out = os.path.join(self.logdir, f"{self.tag}.{srv}.perf")
-            self.perfs[srv] = (out, subprocess.Popen(
-                ["perf", "stat", "-x,", "-o", out, "-e", self.EVENTS, "-p", ",".join(map(str, pids)),
-                 "--", "sleep", str(self.seconds)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
-    def result(self):
-        """{server: figures} and the window's transactions, or None if the window never opened."""
-        if not self.perfs:
-            return None
-        hz = os.sysconf("SC_CLK_TCK")
-        servers = {}
-        for srv, (out, p) in self.perfs.items():
-            p.wait(timeout=self.seconds + 30)
-            u1, s1 = cpu_ticks(self.pids[srv])
-            u0, s0 = self.ticks0[srv]
-            counts = {}
-            with open(out) as f:
-                for line in f:
-                    parts = line.strip().split(",")
-                    if len(parts) >= 3 and not line.startswith("#"):
-                        try:
-                            counts[parts[2]] = float(parts[0])
-                        except ValueError:
-                            counts[parts[2]] = 0.0       # <not counted>: an idle server
-            servers[srv] = {"task_clock_ms": counts.get("task-clock"),
-                            "context_switches": counts.get("context-switches"),
-                            "syscalls": counts.get("raw_syscalls:sys_enter"),
-                            "user_s": round((u1 - u0) / hz, 2), "system_s": round((s1 - s0) / hz, 2),
-                            "processes": len(self.pids[srv])}
-        return {"window_s": self.seconds, "window_transactions": round(self.txns), "servers": servers}
-
-
-def per_transaction(perf):
-    """Sums over the servers, per transaction of the window."""
-    n = perf["window_transactions"]
-    if not n:
-        return None
-    tot = {k: sum((v.get(k) or 0) for v in perf["servers"].values())
-           for k in ("task_clock_ms", "context_switches", "syscalls", "user_s", "system_s")}
-    return {"cpu_us": round(tot["task_clock_ms"] * 1000 / n, 1),
-            "user_us": round(tot["user_s"] * 1e6 / n, 1), "system_us": round(tot["system_s"] * 1e6 / n, 1),
-            "context_switches": round(tot["context_switches"] / n, 2), "syscalls": round(tot["syscalls"] / n, 2)}
-
-
 def measured_run(env, target, clients, duration, tag, logdir):
     before_reads = pgswitch_reads(target)
-    perf = ServerPerf(logdir, tag) if PERF else None
     watch = CapWatch(CAPS)
     c0 = CAPS.counters()
     t0 = time.time()
     watch.start()
     try:
-        res = rb.run_pgbench(env, target, WL, clients, duration, tag, logdir,
-                             on_progress=perf.on_progress if perf else None)
+        res = rb.run_pgbench(env, target, WL, clients, duration, tag, logdir)
     finally:
         watch.finish()
     wall = time.time() - t0
@@ -586,9 +491,6 @@ def measured_run(env, target, clients, duration, tag, logdir):
         "cpu_s": round((c1[s]["usage_ns"] - c0[s]["usage_ns"]) / 1e9, 3),
     } for s in SERVERS}
     res["counter_window_s"] = round(wall, 2)
-    if perf and (pr := perf.result()):
-        pr["per_transaction"] = per_transaction(pr)
-        res["server_perf"] = pr
     res["cap_checks"] = watch.checks
     res["server_processes_max"] = watch.max_procs
     if watch.violations:
@@ -631,10 +533,6 @@ def summarize(runs, status):
                 "servers": {s: {k: med([r["servers"][s][k] for r in ok])
                                 for k in ("throttled_s", "cpu_s")} for s in SERVERS},
             }
-            perf = [r["server_perf"]["per_transaction"] for r in ok
-                    if r.get("server_perf") and r["server_perf"].get("per_transaction")]
-            if perf:
-                row["server_per_transaction"] = {k: med([p[k] for p in perf]) for k in perf[0]}
             reads = [r["reads_by_backend"] for r in ok if r.get("reads_by_backend")]
             if reads:
                 tot = {}
@@ -699,20 +597,6 @@ def markdown(meta, rows):
         for r in shares:
             L.append(f"| {r['clients']} | {LABEL[r['target']]} | "
                      + " | ".join(f"{r['read_share'].get(s, 0):.2f}" for s in SERVERS) + " |")
-        L.append("")
-    perf = [r for r in rows if r.get("server_per_transaction")]
-    if perf:
-        L.append(f"What a transaction cost the servers (`SCALEOUT_PERF=1`: `perf stat -e {ServerPerf.EVENTS}` "
-                 f"over every process of each server for {DURATION - 3} s from pgbench's 2nd progress report, "
-                 "summed over the three servers, divided by the transactions of the reports in that window; "
-                 "user / system from /proc/PID/stat; medians over rounds):")
-        L.append("")
-        L.append("| clients | target | server CPU µs/tx | user µs | system µs | context switches/tx | syscalls/tx |")
-        L.append("|---:|---|---:|---:|---:|---:|---:|")
-        for r in perf:
-            p = r["server_per_transaction"]
-            L.append(f"| {r['clients']} | {LABEL[r['target']]} | {fmt(p['cpu_us'], 1)} | {fmt(p['user_us'], 1)} "
-                     f"| {fmt(p['system_us'], 1)} | {fmt(p['context_switches'], 2)} | {fmt(p['syscalls'], 2)} |")
         L.append("")
     for r in rows:
         if r["status"] != "ok" and r["clients"] == CLIENTS[0]:
