@@ -504,9 +504,16 @@ def work_dir_for(user):
     return d
 
 
-def start_pgswitch(env, wd, name="pgswitch", workers=None, routing=None):
+def pool_lines(pool_size):
+    if pool_size is None:
+        return 'pool_mode = "session"'
+    return f'pool_mode = "transaction"\npool_size = {int(pool_size)}'
+
+
+def start_pgswitch(env, wd, name="pgswitch", workers=None, routing=None, pool_size=None):
     """pgswitch as target `name`; workers None = PGSWITCH_WORKERS or pgswitch's default;
-    routing: a dict of [routing] keys (TOML literals as strings), None = no [routing] section."""
+    routing: a dict of [routing] keys (TOML literals as strings), None = no [routing] section;
+    pool_size None = pool_mode "session", a number = pool_mode "transaction" with that pool_size."""
     port, admin = free_port(), free_port()
     conf = os.path.join(wd, f"{name}.toml")
     if workers is None:
@@ -515,7 +522,7 @@ def start_pgswitch(env, wd, name="pgswitch", workers=None, routing=None):
         f.write(f"""# written by bench/run_bench.sh
 [proxy]
 listen = "127.0.0.1:{port}"
-pool_mode = "session"
+{pool_lines(pool_size)}
 max_client_connections = {max(1000, MAX_CLIENTS * 2)}
 {f"workers = {int(workers)}" if workers else "# workers: pgswitch's default"}
 
@@ -750,10 +757,13 @@ def prepare_tpcb(env):
          user=env["APP_USER"], password=env["APP_PASSWORD"], db=env["APP_DB"])
 
 
+DIRECT_TARGETS = {"direct"}     # pgbench straight to the primary; bench/scaleout.sh adds its own
+
+
 def run_pgbench(env, target, wl, clients, duration, tag, logdir):
     args, stmts, _ = WORKLOADS[wl]
     args = [a.replace("@SELECT1@", os.path.join(TMP, "select1.sql")) for a in args]
-    port = env["PRIMARY_PORT"] if target == "direct" else PROXIES[target].port
+    port = env["PRIMARY_PORT"] if target in DIRECT_TARGETS else PROXIES[target].port
     proxy = PROXIES.get(target)
     if wl == "tpcb":
         prepare_tpcb(env)

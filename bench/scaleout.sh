@@ -15,11 +15,16 @@
 #
 # Targets, interleaved within each round (rounds → client counts → targets):
 #   direct                 pgbench straight to the primary
+#   direct_gap             the same with SCALEOUT_GAP_US of client think time after each statement
+#                          (pgbench \sleep): a control that shows what a server pays per statement
+#                          when the next one arrives after a gap, as it does through any proxy
 #   pgswitch_rr            pgswitch, load_balancing = "round_robin"        (reads on the 2 replicas)
 #   pgswitch_rr_pr         the same with primary_reads = true              (reads on all 3 servers)
 #   pgswitch_lc, _lc_pr    load_balancing = "least_connections", without / with primary_reads
 #   pgswitch_adaptive, _adaptive_pr   load_balancing = "adaptive" (a build that refuses the
 #                          config — `pgswitch --check` fails — reports "unsupported by this build")
+#   pgswitch_tx_lc, _tx_lc_pr   least_connections in pool_mode = "transaction" with
+#                          pool_size = SCALEOUT_POOL_SIZE, without / with primary_reads
 #   pgbouncer              PgBouncer, pool_mode = session, the primary only
 #   pgpool                 pgpool-II, streaming replication mode, session-level load balancing
 #                          over the 3 servers
@@ -28,7 +33,8 @@
 # cluster, proxies — is removed at the end, also on errors, Ctrl-C and SIGTERM.
 #
 # Reports per (clients, target): TPS (median of rounds), × direct (median of per-round ratios),
-# p50 / p99 latency (pgbench's sampled per-transaction log), and per server the CPU-throttled
+# p50 / p99 latency (pgbench's sampled per-transaction log), the servers' CPU per transaction
+# (all servers' cpuacct.usage over the run / transactions), and per server the CPU-throttled
 # time (cpu.stat throttled_time) and the CPU used (cpuacct.usage) during the run.
 # Results: bench/results/scaleout-<UTC timestamp>.{md,json} and bench/results/scaleout-latest.{md,json}.
 #
@@ -40,6 +46,8 @@
 #   SCALEOUT_TARGETS    comma list of targets (default: all of the above; direct is always added)
 #   SCALEOUT_MODE       pgbench -M: simple (default), extended or prepared
 #   SCALEOUT_SCALE      pgbench -i scale (default 10)
+#   SCALEOUT_GAP_US     think time of direct_gap in µs (default 100)
+#   SCALEOUT_POOL_SIZE  pool_size of the transaction-mode variants (default 6)
 #   SCALEOUT_WARMUP     seconds of warm-up per target, 8 clients (default 3; 0 = none)
 #   PGSWITCH_BIN        pgswitch binary (default build/proxy/pgswitch)
 #   PGSWITCH_WORKERS    proxy.workers for every pgswitch variant (default: pgswitch's own)
@@ -86,19 +94,19 @@ rb = load_run_bench()
 log = rb.log
 
 # ------------------------------------------------------------------ configuration
-PGSWITCH_VARIANTS = {   # target -> (load_balancing, primary_reads)
-    "pgswitch_rr": ("round_robin", False),
-    "pgswitch_rr_pr": ("round_robin", True),
-    "pgswitch_lc": ("least_connections", False),
-    "pgswitch_lc_pr": ("least_connections", True),
-    "pgswitch_adaptive": ("adaptive", False),
-    "pgswitch_adaptive_pr": ("adaptive", True),
+POOL_SIZE = None      # set below, after env_number is defined
+PGSWITCH_VARIANTS = {   # target -> (load_balancing, primary_reads, transaction pool?)
+    "pgswitch_rr": ("round_robin", False, False),
+    "pgswitch_rr_pr": ("round_robin", True, False),
+    "pgswitch_lc": ("least_connections", False, False),
+    "pgswitch_lc_pr": ("least_connections", True, False),
+    "pgswitch_adaptive": ("adaptive", False, False),
+    "pgswitch_adaptive_pr": ("adaptive", True, False),
+    "pgswitch_tx_lc": ("least_connections", False, True),
+    "pgswitch_tx_lc_pr": ("least_connections", True, True),
 }
-TARGETS = ["direct"] + list(PGSWITCH_VARIANTS) + ["pgbouncer", "pgpool"]
-LABEL = {"direct": "direct (primary)", "pgbouncer": "PgBouncer (session, primary)",
-         "pgpool": "pgpool-II (LB over 3)"}
-for _t, (_lb, _pr) in PGSWITCH_VARIANTS.items():
-    LABEL[_t] = f"pgswitch {_lb}" + (" + primary_reads" if _pr else "")
+DIRECT = ["direct", "direct_gap"]
+TARGETS = DIRECT + list(PGSWITCH_VARIANTS) + ["pgbouncer", "pgpool"]
 SERVERS = ["primary", "replica1", "replica2"]
 CFS_PERIOD_US = 100000
 MAX_CLIENTS_ALLOWED = 150     # max_connections = 200 per server, and pgswitch/pgpool hold 2 per client
@@ -141,6 +149,13 @@ def env_list(name, default, allowed=None, conv=str, lo=None, hi=None):
 
 
 CPU = env_number("SCALEOUT_CPU", 0.3, float, 0.01, float(rb.NPROC))
+GAP_US = env_number("SCALEOUT_GAP_US", 100, int, 1, 1000000)
+POOL_SIZE = env_number("SCALEOUT_POOL_SIZE", 6, int, 1, 100)
+LABEL = {"direct": "direct (primary)", "direct_gap": f"direct, {GAP_US} µs think time (control)",
+         "pgbouncer": "PgBouncer (session, primary)", "pgpool": "pgpool-II (LB over 3)"}
+for _t, (_lb, _pr, _tx) in PGSWITCH_VARIANTS.items():
+    LABEL[_t] = (f"pgswitch {_lb}" + (" + primary_reads" if _pr else "")
+                 + (f", transaction pool {POOL_SIZE}" if _tx else ""))
 QUOTA_US = int(round(CPU * CFS_PERIOD_US))
 ROUNDS = env_number("SCALEOUT_ROUNDS", 3, int, 1, 100)
 DURATION = env_number("SCALEOUT_DURATION", 8, int, 2, 3600)   # ≥ 2: pgbench's progress lines
@@ -158,9 +173,24 @@ if _workers and not _workers.isdigit():
 
 WL = "scaleout_select"
 rb.WORKLOADS[WL] = (["-S", "-M", MODE], 1, CLIENTS)
+WL_GAP = "scaleout_select_gap"     # pgbench's built-in select-only script plus a think time
+rb.DIRECT_TARGETS.add("direct_gap")
 rb.MAX_CLIENTS = max(CLIENTS)           # proxies' client limits, pgpool-II's children
 rb.TMP = os.path.join(rb.RESULTS, "tmp", "scaleout")        # apart from `make bench`'s files
 rb.CLUSTER_DIR = os.path.join(rb.TMP, "cluster")
+GAP_SCRIPT = os.path.join(rb.TMP, "select_gap.sql")
+rb.WORKLOADS[WL_GAP] = (["-f", GAP_SCRIPT, "-M", MODE], 1, CLIENTS)
+
+
+def write_gap_script():
+    with open(GAP_SCRIPT, "w") as f:
+        f.write("\\set aid random(1, 100000 * :scale)\n"
+                "SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n"
+                f"\\sleep {GAP_US} us\n")
+
+
+def workload_of(target):
+    return WL_GAP if target == "direct_gap" else WL
 
 
 # ------------------------------------------------------------------ cgroup v1
@@ -439,10 +469,10 @@ def start_pgswitch_variant(env, wd, target):
     """Starts the variant (bench/run_bench.sh's pgswitch config plus a [routing] section), or
     returns why it cannot run: ("unsupported", msg) when this build refuses the config
     (`pgswitch --check` fails on it), ("failed", msg) when it is accepted but does not come up."""
-    lb, pr = PGSWITCH_VARIANTS[target]
+    lb, pr, tx = PGSWITCH_VARIANTS[target]
     routing = {"load_balancing": f'"{lb}"', "primary_reads": "true" if pr else "false"}
     try:
-        p = rb.start_pgswitch(env, wd, target, routing=routing)
+        p = rb.start_pgswitch(env, wd, target, routing=routing, pool_size=POOL_SIZE if tx else None)
     except (RuntimeError, SystemExit) as e:
         if isinstance(e, SystemExit) and e.code != 1:
             raise                     # a signal (128 + n), not a failed start
@@ -456,7 +486,8 @@ def start_pgswitch_variant(env, wd, target):
             msg = " ".join((r.stderr + r.stdout).split())[:300]
             return "unsupported", f"pgswitch --check -c {conf} exit {r.returncode}: {msg}"
         return "failed", " ".join(str(e).split())[:300]
-    p.variant = {"load_balancing": lb, "primary_reads": pr}
+    p.variant = {"load_balancing": lb, "primary_reads": pr,
+                 "pool_mode": "transaction" if tx else "session", "pool_size": POOL_SIZE if tx else None}
     return None
 
 
@@ -479,7 +510,7 @@ def measured_run(env, target, clients, duration, tag, logdir):
     t0 = time.time()
     watch.start()
     try:
-        res = rb.run_pgbench(env, target, WL, clients, duration, tag, logdir)
+        res = rb.run_pgbench(env, target, workload_of(target), clients, duration, tag, logdir)
     finally:
         watch.finish()
     wall = time.time() - t0
@@ -490,6 +521,9 @@ def measured_run(env, target, clients, duration, tag, logdir):
         "nr_periods": c1[s]["nr_periods"] - c0[s]["nr_periods"],
         "cpu_s": round((c1[s]["usage_ns"] - c0[s]["usage_ns"]) / 1e9, 3),
     } for s in SERVERS}
+    cpu_total = sum(v["cpu_s"] for v in res["servers"].values())
+    if res.get("transactions"):
+        res["server_cpu_us_per_tx"] = round(cpu_total / res["transactions"] * 1e6, 1)
     res["counter_window_s"] = round(wall, 2)
     res["cap_checks"] = watch.checks
     res["server_processes_max"] = watch.max_procs
@@ -530,6 +564,7 @@ def summarize(runs, status):
                 "latency_p99_ms": med([r.get("latency_p99_ms") for r in ok]),
                 "latency_mean_ms": med([r.get("latency_avg_ms") for r in ok]),
                 "proxy_cpu_us_per_stmt": med([r.get("proxy_cpu_us_per_stmt") for r in ok]),
+                "server_cpu_us_per_tx": med([r.get("server_cpu_us_per_tx") for r in ok]),
                 "servers": {s: {k: med([r["servers"][s][k] for r in ok])
                                 for k in ("throttled_s", "cpu_s")} for s in SERVERS},
             }
@@ -570,13 +605,13 @@ def markdown(meta, rows):
              f"(primary / replica1 / replica2): **{'all inside their caps' if cc['passed'] else 'FAILED'}**.")
     L.append(f"Command: `{meta['command']}`")
     L.append("")
-    L.append("| clients | target | TPS | × direct | p50 ms | p99 ms "
+    L.append("| clients | target | TPS | × direct | p50 ms | p99 ms | server CPU µs/tx "
              "| throttled s: primary / r1 / r2 | server CPU s: primary / r1 / r2 |")
-    L.append("|---:|---|---:|---:|---:|---:|---|---|")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         if r["status"] != "ok":
             what = "unsupported by this build" if r["status"] == "unsupported" else "did not start"
-            L.append(f"| {r['clients']} | {LABEL[r['target']]} | {what} | – | – | – | – | – |")
+            L.append(f"| {r['clients']} | {LABEL[r['target']]} | {what} | – | – | – | – | – | – |")
             continue
         err = f" ({r['errors']} run(s) failed)" if r["errors"] else ""
         if r["failed_transactions"]:
@@ -585,6 +620,7 @@ def markdown(meta, rows):
         L.append(f"| {r['clients']} | {LABEL[r['target']]} | {fmt(r['tps_median'])}{err} "
                  f"| {'1.00' if r['target'] == 'direct' else fmt(r['ratio_to_direct_median'], 2)} "
                  f"| {fmt(r['latency_p50_ms'], 2)} | {fmt(r['latency_p99_ms'], 2)} "
+                 f"| {fmt(r['server_cpu_us_per_tx'], 1)} "
                  f"| {' / '.join(fmt(sv[s]['throttled_s'], 1) for s in SERVERS)} "
                  f"| {' / '.join(fmt(sv[s]['cpu_s'], 1) for s in SERVERS)} |")
     L.append("")
@@ -608,7 +644,10 @@ def markdown(meta, rows):
              f"{int(rb.LOG_SAMPLING * 100)} % (medians over rounds). Throttled s = increase of cpu.stat "
              f"throttled_time (summed over the CPUs' runqueues) and server CPU s = increase of cpuacct.usage "
              f"of each server's cgroup over the whole pgbench run ({meta['duration_s']} s plus connection "
-             f"set-up; medians over rounds). PgBouncer reaches the primary only; pgpool-II balances sessions "
+             f"set-up; medians over rounds); server CPU µs/tx = all servers' CPU over the run / transactions. "
+             f"The control row runs pgbench straight to the primary with {GAP_US} µs of think time after each "
+             f"statement: each backend then goes idle before its next statement arrives, as it does behind "
+             f"any proxy, and its CPU per transaction shows what that costs a server. PgBouncer reaches the primary only; pgpool-II balances sessions "
              f"over all three servers; pgbench and the proxies are not capped and share the machine's cores.")
     return "\n".join(L) + "\n"
 
@@ -699,10 +738,11 @@ def main():
 
         logdir = os.path.join(rb.TMP, "runs")
         os.makedirs(logdir, exist_ok=True)
+        write_gap_script()
         if WARMUP:
             log(f"warm-up: 8 clients, {WARMUP} s per target")
             for t in active:
-                r = rb.run_pgbench(env, t, WL, 8, WARMUP, f"warmup-{t}", logdir)
+                r = rb.run_pgbench(env, t, workload_of(t), 8, WARMUP, f"warmup-{t}", logdir)
                 if r.get("error"):
                     log(f"warning: warm-up through {t} failed: {r['error']}")
 
