@@ -5,6 +5,7 @@
 #include "replication.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "byte_reader.h"
@@ -123,6 +124,53 @@ void build_standby_status_update(std::string& out, const StandbyStatusUpdate& s)
     w.begin(tag_of(fe::Tag::CopyData));
     write_status_update(w, s);
     w.finish();
+}
+
+std::string quote_identifier(std::string_view name)
+{
+    std::string out;
+    out.reserve(name.size() + 2);
+    out += '"';
+    for (const char c : name) {
+        if (c == '"')
+            out += '"';
+        out += c;
+    }
+    out += '"';
+    return out;
+}
+
+std::string format_lsn(Lsn lsn)
+{
+    char buf[24];
+    const int n = std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
+                                static_cast<unsigned>(lsn & 0xFFFF'FFFFu));
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::string create_temporary_slot_command(std::string_view slot, std::string_view plugin)
+{
+    return "CREATE_REPLICATION_SLOT " + quote_identifier(slot) + " TEMPORARY LOGICAL " + quote_identifier(plugin) +
+           " NOEXPORT_SNAPSHOT";
+}
+
+std::string start_pgoutput_command(std::string_view slot, Lsn start, std::string_view publication)
+{
+    // publication_names is a string literal holding a list of identifiers.
+    std::string names;
+    for (const char c : quote_identifier(publication)) {
+        if (c == '\'')
+            names += '\'';
+        names += c;
+    }
+    return "START_REPLICATION SLOT " + quote_identifier(slot) + " LOGICAL " + format_lsn(start) +
+           " (proto_version '1', publication_names '" + names + "')";
+}
+
+std::string start_test_decoding_command(std::string_view slot, Lsn start)
+{
+    return "START_REPLICATION SLOT " + quote_identifier(slot) + " LOGICAL " + format_lsn(start) +
+           " (\"include-xids\" '1', \"skip-empty-xacts\" '1')";
 }
 
 }  // namespace repl

@@ -150,4 +150,23 @@ void TableChangeTracker::keepalive(Lsn wal_end) noexcept
         decoded_up_to_ = std::max(decoded_up_to_, wal_end);
 }
 
+result<StreamStep> apply_copy_data(TableChangeTracker& tracker, std::string_view copy_data)
+{
+    auto msg = repl::parse_server_message(copy_data);
+    if (!msg)
+        return msg.error();
+    if (const auto* k = std::get_if<repl::PrimaryKeepalive>(&*msg)) {
+        tracker.keepalive(k->wal_end);
+        return StreamStep{std::nullopt, k->reply_requested};
+    }
+    const auto& x = std::get<repl::XLogData>(*msg);
+    auto line = parse_line(x.data);
+    if (!line)
+        return line.error();
+    auto committed = tracker.feed(*line, x.wal_start);
+    if (!committed)
+        return committed.error();
+    return StreamStep{std::move(*committed), false};
+}
+
 }  // namespace pgswitch::wire::test_decoding

@@ -62,4 +62,13 @@ private:
     Lsn decoded_up_to_ = 0;
 };
 
+/// One server CopyData applied to a tracker.
+struct StreamStep {
+    std::optional<CommittedTables> committed;
+    bool reply_requested = false;  ///< a keepalive asked for a StandbyStatusUpdate now
+};
+/// Parses a server CopyData body (XLogData or keepalive), then its
+/// test_decoding line, into `tracker`.
+[[nodiscard]] result<StreamStep> apply_copy_data(TableChangeTracker& tracker, std::string_view copy_data);
+
 }  // namespace pgswitch::wire::test_decoding

@@ -2,7 +2,7 @@
 # pg_cluster.sh — a throwaway PostgreSQL 15 cluster (one primary, N streaming
 # replicas) on loopback, for pgswitch's integration tests and `make run`.
 #
-#   tests/pg_cluster.sh start  [--dir DIR] [--replicas N] [--sync]
+#   tests/pg_cluster.sh start  [--dir DIR] [--replicas N] [--sync] [--wal-level LEVEL]
 #   tests/pg_cluster.sh stop   [--dir DIR]
 #   tests/pg_cluster.sh status [--dir DIR]
 #
@@ -31,12 +31,13 @@ note() { echo "$PROG: $*" >&2; }
 
 usage() {
     cat <<EOF
-usage: $PROG start  [--dir DIR] [--replicas N] [--sync]
+usage: $PROG start  [--dir DIR] [--replicas N] [--sync] [--wal-level LEVEL]
        $PROG stop   [--dir DIR]
        $PROG status [--dir DIR]
   --dir DIR       where cluster.env (and normally the data) lives; default $REPO/.cluster
   --replicas N    streaming replicas to create (default 2, 0 allowed)
   --sync          synchronous replication: synchronous_standby_names = 'ANY 1 (replica1, ...)'
+  --wal-level L   the primary's wal_level: logical (default; the result cache decodes it) or replica
 EOF
 }
 
@@ -46,6 +47,7 @@ CMD=$1; shift
 DIR=$REPO/.cluster
 REPLICAS=2
 SYNC=0
+WAL_LEVEL=logical
 while [[ $# -gt 0 ]]; do
     case $1 in
         --dir)       [[ $# -ge 2 ]] || die "--dir needs a value"; DIR=$2; shift 2 ;;
@@ -53,10 +55,13 @@ while [[ $# -gt 0 ]]; do
         --replicas)  [[ $# -ge 2 ]] || die "--replicas needs a value"; REPLICAS=$2; shift 2 ;;
         --replicas=*) REPLICAS=${1#--replicas=}; shift ;;
         --sync)      SYNC=1; shift ;;
+        --wal-level) [[ $# -ge 2 ]] || die "--wal-level needs a value"; WAL_LEVEL=$2; shift 2 ;;
+        --wal-level=*) WAL_LEVEL=${1#--wal-level=}; shift ;;
         -h|--help)   usage; exit 0 ;;
         *)           usage >&2; die "unknown argument: $1" ;;
     esac
 done
+[[ $WAL_LEVEL == logical || $WAL_LEVEL == replica ]] || die "--wal-level must be logical or replica, got '$WAL_LEVEL'"
 [[ $REPLICAS =~ ^[0-9]+$ ]] || die "--replicas must be a non-negative integer, got '$REPLICAS'"
 [[ $SYNC -eq 0 || $REPLICAS -ge 1 ]] || die "--sync needs at least one replica"
 case $CMD in start|stop|status) ;; -h|--help|help) usage; exit 0 ;; *) usage >&2; die "unknown command: $CMD" ;; esac
@@ -305,7 +310,7 @@ unix_socket_directories = '$SOCK_ROOT'
 max_connections = 200
 fsync = off
 synchronous_commit = on
-wal_level = replica
+wal_level = $WAL_LEVEL
 max_wal_senders = 10
 max_replication_slots = 10
 wal_keep_size = 256MB

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "pg_wire/message_writer.h"
 #include "pg_wire/test_decoding.h"
+#include "support/builders.h"
 
 namespace td = pgswitch::wire::test_decoding;
 using boost::system::error_code;
@@ -91,4 +93,45 @@ TEST_CASE("test_decoding: out-of-order lines are errors")
     CHECK(err("BEGIN 2") == unexpected);
     CHECK(err("COMMIT 2") == unexpected);  // not the open transaction's xid
     CHECK(err("COMMIT 1") == error_code{});
+}
+
+namespace {
+
+std::string xlog(std::string_view line, std::uint64_t wal_start)
+{
+    return pgswitch::test::raw_body([&](pgswitch::wire::MessageWriter& w) {
+        w.u8('w').i64(static_cast<std::int64_t>(wal_start)).i64(0x9000).i64(7).bytes(line);
+    });
+}
+
+std::string keepalive(std::uint64_t wal_end, bool reply)
+{
+    return pgswitch::test::raw_body([&](pgswitch::wire::MessageWriter& w) {
+        w.u8('k').i64(static_cast<std::int64_t>(wal_end)).i64(9).u8(reply ? 1 : 0);
+    });
+}
+
+}  // namespace
+
+TEST_CASE("test_decoding: apply_copy_data reads XLogData lines and keepalives off the wire")
+{
+    td::TableChangeTracker tracker;
+    auto k = td::apply_copy_data(tracker, keepalive(0x80, true));
+    REQUIRE(k.has_value());
+    CHECK(k->reply_requested);
+    CHECK_FALSE(k->committed);
+    CHECK(tracker.decoded_up_to() == 0x80);
+
+    REQUIRE(td::apply_copy_data(tracker, xlog("BEGIN 901", 0x100)).has_value());
+    REQUIRE(td::apply_copy_data(tracker, xlog("table public.nopk: UPDATE: a[integer]:2", 0x110)).has_value());
+    auto c = td::apply_copy_data(tracker, xlog("COMMIT 901", 0x148));
+    REQUIRE(c.has_value());
+    REQUIRE(c->committed);
+    CHECK(c->committed->end_lsn == 0x148);
+    CHECK(c->committed->tables == Tables{{"public", "nopk"}});
+    CHECK_FALSE(c->reply_requested);
+    CHECK(tracker.decoded_up_to() == 0x148);
+
+    CHECK_FALSE(td::apply_copy_data(tracker, xlog("not a test_decoding line", 0x150)).has_value());
+    CHECK_FALSE(td::apply_copy_data(tracker, "x").has_value());  // neither XLogData nor keepalive
 }
