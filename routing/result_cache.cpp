@@ -57,12 +57,14 @@ std::optional<CachedReply> ResultCache::find(std::string_view key, time_point no
 }
 
 std::optional<ResultCache::FillId> ResultCache::begin_fill(std::string key, std::vector<RelationOid> tables,
+                                                           std::uint64_t snapshot_floor,
                                                            std::optional<std::chrono::milliseconds> ttl)
 {
     if (!filling_keys_.insert(key).second)
         return std::nullopt;
     const FillId id = next_fill_++;
-    fills_.emplace(id, Fill{std::move(key), std::move(tables), ttl});
+    const bool stale_from_start = changed_after(tables, snapshot_floor);
+    fills_.emplace(id, Fill{std::move(key), std::move(tables), ttl, stale_from_start});
     return id;
 }
 
@@ -108,8 +110,12 @@ void ResultCache::abandon_fill(FillId id)
     fills_.erase(found);
 }
 
-void ResultCache::invalidate(std::span<const RelationOid> tables, CacheDrop why)
+void ResultCache::invalidate(std::span<const RelationOid> tables, CacheDrop why, std::uint64_t commit_lsn)
 {
+    for (const auto oid : tables) {
+        auto& at = changed_at_[oid];
+        at = std::max(at, commit_lsn);
+    }
     spoil_fills(tables);
     for (const auto oid : tables) {
         const auto found = by_table_.find(oid);
@@ -163,6 +169,14 @@ void ResultCache::make_room(std::size_t bytes)
 {
     while (!lru_.empty() && bytes_ + bytes > limits_.max_bytes)
         erase(std::prev(lru_.end()), CacheDrop::evicted);
+}
+
+bool ResultCache::changed_after(std::span<const RelationOid> tables, std::uint64_t lsn) const
+{
+    return std::any_of(tables.begin(), tables.end(), [&](RelationOid oid) {
+        const auto found = changed_at_.find(oid);
+        return found != changed_at_.end() && found->second > lsn;
+    });
 }
 
 void ResultCache::spoil_fills(std::span<const RelationOid> tables)

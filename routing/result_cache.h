@@ -76,7 +76,13 @@ public:
     /// fill of the same key is under way (concurrent misses run the statement once: wait for
     /// that one with `filling()`, or run without filling). `tables` are the relations the
     /// statement reads; `ttl` overrides the limit's (a hint).
+    ///
+    /// `snapshot_floor`: an LSN the reply's snapshot is known to include (the serving
+    /// replica's last known replay position; for the primary, the decoded position). When a
+    /// table it reads was changed by a commit after that LSN and the change was applied
+    /// already, the reply may predate it and would never be dropped: it is not kept.
     [[nodiscard]] std::optional<FillId> begin_fill(std::string key, std::vector<RelationOid> tables,
+                                                   std::uint64_t snapshot_floor,
                                                    std::optional<std::chrono::milliseconds> ttl = {});
     /// Whether a fill of `key` is under way.
     [[nodiscard]] bool filling(std::string_view key) const;
@@ -87,8 +93,10 @@ public:
     /// The statement failed or the session ended: nothing is stored.
     void abandon_fill(FillId id);
 
-    /// Drops every entry that read one of `tables` and spoils fills under way that read one.
-    void invalidate(std::span<const RelationOid> tables, CacheDrop why);
+    /// A commit ending at `commit_lsn` changed `tables`: drops every entry that read one,
+    /// spoils fills under way that read one, and remembers the LSN for later fills whose
+    /// snapshot may not include it (begin_fill's `snapshot_floor`).
+    void invalidate(std::span<const RelationOid> tables, CacheDrop why, std::uint64_t commit_lsn);
     /// Drops everything and spoils every fill under way.
     void flush(CacheDrop why = CacheDrop::flush);
 
@@ -116,6 +124,7 @@ private:
     void erase(Lru::iterator it, std::optional<CacheDrop> why);
     void make_room(std::size_t bytes);
     void spoil_fills(std::span<const RelationOid> tables);
+    [[nodiscard]] bool changed_after(std::span<const RelationOid> tables, std::uint64_t lsn) const;
 
     ResultCacheLimits limits_;
     Lru lru_;
@@ -123,6 +132,9 @@ private:
     std::unordered_map<RelationOid, std::unordered_set<const Entry*>> by_table_;
     std::unordered_map<FillId, Fill> fills_;
     std::unordered_set<std::string> filling_keys_;
+    /// The end LSN of the newest applied commit that changed each table (one per table
+    /// ever changed: bounded by the database's tables).
+    std::unordered_map<RelationOid, std::uint64_t> changed_at_;
     FillId next_fill_ = 1;
     std::size_t bytes_ = 0;
     ResultCacheStats counters_;

@@ -11,14 +11,24 @@ using namespace std::chrono_literals;
 namespace {
 
 const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+/// A snapshot floor past every commit these tests make: the LSN rule does not apply.
+constexpr std::uint64_t no_commit_missed = ~std::uint64_t{0};
 
 // Fills `key` with `reply` (reading `tables`) as one miss would; true when stored.
 bool fill(ResultCache& cache, const std::string& key, const std::string& reply, std::vector<RelationOid> tables,
           std::chrono::steady_clock::time_point now = t0)
 {
-    const auto id = cache.begin_fill(key, std::move(tables));
+    const auto id = cache.begin_fill(key, std::move(tables), no_commit_missed);
     REQUIRE(id.has_value());
     return cache.finish_fill(*id, reply, now);
+}
+
+// A fill of `key` served from a server whose snapshot includes `floor`; true when stored.
+bool fill_from(ResultCache& cache, const std::string& key, std::vector<RelationOid> tables, std::uint64_t floor)
+{
+    const auto id = cache.begin_fill(key, std::move(tables), floor);
+    REQUIRE(id.has_value());
+    return cache.finish_fill(*id, "rows", t0);
 }
 
 std::string reply_of(ResultCache& cache, const std::string& key, std::chrono::steady_clock::time_point now = t0)
@@ -51,7 +61,7 @@ TEST_CASE("result cache: a stored reply is found by its key until its TTL passes
 TEST_CASE("result cache: a hint's TTL overrides the configured one")
 {
     ResultCache cache({.ttl = 60'000ms});
-    const auto id = cache.begin_fill("k", {1}, 5000ms);
+    const auto id = cache.begin_fill("k", {1}, no_commit_missed, 5000ms);
     REQUIRE(id);
     REQUIRE(cache.finish_fill(*id, "r", t0));
     CHECK(reply_of(cache, "k", t0 + 4999ms) == "r");
@@ -95,7 +105,7 @@ TEST_CASE("result cache: a change to a table drops exactly the entries that read
     REQUIRE(fill(cache, "c", "rc", {300}));
 
     const RelationOid changed[] = {200};
-    cache.invalidate(changed, CacheDrop::write);
+    cache.invalidate(changed, CacheDrop::write, 0x100);
     CHECK(reply_of(cache, "a") == "ra");
     CHECK(reply_of(cache, "b") == "<miss>");
     CHECK(reply_of(cache, "ab") == "<miss>");
@@ -103,7 +113,7 @@ TEST_CASE("result cache: a change to a table drops exactly the entries that read
     CHECK(cache.stats().drops[static_cast<int>(CacheDrop::write)] == 2);
 
     const RelationOid truncated[] = {100, 300, 999};
-    cache.invalidate(truncated, CacheDrop::truncate);
+    cache.invalidate(truncated, CacheDrop::truncate, 0x100);
     CHECK(cache.stats().entries == 0);
     CHECK(cache.stats().bytes == 0);
     CHECK(cache.stats().drops[static_cast<int>(CacheDrop::truncate)] == 2);
@@ -112,12 +122,12 @@ TEST_CASE("result cache: a change to a table drops exactly the entries that read
 TEST_CASE("result cache: a reply collected while its table changed is not kept")
 {
     ResultCache cache;
-    const auto id = cache.begin_fill("k", {100, 200});
+    const auto id = cache.begin_fill("k", {100, 200}, no_commit_missed);
     REQUIRE(id);
     const RelationOid other[] = {300};
-    cache.invalidate(other, CacheDrop::write);  // unrelated: the fill survives
+    cache.invalidate(other, CacheDrop::write, 0x100);  // unrelated: the fill survives
     const RelationOid mine[] = {200};
-    cache.invalidate(mine, CacheDrop::write);  // the reply may predate this commit
+    cache.invalidate(mine, CacheDrop::write, 0x100);  // the reply may predate this commit
     CHECK_FALSE(cache.finish_fill(*id, "old rows", t0));
     CHECK(reply_of(cache, "k") == "<miss>");
     CHECK(cache.stats().fills_discarded == 1);
@@ -127,7 +137,7 @@ TEST_CASE("result cache: a reply collected while its table changed is not kept")
     CHECK(reply_of(cache, "k") == "new rows");
 
     // A flush spoils fills under way too.
-    const auto during = cache.begin_fill("j", {400});
+    const auto during = cache.begin_fill("j", {400}, no_commit_missed);
     REQUIRE(during);
     cache.flush();
     CHECK_FALSE(cache.finish_fill(*during, "rows", t0));
@@ -135,14 +145,40 @@ TEST_CASE("result cache: a reply collected while its table changed is not kept")
     CHECK(cache.stats().drops[static_cast<int>(CacheDrop::flush)] == 1);
 }
 
+TEST_CASE("result cache: a reply from a server that had not yet shown an applied commit is not kept")
+{
+    ResultCache cache;
+    const RelationOid accounts[] = {100};
+    cache.invalidate(accounts, CacheDrop::write, 0x500);  // decoded: a commit ending at 0/500
+
+    // A replica last seen at 0/400 may serve the old rows; nothing would drop them later.
+    auto lagging = cache.begin_fill("k", {100, 200}, 0x400);
+    REQUIRE(lagging);
+    CHECK_FALSE(cache.finish_fill(*lagging, "old rows", t0));
+    CHECK(reply_of(cache, "k") == "<miss>");
+    CHECK(cache.stats().fills_discarded == 1);
+
+    // Other tables are not held back by that commit.
+    CHECK(fill_from(cache, "j", {200}, 0x400));
+    // A server known to have replayed 0/500 shows the commit: its reply is kept.
+    CHECK(fill_from(cache, "k", {100, 200}, 0x500));
+    CHECK(reply_of(cache, "k") == "rows");
+
+    // The newest commit per table counts, an older one does not lower it.
+    cache.invalidate(accounts, CacheDrop::write, 0x900);
+    cache.invalidate(accounts, CacheDrop::write, 0x700);
+    CHECK_FALSE(fill_from(cache, "k", {100}, 0x800));
+    CHECK(fill_from(cache, "k", {100}, 0x900));
+}
+
 TEST_CASE("result cache: concurrent misses of one key fill it once")
 {
     ResultCache cache;
-    const auto first = cache.begin_fill("k", {1});
+    const auto first = cache.begin_fill("k", {1}, no_commit_missed);
     REQUIRE(first);
     CHECK(cache.filling("k"));
-    CHECK_FALSE(cache.begin_fill("k", {1}).has_value());  // the second miss waits or bypasses
-    CHECK(cache.begin_fill("other", {1}).has_value());
+    CHECK_FALSE(cache.begin_fill("k", {1}, no_commit_missed).has_value());  // the second miss waits or bypasses
+    CHECK(cache.begin_fill("other", {1}, no_commit_missed).has_value());
     CHECK(cache.stats().filling == 2);
 
     // An abandoned fill (the statement failed) lets the next miss fill.
@@ -165,7 +201,7 @@ TEST_CASE("result cache: a newer fill of a key replaces the older entry without 
     CHECK(cache.stats().entries == 1);
     CHECK(cache.stats().bytes == bytes);
     const RelationOid t[] = {1};
-    cache.invalidate(t, CacheDrop::write);
+    cache.invalidate(t, CacheDrop::write, 0x100);
     CHECK(cache.stats().entries == 0);
     CHECK(cache.stats().bytes == 0);
 }
