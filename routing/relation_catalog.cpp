@@ -88,8 +88,7 @@ std::optional<RelationRefusal> refusal_of(const RelationRow& row) noexcept
     return std::nullopt;
 }
 
-const RelationRow* resolve(const RelationName& named, std::span<const std::string> path,
-                           const RelationCatalog& catalog)
+const RelationRow* resolve(const RelationName& named, std::span<const std::string> path, const RelationCatalog& catalog)
 {
     if (!named.schema.empty())
         return catalog.find(named.schema, named.name);
@@ -199,9 +198,9 @@ std::string_view to_string(RelationRefusal r) noexcept
 }
 
 std::variant<std::vector<RelationId>, RelationRefused> resolve_cached_tables(std::span<const RelationName> named,
-                                                                            std::span<const std::string> path,
-                                                                            const RelationCatalog& catalog,
-                                                                            RelationInterner& ids)
+                                                                             std::span<const std::string> path,
+                                                                             const RelationCatalog& catalog,
+                                                                             RelationInterner& ids)
 {
     std::vector<RelationId> tables;
     tables.reserve(named.size());

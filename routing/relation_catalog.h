@@ -91,8 +91,8 @@ struct RelationRefused {
 
 /// The tables a reply of a statement naming `named` depends on, sorted and unique, or the
 /// first relation that keeps it out of the cache.
-[[nodiscard]] std::variant<std::vector<RelationId>, RelationRefused> resolve_cached_tables(
-    std::span<const RelationName> named, std::span<const std::string> path, const RelationCatalog& catalog,
-    RelationInterner& ids);
+[[nodiscard]] std::variant<std::vector<RelationId>, RelationRefused>
+resolve_cached_tables(std::span<const RelationName> named, std::span<const std::string> path,
+                      const RelationCatalog& catalog, RelationInterner& ids);
 
 }  // namespace pgswitch::routing

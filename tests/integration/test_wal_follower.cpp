@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "proxy/wal_follower.h"
+#include "routing/relation_catalog.h"
 #include "routing/cluster_view.h"
 
 using namespace e2e;
@@ -57,8 +58,13 @@ public:
     /// The first reported commit that changed public.`table`, if any.
     std::optional<wire::test_decoding::CommittedTables> commit_of(const std::string& table) const
     {
+        return commit_of_in("public", table);
+    }
+    std::optional<wire::test_decoding::CommittedTables> commit_of_in(const std::string& schema,
+                                                                     const std::string& table) const
+    {
         std::lock_guard lock(mutex_);
-        const wire::test_decoding::TableName name{"public", table};
+        const wire::test_decoding::TableName name{schema, table};
         for (const auto& c : commits_)
             if (std::find(c.tables.begin(), c.tables.end(), name) != c.tables.end())
                 return c;
@@ -247,4 +253,98 @@ TEST_CASE("wal follower: a user who may not replicate gets a permanent stop that
     const auto stop = f.wait_done(15s);
     CHECK(stop.permanent);
     CHECK_MESSAGE(stop.reason.find("42501") != std::string::npos, stop.reason);
+}
+
+namespace {
+
+pgswitch::routing::RelationCatalog load_relation_catalog(PGconn* c)
+{
+    auto r = exec_ok(c, std::string(pgswitch::routing::relation_catalog_query()), PGRES_TUPLES_OK);
+    pgswitch::routing::RelationCatalog catalog;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+        std::vector<std::optional<std::string>> cols;
+        for (int j = 0; j < PQnfields(r.get()); ++j)
+            cols.push_back(PQgetisnull(r.get(), i, j) ? std::nullopt
+                                                      : std::optional<std::string>(PQgetvalue(r.get(), i, j)));
+        auto row = pgswitch::routing::relation_row_from(cols);
+        REQUIRE_MESSAGE(row.has_value(), "row " << i << " of the relation catalog query is not one");
+        catalog.add(std::move(*row));
+    }
+    return catalog;
+}
+
+}  // namespace
+
+TEST_CASE("wal follower: the primary's catalog and its decoded commits name the same tables")
+{
+    namespace rt = pgswitch::routing;
+    auto db = primary_superuser();
+    if (query_value(db.get(), "SHOW wal_level") != "logical") {
+        MESSAGE("skipped: the cluster's wal_level is not logical");
+        return;
+    }
+    exec_ok(db.get(), "DROP SCHEMA IF EXISTS wf_cat CASCADE");
+    exec_ok(db.get(), "CREATE SCHEMA wf_cat");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.plain (id int PRIMARY KEY, v int)");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.\"Quoted\" (id int)");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.events (at int) PARTITION BY RANGE (at)");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.events_1 PARTITION OF wf_cat.events FOR VALUES FROM (0) TO (100)");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.parent (id int)");
+    exec_ok(db.get(), "CREATE TABLE wf_cat.child () INHERITS (wf_cat.parent)");
+    exec_ok(db.get(), "CREATE VIEW wf_cat.v AS SELECT * FROM wf_cat.plain");
+    exec_ok(db.get(), "CREATE MATERIALIZED VIEW wf_cat.mv AS SELECT count(*) FROM wf_cat.plain");
+    exec_ok(db.get(), "CREATE UNLOGGED TABLE wf_cat.scratch (id int)");
+    exec_ok(db.get(), "CREATE TEMP TABLE wf_tmp (id int)");  // this session's: listed, refused
+
+    const auto catalog = load_relation_catalog(db.get());
+    rt::RelationInterner ids;
+    const auto path = rt::effective_search_path("wf_cat, public", "postgres");
+    const auto resolve = [&](const char* sql) {
+        auto c = rt::classify(sql, nullptr);
+        REQUIRE(c.statements.size() == 1);
+        return rt::resolve_cached_tables(c.statements[0].relations, path, catalog, ids);
+    };
+    const auto refusal = [&](const char* sql) {
+        const auto r = resolve(sql);
+        REQUIRE_MESSAGE(std::holds_alternative<rt::RelationRefused>(r), sql);
+        return std::get<rt::RelationRefused>(r).why;
+    };
+    CHECK(refusal("SELECT * FROM events") == rt::RelationRefusal::inheritance);
+    CHECK(refusal("SELECT * FROM parent") == rt::RelationRefusal::inheritance);
+    CHECK(refusal("SELECT * FROM v") == rt::RelationRefusal::view);
+    CHECK(refusal("SELECT * FROM mv") == rt::RelationRefusal::view);
+    CHECK(refusal("SELECT * FROM scratch") == rt::RelationRefusal::not_permanent);
+    CHECK(refusal("SELECT * FROM pg_temp.wf_tmp") == rt::RelationRefusal::unknown);  // pg_temp is not a schema name
+    CHECK(refusal("SELECT * FROM pg_class") == rt::RelationRefusal::system);
+
+    const auto plain = resolve("SELECT v FROM plain WHERE id = 1");
+    const auto leaf = resolve("SELECT * FROM events_1");
+    const auto child = resolve("SELECT * FROM child");
+    const auto quoted = resolve("SELECT * FROM \"Quoted\"");
+    for (const auto* r : {&plain, &leaf, &child, &quoted})
+        REQUIRE(std::holds_alternative<std::vector<rt::RelationId>>(*r));
+
+    const std::string slot = "pgswitch_test_wfcat_" + std::to_string(::getpid());
+    RunningFollower f(cluster().get("SUPERUSER"), cluster().get("SUPERPASS"), slot);
+    REQUIRE_MESSAGE(poll_until([&] { return f.recorder().streaming() || f.done(); }, 15s), "not streaming after 15 s");
+    exec_ok(db.get(), "INSERT INTO wf_cat.plain VALUES (1, 1)");
+    exec_ok(db.get(), "INSERT INTO wf_cat.events VALUES (5)");  // through the parent: lands in events_1
+    exec_ok(db.get(), "INSERT INTO wf_cat.child VALUES (1)");
+    exec_ok(db.get(), "INSERT INTO wf_cat.\"Quoted\" VALUES (1)");
+    const auto target = current_lsn(db.get());
+    REQUIRE(poll_until([&] { return f.recorder().decoded() >= target; }, 10s));
+
+    // Every decoded commit's tables, as the cache would look them up.
+    std::vector<rt::RelationId> changed;
+    for (const auto* name : {"plain", "events_1", "child", "Quoted"}) {
+        const auto c = f.recorder().commit_of_in("wf_cat", name);
+        REQUIRE_MESSAGE(c.has_value(), "no commit reported for wf_cat." << name);
+        for (const auto& t : c->tables)
+            changed.push_back(ids.id_of(t.schema, t.name));
+    }
+    const auto reads = [](const auto& r) { return std::get<std::vector<rt::RelationId>>(r).front(); };
+    for (const auto* r : {&plain, &leaf, &child, &quoted})
+        CHECK(std::find(changed.begin(), changed.end(), reads(*r)) != changed.end());
+    f.stop_and_wait();
+    exec_ok(db.get(), "DROP SCHEMA wf_cat CASCADE");
 }

@@ -24,7 +24,7 @@ RelationCatalog sample_catalog()
     c.add({"public", "v_orders", RelationKind::view});
     c.add({"public", "mv_totals", RelationKind::materialized_view});
     c.add({"public", "events", RelationKind::partitioned_table, 'p', true});
-    c.add({"public", "events_2026", RelationKind::table});  // a leaf partition
+    c.add({"public", "events_2026", RelationKind::table});      // a leaf partition
     c.add({"public", "base", RelationKind::table, 'p', true});  // has inheritance children
     c.add({"public", "scratch", RelationKind::table, 'u'});
     c.add({"public", "remote", RelationKind::foreign_table});
@@ -61,8 +61,8 @@ TEST_CASE("resolve_cached_tables: names resolve through the path, the first sche
     RelationInterner ids;
     const auto path = effective_search_path("\"$user\", public", "alice");
 
-    const auto r = resolve_cached_tables(names_in("SELECT * FROM orders o JOIN accounts a USING (id)"), path,
-                                         catalog, ids);
+    const auto r = resolve_cached_tables(names_in("SELECT * FROM orders o JOIN accounts a USING (id)"), path, catalog,
+                                         ids);
     REQUIRE(std::holds_alternative<std::vector<RelationId>>(r));
     const auto public_orders = ids.id_of("public", "orders");
     const auto public_accounts = ids.id_of("public", "accounts");
