@@ -154,19 +154,6 @@ std::string create_temporary_slot_command(std::string_view slot, std::string_vie
            " NOEXPORT_SNAPSHOT";
 }
 
-std::string start_pgoutput_command(std::string_view slot, Lsn start, std::string_view publication)
-{
-    // publication_names is a string literal holding a list of identifiers.
-    std::string names;
-    for (const char c : quote_identifier(publication)) {
-        if (c == '\'')
-            names += '\'';
-        names += c;
-    }
-    return "START_REPLICATION SLOT " + quote_identifier(slot) + " LOGICAL " + format_lsn(start) +
-           " (proto_version '1', publication_names '" + names + "')";
-}
-
 std::string start_test_decoding_command(std::string_view slot, Lsn start)
 {
     return "START_REPLICATION SLOT " + quote_identifier(slot) + " LOGICAL " + format_lsn(start) +

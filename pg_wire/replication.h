@@ -80,9 +80,6 @@ void build_standby_status_update(std::string& out, const StandbyStatusUpdate& s)
 /// no snapshot (the slot is dropped when the connection ends). Its result row:
 /// slot_name, consistent_point, snapshot_name, output_plugin.
 [[nodiscard]] std::string create_temporary_slot_command(std::string_view slot, std::string_view plugin);
-/// START_REPLICATION of a pgoutput slot, protocol version 1, from `start`
-/// (0 = the slot's confirmed position) for the publication named.
-[[nodiscard]] std::string start_pgoutput_command(std::string_view slot, Lsn start, std::string_view publication);
 /// START_REPLICATION for a test_decoding slot: transaction ids on (COMMIT
 /// lines must match their BEGIN), transactions without decoded changes skipped.
 [[nodiscard]] std::string start_test_decoding_command(std::string_view slot, Lsn start);

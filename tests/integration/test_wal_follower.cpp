@@ -155,6 +155,15 @@ Conn primary_superuser()
                       " password=" + cq(cluster().get("SUPERPASS")) + " connect_timeout=5 sslmode=disable");
 }
 
+/// Whether the cluster decodes logically; says the test is skipped when not.
+bool logical_wal(PGconn* c)
+{
+    if (query_value(c, "SHOW wal_level") == "logical")
+        return true;
+    MESSAGE("skipped: the cluster's wal_level is not logical");
+    return false;
+}
+
 wire::Lsn current_lsn(PGconn* c)
 {
     const auto lsn = pgswitch::routing::parse_lsn(query_value(c, "SELECT pg_current_wal_lsn()"));
@@ -167,10 +176,8 @@ wire::Lsn current_lsn(PGconn* c)
 TEST_CASE("wal follower: commits straight to the primary arrive with their tables")
 {
     auto db = primary_superuser();
-    if (query_value(db.get(), "SHOW wal_level") != "logical") {
-        MESSAGE("skipped: the cluster's wal_level is not logical");
+    if (!logical_wal(db.get()))
         return;
-    }
     exec_ok(db.get(), "DROP TABLE IF EXISTS wf_a, wf_b, wf_nopk");
     exec_ok(db.get(), "CREATE TABLE wf_a (id int PRIMARY KEY, v text)");
     exec_ok(db.get(), "CREATE TABLE wf_b (id int PRIMARY KEY)");
@@ -239,10 +246,8 @@ TEST_CASE("wal follower: commits straight to the primary arrive with their table
 TEST_CASE("wal follower: a user who may not replicate gets a permanent stop that says why")
 {
     auto db = primary_superuser();
-    if (query_value(db.get(), "SHOW wal_level") != "logical") {
-        MESSAGE("skipped: the cluster's wal_level is not logical");
+    if (!logical_wal(db.get()))
         return;
-    }
     // app is neither superuser nor REPLICATION (unless a peer suite made it one).
     if (query_value(db.get(), "SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = '" +
                                   cluster().get("APP_USER") + "'") == "t") {
@@ -273,28 +278,32 @@ pgswitch::routing::RelationCatalog load_relation_catalog(PGconn* c)
     return catalog;
 }
 
+/// wf_cat: one relation of every kind the cache must tell apart, and this session's temp table.
+void create_catalog_schema(PGconn* c)
+{
+    exec_ok(c, "DROP SCHEMA IF EXISTS wf_cat CASCADE");
+    exec_ok(c, "CREATE SCHEMA wf_cat");
+    exec_ok(c, "CREATE TABLE wf_cat.plain (id int PRIMARY KEY, v int)");
+    exec_ok(c, "CREATE TABLE wf_cat.\"Quoted\" (id int)");
+    exec_ok(c, "CREATE TABLE wf_cat.events (at int) PARTITION BY RANGE (at)");
+    exec_ok(c, "CREATE TABLE wf_cat.events_1 PARTITION OF wf_cat.events FOR VALUES FROM (0) TO (100)");
+    exec_ok(c, "CREATE TABLE wf_cat.parent (id int)");
+    exec_ok(c, "CREATE TABLE wf_cat.child () INHERITS (wf_cat.parent)");
+    exec_ok(c, "CREATE VIEW wf_cat.v AS SELECT * FROM wf_cat.plain");
+    exec_ok(c, "CREATE MATERIALIZED VIEW wf_cat.mv AS SELECT count(*) FROM wf_cat.plain");
+    exec_ok(c, "CREATE UNLOGGED TABLE wf_cat.scratch (id int)");
+    exec_ok(c, "CREATE TEMP TABLE wf_tmp (id int)");  // this session's: listed, refused
+}
+
 }  // namespace
 
 TEST_CASE("wal follower: the primary's catalog and its decoded commits name the same tables")
 {
     namespace rt = pgswitch::routing;
     auto db = primary_superuser();
-    if (query_value(db.get(), "SHOW wal_level") != "logical") {
-        MESSAGE("skipped: the cluster's wal_level is not logical");
+    if (!logical_wal(db.get()))
         return;
-    }
-    exec_ok(db.get(), "DROP SCHEMA IF EXISTS wf_cat CASCADE");
-    exec_ok(db.get(), "CREATE SCHEMA wf_cat");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.plain (id int PRIMARY KEY, v int)");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.\"Quoted\" (id int)");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.events (at int) PARTITION BY RANGE (at)");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.events_1 PARTITION OF wf_cat.events FOR VALUES FROM (0) TO (100)");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.parent (id int)");
-    exec_ok(db.get(), "CREATE TABLE wf_cat.child () INHERITS (wf_cat.parent)");
-    exec_ok(db.get(), "CREATE VIEW wf_cat.v AS SELECT * FROM wf_cat.plain");
-    exec_ok(db.get(), "CREATE MATERIALIZED VIEW wf_cat.mv AS SELECT count(*) FROM wf_cat.plain");
-    exec_ok(db.get(), "CREATE UNLOGGED TABLE wf_cat.scratch (id int)");
-    exec_ok(db.get(), "CREATE TEMP TABLE wf_tmp (id int)");  // this session's: listed, refused
+    create_catalog_schema(db.get());
 
     const auto catalog = load_relation_catalog(db.get());
     rt::RelationInterner ids;
